@@ -1,8 +1,19 @@
 //! Blink: a Hindsight-style sandboxed stream processor whose stream is a Kafka-compatible log.
 //!
 //! # Layout
-//! - [`varint`]: base-128 varints shared by protobuf and Kafka records.
+//! - [`config`]: the global TOML configuration.
 //! - [`message`]: Heka messages, their protobuf codec and Hindsight's stream framing.
+//! - [`log`]: topics, partitions and segments in Kafka's RecordBatch format; appends, reads,
+//!   recovery and retention.
+//! - [`checkpoint`]: reader positions and input checkpoints, persisted atomically.
+//! - [`durability`]: the periodic tick that syncs the log, writes checkpoints and applies retention.
+//! - [`time`]: RFC 3339 formatting of nanosecond timestamps.
+//! - [`varint`]: base-128 varints shared by protobuf and Kafka records.
 
+pub mod checkpoint;
+pub mod config;
+pub mod durability;
+pub mod log;
 pub mod message;
+pub mod time;
 pub mod varint;

@@ -17,7 +17,12 @@ pub enum DecodeError {
     #[error("Heka message has unknown tag {tag} (wire type {wire_type}) at byte {at}")]
     UnknownTag { tag: u64, wire_type: u8, at: usize },
     #[error("Heka message: {what} has wire type {wire_type}, expected {expected}, at byte {at}")]
-    WireType { what: &'static str, wire_type: u8, expected: &'static str, at: usize },
+    WireType {
+        what: &'static str,
+        wire_type: u8,
+        expected: &'static str,
+        at: usize,
+    },
     #[error("Heka message is missing required {0}")]
     Missing(&'static str),
     #[error("Heka message Uuid is {len} bytes, expected 16")]
@@ -25,7 +30,11 @@ pub enum DecodeError {
     #[error("Heka message field at byte {at} has value_type {value_type}, which is not 0-4")]
     ValueType { value_type: u64, at: usize },
     #[error("Heka message field '{name}' is {declared} but holds {found} values")]
-    ValueMismatch { name: String, declared: &'static str, found: &'static str },
+    ValueMismatch {
+        name: String,
+        declared: &'static str,
+        found: &'static str,
+    },
     #[error("Heka message field at byte {at}: packed doubles are {len} bytes, not a multiple of 8")]
     PackedDoubles { len: usize, at: usize },
 }
@@ -66,30 +75,47 @@ struct Entry<'a> {
 #[inline]
 fn next_entry<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Entry<'a>, DecodeError> {
     let at = *pos;
-    let (key, n) = varint::decode_u64(&buf[at..]).ok_or(DecodeError::Truncated { what: "tag", at })?;
+    let (key, n) =
+        varint::decode_u64(&buf[at..]).ok_or(DecodeError::Truncated { what: "tag", at })?;
     let mut p = at + n;
     let wire_type = (key & 7) as u8;
     let tag = key >> 3;
-    let mut entry = Entry { tag, wire_type, at, varint: 0, bytes: &[] };
+    let mut entry = Entry {
+        tag,
+        wire_type,
+        at,
+        varint: 0,
+        bytes: &[],
+    };
     match wire_type {
         VARINT => {
-            let (value, n) =
-                varint::decode_u64(&buf[p..]).ok_or(DecodeError::Truncated { what: "varint", at: p })?;
+            let (value, n) = varint::decode_u64(&buf[p..]).ok_or(DecodeError::Truncated {
+                what: "varint",
+                at: p,
+            })?;
             entry.varint = value;
             p += n;
         }
         FIXED64 => {
-            entry.bytes = buf.get(p..p + 8).ok_or(DecodeError::Truncated { what: "fixed64", at: p })?;
+            entry.bytes = buf.get(p..p + 8).ok_or(DecodeError::Truncated {
+                what: "fixed64",
+                at: p,
+            })?;
             p += 8;
         }
         LEN => {
-            let (len, n) =
-                varint::decode_u64(&buf[p..]).ok_or(DecodeError::Truncated { what: "length", at: p })?;
+            let (len, n) = varint::decode_u64(&buf[p..]).ok_or(DecodeError::Truncated {
+                what: "length",
+                at: p,
+            })?;
             p += n;
             let end = p
                 .checked_add(usize::try_from(len).unwrap_or(usize::MAX))
                 .filter(|&end| end <= buf.len())
-                .ok_or(DecodeError::Truncated { what: "length-delimited value", at })?;
+                .ok_or(DecodeError::Truncated {
+                    what: "length-delimited value",
+                    at,
+                })?;
             entry.bytes = &buf[p..end];
             p = end;
         }
@@ -108,7 +134,12 @@ fn expect(entry: &Entry, what: &'static str, wire_type: u8) -> Result<(), Decode
         FIXED64 => "1 (fixed64)",
         _ => "2 (length-delimited)",
     };
-    Err(DecodeError::WireType { what, wire_type: entry.wire_type, expected, at: entry.at })
+    Err(DecodeError::WireType {
+        what,
+        wire_type: entry.wire_type,
+        expected,
+        at: entry.at,
+    })
 }
 
 impl<'a> MessageView<'a> {
@@ -136,10 +167,13 @@ impl<'a> MessageView<'a> {
             match entry.tag {
                 1 => {
                     expect(&entry, "Uuid", LEN)?;
-                    let bytes: &[u8; 16] = entry
-                        .bytes
-                        .try_into()
-                        .map_err(|_| DecodeError::UuidLength { len: entry.bytes.len() })?;
+                    let bytes: &[u8; 16] =
+                        entry
+                            .bytes
+                            .try_into()
+                            .map_err(|_| DecodeError::UuidLength {
+                                len: entry.bytes.len(),
+                            })?;
                     uuid = Some(bytes);
                 }
                 2 => {
@@ -184,7 +218,11 @@ impl<'a> MessageView<'a> {
                     view.field_count += 1;
                 }
                 tag => {
-                    return Err(DecodeError::UnknownTag { tag, wire_type: entry.wire_type, at: entry.at });
+                    return Err(DecodeError::UnknownTag {
+                        tag,
+                        wire_type: entry.wire_type,
+                        at: entry.at,
+                    });
                 }
             }
         }
@@ -236,7 +274,11 @@ impl<'a> MessageView<'a> {
 
     /// The message's fields in the order they were written.
     pub fn fields(&self) -> FieldIter<'a> {
-        FieldIter { raw: self.raw, pos: self.first_field, left: self.field_count }
+        FieldIter {
+            raw: self.raw,
+            pos: self.first_field,
+            left: self.field_count,
+        }
     }
 
     /// The `index`-th field called `name` (Hindsight's `Fields[name][index]`).
@@ -293,12 +335,26 @@ impl<'a> FieldView<'a> {
     fn parse(body: &'a [u8], at: usize) -> Result<Self, DecodeError> {
         let shift = |e: DecodeError| match e {
             DecodeError::Truncated { what, at: a } => DecodeError::Truncated { what, at: at + a },
-            DecodeError::UnknownTag { tag, wire_type, at: a } => {
-                DecodeError::UnknownTag { tag, wire_type, at: at + a }
-            }
-            DecodeError::WireType { what, wire_type, expected, at: a } => {
-                DecodeError::WireType { what, wire_type, expected, at: at + a }
-            }
+            DecodeError::UnknownTag {
+                tag,
+                wire_type,
+                at: a,
+            } => DecodeError::UnknownTag {
+                tag,
+                wire_type,
+                at: at + a,
+            },
+            DecodeError::WireType {
+                what,
+                wire_type,
+                expected,
+                at: a,
+            } => DecodeError::WireType {
+                what,
+                wire_type,
+                expected,
+                at: at + a,
+            },
             other => other,
         };
         let mut name = None;
@@ -312,19 +368,22 @@ impl<'a> FieldView<'a> {
             match (entry.tag, entry.wire_type) {
                 (1, LEN) => name = Some(entry.bytes),
                 (2, VARINT) => {
-                    value_type = ValueType::from_wire(entry.varint).ok_or(DecodeError::ValueType {
-                        value_type: entry.varint,
-                        at: at + entry.at,
-                    })?;
+                    value_type =
+                        ValueType::from_wire(entry.varint).ok_or(DecodeError::ValueType {
+                            value_type: entry.varint,
+                            at: at + entry.at,
+                        })?;
                 }
                 (3, LEN) => representation = Some(entry.bytes),
                 (4, LEN) => counts[0] += 1,
                 (5, LEN) => counts[1] += 1,
                 (6, VARINT) | (8, VARINT) | (7, FIXED64) => counts[(entry.tag - 4) as usize] += 1,
                 (6, LEN) | (8, LEN) => {
-                    counts[(entry.tag - 4) as usize] += count_varints(entry.bytes).ok_or(
-                        DecodeError::Truncated { what: "packed varint", at: at + entry.at },
-                    )?;
+                    counts[(entry.tag - 4) as usize] +=
+                        count_varints(entry.bytes).ok_or(DecodeError::Truncated {
+                            what: "packed varint",
+                            at: at + entry.at,
+                        })?;
                 }
                 (7, LEN) => {
                     if entry.bytes.len() % 8 != 0 {
@@ -352,10 +411,19 @@ impl<'a> FieldView<'a> {
                         7 => "1 (fixed64) or 2 (packed)",
                         _ => "0 (varint) or 2 (packed)",
                     };
-                    return Err(DecodeError::WireType { what, wire_type, expected, at: at + entry.at });
+                    return Err(DecodeError::WireType {
+                        what,
+                        wire_type,
+                        expected,
+                        at: at + entry.at,
+                    });
                 }
                 (tag, wire_type) => {
-                    return Err(DecodeError::UnknownTag { tag, wire_type, at: at + entry.at });
+                    return Err(DecodeError::UnknownTag {
+                        tag,
+                        wire_type,
+                        at: at + entry.at,
+                    });
                 }
             }
         }
@@ -368,7 +436,13 @@ impl<'a> FieldView<'a> {
                 found: ValueType::from_wire(other as u64).map_or("unknown", ValueType::name),
             });
         }
-        Ok(FieldView { body, name, value_type, representation, value_count })
+        Ok(FieldView {
+            body,
+            name,
+            value_type,
+            representation,
+            value_count,
+        })
     }
 
     pub fn name(&self) -> &'a [u8] {

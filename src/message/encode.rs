@@ -33,7 +33,9 @@ impl Field {
             FieldValues::String(v) | FieldValues::Bytes(v) => {
                 v.iter().map(|b| len_bytes_entry(b.len())).sum()
             }
-            FieldValues::Integer(v) => packed_or_single(v.iter().map(|&i| len_u64(i as u64)).sum(), v.len()),
+            FieldValues::Integer(v) => {
+                packed_or_single(v.iter().map(|&i| len_u64(i as u64)).sum(), v.len())
+            }
             FieldValues::Double(v) => packed_or_single(8 * v.len(), v.len()),
             FieldValues::Bool(v) => packed_or_single(v.len(), v.len()),
         }
@@ -64,9 +66,13 @@ impl Field {
             FieldValues::String(v) | FieldValues::Bytes(v) => {
                 v.iter().for_each(|b| put_bytes(out, tag, b));
             }
-            FieldValues::Integer(v) => put_numbers(out, tag, v, |out, &i| put_u64(out, i as u64), |&i| {
-                len_u64(i as u64)
-            }),
+            FieldValues::Integer(v) => put_numbers(
+                out,
+                tag,
+                v,
+                |out, &i| put_u64(out, i as u64),
+                |&i| len_u64(i as u64),
+            ),
             FieldValues::Double(v) => {
                 if let [single] = v.as_slice() {
                     put_u64(out, key(tag, 1));
@@ -74,7 +80,8 @@ impl Field {
                 } else if !v.is_empty() {
                     put_u64(out, key(tag, 2));
                     put_u64(out, 8 * v.len() as u64);
-                    v.iter().for_each(|d| out.extend_from_slice(&d.to_le_bytes()));
+                    v.iter()
+                        .for_each(|d| out.extend_from_slice(&d.to_le_bytes()));
                 }
             }
             FieldValues::Bool(v) => put_numbers(out, tag, v, |out, &b| out.push(b as u8), |_| 1),
@@ -127,7 +134,11 @@ impl Message {
             + opt(&self.env_version)
             + int(self.pid)
             + opt(&self.hostname)
-            + self.fields.iter().map(|f| len_bytes_entry(f.encoded_len())).sum::<usize>()
+            + self
+                .fields
+                .iter()
+                .map(|f| len_bytes_entry(f.encoded_len()))
+                .sum::<usize>()
     }
 
     /// Appends the protobuf encoding to `out`.

@@ -116,7 +116,11 @@ impl FieldValues {
 impl Field {
     /// A single-valued field with no representation.
     pub fn new(name: &str, values: FieldValues) -> Self {
-        Field { name: name.as_bytes().to_vec(), representation: None, values }
+        Field {
+            name: name.as_bytes().to_vec(),
+            representation: None,
+            values,
+        }
     }
 }
 
@@ -160,7 +164,9 @@ impl<'a> From<&FieldView<'a>> for Field {
     fn from(view: &FieldView<'a>) -> Self {
         let values = view.values();
         let values = match view.value_type() {
-            ValueType::String => FieldValues::String(values.map(|v| v.as_bytes().to_vec()).collect()),
+            ValueType::String => {
+                FieldValues::String(values.map(|v| v.as_bytes().to_vec()).collect())
+            }
             ValueType::Bytes => FieldValues::Bytes(values.map(|v| v.as_bytes().to_vec()).collect()),
             ValueType::Integer => FieldValues::Integer(values.map(|v| v.as_i64()).collect()),
             ValueType::Double => FieldValues::Double(values.map(|v| v.as_f64()).collect()),

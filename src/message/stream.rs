@@ -48,11 +48,16 @@ impl<'a> StreamReader<'a> {
     fn frame_at(&self, at: usize) -> Result<(&'a [u8], usize), String> {
         let buf = self.buf;
         if buf[at] != RECORD_SEPARATOR {
-            return Err(format!("expected record separator 0x1E, found {:#04x}", buf[at]));
+            return Err(format!(
+                "expected record separator 0x1E, found {:#04x}",
+                buf[at]
+            ));
         }
         let header_len = *buf.get(at + 1).ok_or("file ends inside the frame header")? as usize;
         let header_start = at + 2;
-        let header = buf.get(header_start..header_start + header_len).ok_or("file ends inside the frame header")?;
+        let header = buf
+            .get(header_start..header_start + header_len)
+            .ok_or("file ends inside the frame header")?;
         if buf.get(header_start + header_len) != Some(&UNIT_SEPARATOR) {
             return Err("header is not followed by unit separator 0x1F".into());
         }
@@ -106,7 +111,11 @@ impl<'a> Iterator for StreamReader<'a> {
                     .position(|&b| b == RECORD_SEPARATOR)
                     .map_or(self.buf.len(), |p| at + 1 + p);
                 self.pos = next;
-                Some(Err(FrameError { at, skipped: next - at, reason }))
+                Some(Err(FrameError {
+                    at,
+                    skipped: next - at,
+                    reason,
+                }))
             }
         }
     }

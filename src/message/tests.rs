@@ -78,7 +78,9 @@ fn string_field() {
 
 #[test]
 fn bytes_field_with_representation() {
-    let b = with_field(&[0x0a, 1, b'b', 0x10, 1, 0x1a, 2, b'm', b's', 0x2a, 2, 0x00, 0xff]);
+    let b = with_field(&[
+        0x0a, 1, b'b', 0x10, 1, 0x1a, 2, b'm', b's', 0x2a, 2, 0x00, 0xff,
+    ]);
     let m = MessageView::parse(&b).unwrap();
     let f = m.field(b"b", 0).unwrap();
     assert_eq!(f.value_type(), ValueType::Bytes);
@@ -97,7 +99,10 @@ fn integer_field_unpacked_and_packed() {
     let f = m.field(b"i", 0).unwrap();
     assert_eq!(f.value_count(), 3);
     let values: Vec<_> = f.values().collect();
-    assert_eq!(values, [Value::Integer(1), Value::Integer(2), Value::Integer(300)]);
+    assert_eq!(
+        values,
+        [Value::Integer(1), Value::Integer(2), Value::Integer(300)]
+    );
 }
 
 #[test]
@@ -106,7 +111,10 @@ fn double_field_unpacked_and_packed() {
     f.extend_from_slice(&0.25f64.to_le_bytes());
     let m_bytes = with_field(&f);
     let m = MessageView::parse(&m_bytes).unwrap();
-    assert_eq!(m.field(b"d", 0).unwrap().value(0), Some(Value::Double(0.25)));
+    assert_eq!(
+        m.field(b"d", 0).unwrap().value(0),
+        Some(Value::Double(0.25))
+    );
 
     let mut f = vec![0x0a, 1, b'd', 0x10, 3, 0x3a, 16];
     f.extend_from_slice(&1.5f64.to_le_bytes());
@@ -126,7 +134,10 @@ fn bool_field_unpacked_and_packed() {
     let b = with_field(&[0x0a, 1, b'f', 0x10, 4, 0x42, 3, 1, 0, 1]);
     let m = MessageView::parse(&b).unwrap();
     let values: Vec<_> = m.field(b"f", 0).unwrap().values().collect();
-    assert_eq!(values, [Value::Bool(true), Value::Bool(false), Value::Bool(true)]);
+    assert_eq!(
+        values,
+        [Value::Bool(true), Value::Bool(false), Value::Bool(true)]
+    );
 }
 
 #[test]
@@ -135,8 +146,14 @@ fn repeated_strings_and_repeated_names() {
     b.extend_from_slice(&[0x52, 6, 0x0a, 1, b'a', 0x22, 1, b'z']);
     let m = MessageView::parse(&b).unwrap();
     assert_eq!(m.field_count(), 2);
-    assert_eq!(m.field(b"a", 0).unwrap().value(1), Some(Value::String(b"y")));
-    assert_eq!(m.field(b"a", 1).unwrap().value(0), Some(Value::String(b"z")));
+    assert_eq!(
+        m.field(b"a", 0).unwrap().value(1),
+        Some(Value::String(b"y"))
+    );
+    assert_eq!(
+        m.field(b"a", 1).unwrap().value(0),
+        Some(Value::String(b"z"))
+    );
     assert!(m.field(b"a", 2).is_none());
     assert!(m.field(b"b", 0).is_none());
 }
@@ -145,21 +162,35 @@ fn repeated_strings_and_repeated_names() {
 fn strict_rejections_name_the_problem() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![0x10, 1], "missing required Uuid"),
-        (vec![0x0a, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], "missing required Timestamp"),
+        (
+            vec![
+                0x0a, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+            ],
+            "missing required Timestamp",
+        ),
         (vec![0x0a, 2, 1, 2, 0x10, 1], "Uuid is 2 bytes"),
         ([header(), vec![0x58, 1]].concat(), "unknown tag 11"),
         ([header(), vec![0x1a, 5, b'a']].concat(), "truncated"),
         ([header(), vec![0x18, 1]].concat(), "Type has wire type 0"),
         (with_field(&[0x22, 1, b'x']), "missing required Field.name"),
         (with_field(&[0x0a, 1, b'x', 0x10, 9]), "value_type 9"),
-        (with_field(&[0x0a, 1, b'x', 0x10, 2, 0x22, 1, b'y']), "'x' is INTEGER but holds STRING"),
+        (
+            with_field(&[0x0a, 1, b'x', 0x10, 2, 0x22, 1, b'y']),
+            "'x' is INTEGER but holds STRING",
+        ),
         (with_field(&[0x0a, 1, b'x', 0x48, 1]), "unknown tag 9"),
-        (with_field(&[0x0a, 1, b'x', 0x10, 3, 0x3a, 3, 0, 0, 0]), "not a multiple of 8"),
+        (
+            with_field(&[0x0a, 1, b'x', 0x10, 3, 0x3a, 3, 0, 0, 0]),
+            "not a multiple of 8",
+        ),
         ([header(), vec![0x0b]].concat(), "wire type 3"),
     ];
     for (bytes, expected) in cases {
         let err = MessageView::parse(&bytes).unwrap_err().to_string();
-        assert!(err.contains(expected), "{err:?} should mention {expected:?}");
+        assert!(
+            err.contains(expected),
+            "{err:?} should mention {expected:?}"
+        );
     }
 }
 
@@ -169,7 +200,11 @@ fn error_offsets_point_into_nested_fields() {
     let b = with_field(&[0x0a, 1, b'x', 0x48, 1]);
     assert_eq!(
         MessageView::parse(&b).unwrap_err(),
-        DecodeError::UnknownTag { tag: 9, wire_type: 0, at: 25 }
+        DecodeError::UnknownTag {
+            tag: 9,
+            wire_type: 0,
+            at: 25
+        }
     );
 }
 
@@ -182,12 +217,23 @@ fn field_strategy() -> impl Strategy<Value = Field> {
         proptest::collection::vec(bytes_strategy(), 0..4).prop_map(FieldValues::String),
         proptest::collection::vec(bytes_strategy(), 0..4).prop_map(FieldValues::Bytes),
         proptest::collection::vec(any::<i64>(), 0..5).prop_map(FieldValues::Integer),
-        proptest::collection::vec(any::<f64>().prop_filter("NaN never equals itself", |d| !d.is_nan()), 0..5)
-            .prop_map(FieldValues::Double),
+        proptest::collection::vec(
+            any::<f64>().prop_filter("NaN never equals itself", |d| !d.is_nan()),
+            0..5
+        )
+        .prop_map(FieldValues::Double),
         proptest::collection::vec(any::<bool>(), 0..5).prop_map(FieldValues::Bool),
     ];
-    (bytes_strategy(), proptest::option::of(bytes_strategy()), values)
-        .prop_map(|(name, representation, values)| Field { name, representation, values })
+    (
+        bytes_strategy(),
+        proptest::option::of(bytes_strategy()),
+        values,
+    )
+        .prop_map(|(name, representation, values)| Field {
+            name,
+            representation,
+            values,
+        })
 }
 
 prop_compose! {

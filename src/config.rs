@@ -1,0 +1,300 @@
+//! The global configuration, `cfg/blink.toml`.
+//!
+//! Every key is optional and has the default shown in the shipped file; option names are
+//! Hindsight's where Hindsight has one (`output_path`, `output_size`, `max_message_size`,
+//! `backpressure`, `hostname`, …) and Kafka's topic settings otherwise (`segment_ms`,
+//! `retention_ms`, `retention_bytes`). Unknown keys are errors that name the file and the key,
+//! because a misspelt durability setting silently ignored is worse than a refusal to start.
+//! Relative paths resolve against the directory Blink is started in.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::log::storage::{OsStorage, Storage};
+
+use serde::Deserialize;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// When appended data is forced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Once a second (`fsync_interval_ms`): survives a crash of Blink, may lose the last second
+    /// on power loss.
+    #[default]
+    Interval,
+    /// Before every append is acknowledged: survives power loss, costs one fsync per batch.
+    Always,
+}
+
+/// The global configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the log, checkpoints and stats live.
+    pub output_path: PathBuf,
+    /// Hot-load directory watched for new plugin files.
+    pub sandbox_load_path: PathBuf,
+    /// Directory of the running plugins' files.
+    pub sandbox_run_path: PathBuf,
+    /// Where `require` finds Lua modules.
+    pub lua_path: PathBuf,
+    /// Threads shared by the analysis plugins.
+    pub analysis_threads: usize,
+    /// Segment size in bytes: a segment rolls before it would grow past this.
+    pub output_size: u64,
+    /// Largest Heka message, in protobuf bytes, that may be injected.
+    pub max_message_size: u32,
+    /// Segments the slowest plugin reader may lag behind the end of `blink.input` before input
+    /// plugins are slowed down; 0 turns backpressure off.
+    pub backpressure: u64,
+    /// Hostname stamped on messages; the machine's own when empty.
+    pub hostname: String,
+    pub fsync: FsyncPolicy,
+    /// How often dirty segments are fsynced and checkpoints written under `fsync = "interval"`.
+    pub fsync_interval_ms: u64,
+    /// A segment also rolls once it is this old, so retention can remove old data.
+    pub segment_ms: u64,
+    /// Delete segments whose newest data is older than this; -1 keeps them.
+    pub retention_ms: i64,
+    /// Delete the oldest segments while a partition is larger than this; -1 means no limit.
+    pub retention_bytes: i64,
+    /// Longest time an injected message waits to be written with others in one batch.
+    pub linger_ms: u64,
+    /// Messages per batch at most.
+    pub batch_messages: usize,
+    /// Bytes per batch at most.
+    pub batch_bytes: usize,
+    /// Where this configuration was read from, for error messages.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            output_path: "data".into(),
+            sandbox_load_path: "hs_load".into(),
+            sandbox_run_path: "hs_run".into(),
+            lua_path: "lua_modules".into(),
+            analysis_threads: 1,
+            output_size: 64 << 20,
+            max_message_size: 64 << 10,
+            backpressure: 0,
+            hostname: String::new(),
+            fsync: FsyncPolicy::Interval,
+            fsync_interval_ms: 1000,
+            segment_ms: 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            linger_ms: 1,
+            batch_messages: 4096,
+            batch_bytes: 1 << 20,
+            source: PathBuf::from("<defaults>"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.source = path.to_owned();
+        config.validate()?;
+        if config.hostname.is_empty() {
+            config.hostname = system_hostname();
+        }
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                path: self.source.clone(),
+                key,
+                message: message.into(),
+            })
+        };
+        // Index entries hold 32-bit positions, and a batch must fit a segment.
+        if self.output_size < 1024 || self.output_size > i32::MAX as u64 {
+            return invalid("output_size", "must be between 1024 and 2147483647 bytes");
+        }
+        if self.max_message_size < 64 {
+            return invalid("max_message_size", "must be at least 64 bytes");
+        }
+        if self.max_message_size as u64 + 1024 > self.output_size {
+            return invalid(
+                "max_message_size",
+                "must be smaller than output_size by 1 KiB or more",
+            );
+        }
+        if self.analysis_threads == 0 || self.analysis_threads > 64 {
+            return invalid("analysis_threads", "must be between 1 and 64");
+        }
+        if self.fsync_interval_ms == 0 {
+            return invalid("fsync_interval_ms", "must be at least 1");
+        }
+        if self.segment_ms == 0 {
+            return invalid("segment_ms", "must be at least 1");
+        }
+        if self.retention_ms < -1 || self.retention_ms == 0 {
+            return invalid(
+                "retention_ms",
+                "must be -1 (keep) or a positive number of milliseconds",
+            );
+        }
+        if self.retention_bytes < -1 || self.retention_bytes == 0 {
+            return invalid(
+                "retention_bytes",
+                "must be -1 (no limit) or a positive number of bytes",
+            );
+        }
+        if self.batch_messages == 0 {
+            return invalid("batch_messages", "must be at least 1");
+        }
+        if self.batch_bytes < self.max_message_size as usize {
+            return invalid("batch_bytes", "must be at least max_message_size");
+        }
+        Ok(())
+    }
+
+    /// The settings the log needs.
+    pub fn log(&self) -> LogConfig {
+        LogConfig {
+            dir: self.output_path.clone(),
+            segment_bytes: self.output_size,
+            segment_age: Duration::from_millis(self.segment_ms),
+            fsync: self.fsync,
+            retention_age: u64::try_from(self.retention_ms)
+                .ok()
+                .map(Duration::from_millis),
+            retention_bytes: u64::try_from(self.retention_bytes).ok(),
+            max_message_size: self.max_message_size as usize,
+            batch: BatchPolicy {
+                max_messages: self.batch_messages,
+                max_bytes: self.batch_bytes,
+                linger: Duration::from_millis(self.linger_ms),
+            },
+            storage: Arc::new(OsStorage),
+        }
+    }
+}
+
+/// Settings of the log, derived from [`Config`].
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub dir: PathBuf,
+    pub segment_bytes: u64,
+    pub segment_age: Duration,
+    pub fsync: FsyncPolicy,
+    pub retention_age: Option<Duration>,
+    pub retention_bytes: Option<u64>,
+    pub max_message_size: usize,
+    pub batch: BatchPolicy,
+    /// How segment bytes are written and synced; tests substitute a failing one.
+    pub storage: Arc<dyn Storage>,
+}
+
+impl LogConfig {
+    /// Defaults with the log in `dir`: convenient for tools and tests.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        let mut config = Config::default().log();
+        config.dir = dir.into();
+        config
+    }
+}
+
+/// When a batch of injected messages is written.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPolicy {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+    pub linger: Duration,
+}
+
+/// The machine's hostname, as Hindsight stamps it on messages.
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("cfg/test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.output_path, Path::new("data"));
+        assert_eq!(c.output_size, 67108864);
+        assert_eq!(c.max_message_size, 65536);
+        assert_eq!(c.fsync, FsyncPolicy::Interval);
+        assert!(!c.hostname.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let err = parse("output_path = 'x'\nfsink = 'always'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cfg/test.toml"), "{err}");
+        assert!(err.contains("fsink"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_values_name_the_key() {
+        let err = parse("output_size = 'big'").unwrap_err().to_string();
+        assert!(err.contains("output_size"), "{err}");
+        let err = parse("fsync = 'sometimes'").unwrap_err().to_string();
+        assert!(err.contains("fsync") && err.contains("sometimes"), "{err}");
+        let err = parse("output_size = 10").unwrap_err().to_string();
+        assert!(err.contains("`output_size`"), "{err}");
+        let err = parse("retention_ms = 0").unwrap_err().to_string();
+        assert!(err.contains("`retention_ms`"), "{err}");
+    }
+
+    #[test]
+    fn shipped_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cfg/blink.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.log().retention_bytes, None);
+    }
+}

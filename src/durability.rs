@@ -1,0 +1,92 @@
+//! The durability tick: once per `fsync_interval_ms`, and once more at shutdown, sync the log,
+//! then write the checkpoints, then apply retention.
+//!
+//! The order is the point. Checkpoints are written only after the data they refer to is synced,
+//! so after a power loss no checkpoint names data that is gone; and retention runs against the
+//! checkpoints just made durable, so it never deletes what a restarted reader would still need.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::log::{Log, LogError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DurabilityError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// One round: sync, checkpoint, retention.
+pub fn tick(log: &Log, checkpoints: &CheckpointStore) -> Result<(), DurabilityError> {
+    log.sync()?;
+    checkpoints.flush()?;
+    log.apply_retention(SystemTime::now(), |topic, partition| {
+        checkpoints.oldest_position(topic, partition)
+    })?;
+    Ok(())
+}
+
+/// The thread running [`tick`] periodically.
+pub struct Durability {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: Option<JoinHandle<()>>,
+    log: Arc<Log>,
+    checkpoints: Arc<CheckpointStore>,
+}
+
+impl Durability {
+    pub fn start(log: Arc<Log>, checkpoints: Arc<CheckpointStore>, interval: Duration) -> Self {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let (thread_stop, thread_log, thread_cp) = (stop.clone(), log.clone(), checkpoints.clone());
+        let handle = std::thread::Builder::new()
+            .name("blink-durability".into())
+            .spawn(move || {
+                let (flag, wake) = &*thread_stop;
+                let mut stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
+                while !*stopped {
+                    stopped = wake
+                        .wait_timeout(stopped, interval)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    if *stopped {
+                        break;
+                    }
+                    if let Err(e) = tick(&thread_log, &thread_cp) {
+                        tracing::error!(error = %e, "durability tick failed");
+                    }
+                }
+            })
+            .expect("spawn durability thread");
+        Durability {
+            stop,
+            handle: Some(handle),
+            log,
+            checkpoints,
+        }
+    }
+
+    /// Stops the thread and runs a last tick so shutdown leaves everything on disk.
+    pub fn stop(mut self) -> Result<(), DurabilityError> {
+        self.halt();
+        tick(&self.log, &self.checkpoints)
+    }
+
+    fn halt(&mut self) {
+        let (flag, wake) = &*self.stop;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Durability {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}

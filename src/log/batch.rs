@@ -1,0 +1,673 @@
+//! Kafka RecordBatch v2 (magic 2): the unit the log stores and Fetch serves.
+//!
+//! ```text
+//! baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 | crc u32 |
+//! attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64 |
+//! producerId i64 | producerEpoch i16 | baseSequence i32 | recordCount i32 | records…
+//! ```
+//! All integers big-endian; `batchLength` counts the bytes after itself; the CRC-32C covers
+//! everything from `attributes` to the end, so the base offset can be written in without touching
+//! it. Records are varint-framed (see [`Record`]). This module is pure: bytes in, values out.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::varint;
+
+/// Bytes before the first record.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before `batchLength`'s count starts (baseOffset + batchLength).
+pub const LOG_OVERHEAD: usize = 12;
+const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
+const ATTRIBUTES_AT: usize = 21;
+
+/// Why bytes are not a usable record batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("record batch truncated: {have} of {need} bytes")]
+    Truncated { have: usize, need: usize },
+    #[error("record batch has magic {0}; only magic 2 (Kafka ≥ 0.11) is supported")]
+    Magic(i8),
+    #[error("record batch length {0} is impossible")]
+    Length(i32),
+    #[error("record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Crc { stored: u32, computed: u32 },
+    #[error("record batch is compressed with {0}, which this reader cannot decompress yet")]
+    Compressed(Compression),
+    #[error("record batch is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+/// Compression codec, attributes bits 0–2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+    Unknown(u8),
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Compression::None => f.write_str("none"),
+            Compression::Gzip => f.write_str("gzip"),
+            Compression::Snappy => f.write_str("snappy"),
+            Compression::Lz4 => f.write_str("lz4"),
+            Compression::Zstd => f.write_str("zstd"),
+            Compression::Unknown(c) => write!(f, "unknown codec {c}"),
+        }
+    }
+}
+
+/// The fixed-size header of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+fn be<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
+    buf[at..at + N]
+        .try_into()
+        .expect("caller checked the header length")
+}
+
+impl BatchHeader {
+    /// Reads the header at the start of `buf` and checks magic and length (not the CRC).
+    pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
+        if buf.len() < HEADER_LEN {
+            return Err(BatchError::Truncated {
+                have: buf.len(),
+                need: HEADER_LEN,
+            });
+        }
+        let header = BatchHeader {
+            base_offset: i64::from_be_bytes(be(buf, 0)),
+            batch_length: i32::from_be_bytes(be(buf, 8)),
+            partition_leader_epoch: i32::from_be_bytes(be(buf, 12)),
+            magic: buf[MAGIC_AT] as i8,
+            crc: u32::from_be_bytes(be(buf, CRC_AT)),
+            attributes: i16::from_be_bytes(be(buf, ATTRIBUTES_AT)),
+            last_offset_delta: i32::from_be_bytes(be(buf, 23)),
+            base_timestamp: i64::from_be_bytes(be(buf, 27)),
+            max_timestamp: i64::from_be_bytes(be(buf, 35)),
+            producer_id: i64::from_be_bytes(be(buf, 43)),
+            producer_epoch: i16::from_be_bytes(be(buf, 51)),
+            base_sequence: i32::from_be_bytes(be(buf, 53)),
+            record_count: i32::from_be_bytes(be(buf, 57)),
+        };
+        if header.magic != 2 {
+            return Err(BatchError::Magic(header.magic));
+        }
+        if (header.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
+            return Err(BatchError::Length(header.batch_length));
+        }
+        Ok(header)
+    }
+
+    /// Bytes the whole batch occupies.
+    pub fn total_len(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+
+    /// Offset of the batch's last record.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    /// Offset one past the batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    pub fn compression(&self) -> Compression {
+        match self.attributes & 0x7 {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            c => Compression::Unknown(c as u8),
+        }
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+}
+
+/// CRC-32C of a whole batch's checked region, as stored in its header.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[ATTRIBUTES_AT..])
+}
+
+/// Checks a complete batch (header, length and CRC) and returns its header.
+pub fn verify(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    if batch.len() != header.total_len() {
+        return Err(BatchError::Truncated {
+            have: batch.len(),
+            need: header.total_len(),
+        });
+    }
+    let computed = compute_crc(batch);
+    if computed != header.crc {
+        return Err(BatchError::Crc {
+            stored: header.crc,
+            computed,
+        });
+    }
+    if header.last_offset_delta < 0 || header.record_count < 0 {
+        return Err(BatchError::Malformed(
+            "negative record count or offset delta",
+        ));
+    }
+    Ok(header)
+}
+
+/// Writes `offset` as the batch's base offset (outside the CRC).
+pub fn set_base_offset(batch: &mut [u8], offset: i64) {
+    batch[..8].copy_from_slice(&offset.to_be_bytes());
+}
+
+/// Builds one uncompressed batch, records written straight into the output buffer.
+///
+/// The header is reserved up front and filled in by [`BatchBuilder::finish`], so adding a record
+/// costs its own bytes and a few varints: no per-record allocation.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchBuilder {
+    pub fn new() -> Self {
+        Self::with_capacity(16 * 1024)
+    }
+
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(HEADER_LEN));
+        buf.resize(HEADER_LEN, 0);
+        BatchBuilder {
+            buf,
+            count: 0,
+            base_timestamp: 0,
+            max_timestamp: i64::MIN,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Bytes the batch would have if finished now.
+    pub fn encoded_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Size a record of this shape adds to a batch (an upper bound: the timestamp delta is at most
+    /// ten bytes).
+    pub fn record_len_bound(key_len: Option<usize>, value_len: usize) -> usize {
+        let body = 1 + varint::MAX_LEN + 5 + 5 + key_len.unwrap_or(0) + 5 + value_len + 1;
+        body + 5
+    }
+
+    /// Appends a record with no headers. `timestamp` is Kafka's: milliseconds since the epoch.
+    pub fn push(&mut self, timestamp: i64, key: Option<&[u8]>, value: &[u8]) {
+        self.push_with_headers(timestamp, key, Some(value), &[]);
+    }
+
+    /// Appends a record with no key or headers whose `value_len`-byte value `write` encodes in
+    /// place, so a message is serialized straight into the batch.
+    pub fn push_encoded(
+        &mut self,
+        timestamp: i64,
+        value_len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        if self.count == 0 {
+            self.base_timestamp = timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        let timestamp_delta = timestamp.wrapping_sub(self.base_timestamp);
+        let offset_delta = self.count as i64;
+        let body_len = 1
+            + varint::len_zigzag(timestamp_delta)
+            + varint::len_zigzag(offset_delta)
+            + 1
+            + varint::len_zigzag(value_len as i64)
+            + value_len
+            + 1;
+        let buf = &mut self.buf;
+        buf.reserve(body_len + 5);
+        varint::put_zigzag(buf, body_len as i64);
+        buf.push(0);
+        varint::put_zigzag(buf, timestamp_delta);
+        varint::put_zigzag(buf, offset_delta);
+        buf.push(1); // key: null
+        varint::put_zigzag(buf, value_len as i64);
+        let before = buf.len();
+        write(buf);
+        assert_eq!(
+            buf.len() - before,
+            value_len,
+            "encoder wrote the length it announced"
+        );
+        buf.push(0); // no headers
+        self.count += 1;
+    }
+
+    /// Appends a record; `value` None is a Kafka null value (a tombstone).
+    pub fn push_with_headers(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&[u8], Option<&[u8]>)],
+    ) {
+        if self.count == 0 {
+            self.base_timestamp = timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        let timestamp_delta = timestamp.wrapping_sub(self.base_timestamp);
+        let offset_delta = self.count as i64;
+        let bytes_len = |b: Option<&[u8]>| {
+            b.map_or(varint::len_zigzag(-1), |b| {
+                varint::len_zigzag(b.len() as i64) + b.len()
+            })
+        };
+        let body_len = 1
+            + varint::len_zigzag(timestamp_delta)
+            + varint::len_zigzag(offset_delta)
+            + bytes_len(key)
+            + bytes_len(value)
+            + varint::len_zigzag(headers.len() as i64)
+            + headers
+                .iter()
+                .map(|(k, v)| bytes_len(Some(k)) + bytes_len(*v))
+                .sum::<usize>();
+        let buf = &mut self.buf;
+        varint::put_zigzag(buf, body_len as i64);
+        buf.push(0); // record attributes: unused
+        varint::put_zigzag(buf, timestamp_delta);
+        varint::put_zigzag(buf, offset_delta);
+        let put_bytes = |buf: &mut Vec<u8>, b: Option<&[u8]>| match b {
+            Some(b) => {
+                varint::put_zigzag(buf, b.len() as i64);
+                buf.extend_from_slice(b);
+            }
+            None => varint::put_zigzag(buf, -1),
+        };
+        put_bytes(buf, key);
+        put_bytes(buf, value);
+        varint::put_zigzag(buf, headers.len() as i64);
+        for (k, v) in headers {
+            put_bytes(buf, Some(k));
+            put_bytes(buf, *v);
+        }
+        self.count += 1;
+    }
+
+    /// Completes the header (base offset 0; the log writes the real one) and CRC, and resets the
+    /// builder for the next batch, keeping its buffer's capacity for reuse by the caller.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let capacity = self.buf.capacity();
+        let mut buf = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
+        self.buf.resize(HEADER_LEN, 0);
+        let count = std::mem::take(&mut self.count);
+        let max_timestamp = std::mem::replace(&mut self.max_timestamp, i64::MIN);
+        let batch_length = (buf.len() - LOG_OVERHEAD) as i32;
+        buf[0..8].copy_from_slice(&0i64.to_be_bytes());
+        buf[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        buf[12..16].copy_from_slice(&0i32.to_be_bytes()); // partition leader epoch
+        buf[MAGIC_AT] = 2;
+        buf[21..23].copy_from_slice(&0i16.to_be_bytes()); // attributes: no compression, create time
+        buf[23..27].copy_from_slice(&(count - 1).max(0).to_be_bytes());
+        buf[27..35].copy_from_slice(&self.base_timestamp.to_be_bytes());
+        let max_timestamp = if count == 0 {
+            self.base_timestamp
+        } else {
+            max_timestamp
+        };
+        buf[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+        buf[43..51].copy_from_slice(&(-1i64).to_be_bytes()); // producer id: none
+        buf[51..53].copy_from_slice(&(-1i16).to_be_bytes());
+        buf[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+        buf[57..61].copy_from_slice(&count.to_be_bytes());
+        let crc = compute_crc(&buf);
+        buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        buf
+    }
+}
+
+/// A stored batch: its bytes (shared, never copied again) and parsed header.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub header: BatchHeader,
+    pub bytes: Bytes,
+}
+
+impl Batch {
+    /// Wraps bytes already checked by [`verify`].
+    pub fn new(header: BatchHeader, bytes: Bytes) -> Self {
+        Batch { header, bytes }
+    }
+
+    /// Parses and verifies a whole batch.
+    pub fn parse(bytes: Bytes) -> Result<Self, BatchError> {
+        let header = verify(&bytes)?;
+        Ok(Batch { header, bytes })
+    }
+
+    /// The records, each borrowing from the batch's bytes.
+    pub fn records(&self) -> Result<RecordIter, BatchError> {
+        match self.header.compression() {
+            Compression::None => {}
+            other => return Err(BatchError::Compressed(other)),
+        }
+        Ok(RecordIter {
+            bytes: self.bytes.slice(HEADER_LEN..),
+            pos: 0,
+            left: self.header.record_count.max(0) as usize,
+            base_offset: self.header.base_offset,
+            base_timestamp: self.header.base_timestamp,
+        })
+    }
+}
+
+/// One record of a batch with its absolute offset and timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub offset: i64,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    headers: Bytes,
+    header_count: usize,
+}
+
+impl Record {
+    /// The record's headers as (key, value) pairs.
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        let mut pos = 0;
+        let buf = &self.headers[..];
+        (0..self.header_count).map_while(move |_| {
+            let key = read_bytes(buf, &mut pos).ok()??;
+            let value = read_bytes(buf, &mut pos).ok()?;
+            Some((key, value))
+        })
+    }
+}
+
+/// Reads a zigzag-length-prefixed byte string (`-1` = null).
+fn read_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, BatchError> {
+    let len = read_varint(buf, pos)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let end = pos
+        .checked_add(len as usize)
+        .filter(|&e| e <= buf.len())
+        .ok_or(BatchError::Malformed("record field runs past the record"))?;
+    let bytes = &buf[*pos..end];
+    *pos = end;
+    Ok(Some(bytes))
+}
+
+fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i64, BatchError> {
+    let (value, n) = varint::decode_zigzag(&buf[*pos..])
+        .ok_or(BatchError::Malformed("truncated varint in record"))?;
+    *pos += n;
+    Ok(value)
+}
+
+/// Iterates the records of an uncompressed batch.
+pub struct RecordIter {
+    bytes: Bytes,
+    pos: usize,
+    left: usize,
+    base_offset: i64,
+    base_timestamp: i64,
+}
+
+impl RecordIter {
+    /// Records not yet returned.
+    pub fn remaining(&self) -> usize {
+        self.left
+    }
+
+    fn read(&mut self) -> Result<Record, BatchError> {
+        let buf = &self.bytes[..];
+        let mut pos = self.pos;
+        let len = read_varint(buf, &mut pos)?;
+        let end = pos
+            .checked_add(
+                usize::try_from(len)
+                    .map_err(|_| BatchError::Malformed("negative record length"))?,
+            )
+            .filter(|&e| e <= buf.len())
+            .ok_or(BatchError::Malformed("record runs past the batch"))?;
+        let body = &buf[..end];
+        pos += 1; // attributes
+        let timestamp_delta = read_varint(body, &mut pos)?;
+        let offset_delta = read_varint(body, &mut pos)?;
+        let slice = |b: Option<&[u8]>| b.map(|b| self.bytes.slice_ref(b));
+        let key = slice(read_bytes(body, &mut pos)?);
+        let value = slice(read_bytes(body, &mut pos)?);
+        let header_count = read_varint(body, &mut pos)?;
+        let header_count = usize::try_from(header_count)
+            .map_err(|_| BatchError::Malformed("negative header count"))?;
+        let headers_start = pos;
+        for _ in 0..header_count {
+            read_bytes(body, &mut pos)?.ok_or(BatchError::Malformed("null header key"))?;
+            read_bytes(body, &mut pos)?;
+        }
+        if pos != end {
+            return Err(BatchError::Malformed(
+                "record length disagrees with its contents",
+            ));
+        }
+        self.pos = end;
+        Ok(Record {
+            offset: self.base_offset + offset_delta,
+            timestamp: self.base_timestamp.wrapping_add(timestamp_delta),
+            key,
+            value,
+            headers: self.bytes.slice(headers_start..end),
+            header_count,
+        })
+    }
+}
+
+impl Iterator for RecordIter {
+    type Item = Result<Record, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let record = self.read();
+        if record.is_err() {
+            self.left = 0;
+        }
+        Some(record)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left))
+    }
+}
+
+/// Splits the batches out of a buffer of whole batches; stops at the first incomplete one.
+pub fn split_batches(buf: &mut BytesMut) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    while let Ok(header) = BatchHeader::parse(buf) {
+        if buf.len() < header.total_len() {
+            break;
+        }
+        out.push(buf.split_to(header.total_len()).freeze());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn builds_a_valid_batch() {
+        let mut builder = BatchBuilder::new();
+        builder.push(1000, Some(b"k"), b"v1");
+        builder.push(999, None, b"v2");
+        builder.push_with_headers(1005, None, None, &[(b"h", Some(b"x")), (b"n", None)]);
+        let mut bytes = builder.finish();
+        assert!(builder.is_empty());
+        set_base_offset(&mut bytes, 40);
+        let batch = Batch::parse(Bytes::from(bytes)).unwrap();
+        assert_eq!(batch.header.base_offset, 40);
+        assert_eq!(batch.header.record_count, 3);
+        assert_eq!(batch.header.last_offset(), 42);
+        assert_eq!(batch.header.base_timestamp, 1000);
+        assert_eq!(batch.header.max_timestamp, 1005);
+        assert_eq!(batch.header.producer_id, -1);
+        let records: Vec<Record> = batch.records().unwrap().map(Result::unwrap).collect();
+        assert_eq!(records[0].offset, 40);
+        assert_eq!(records[0].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(records[1].timestamp, 999);
+        assert_eq!(records[1].key, None);
+        assert_eq!(records[2].value, None);
+        let headers: Vec<_> = records[2].headers().collect();
+        assert_eq!(headers, [(&b"h"[..], Some(&b"x"[..])), (&b"n"[..], None)]);
+    }
+
+    /// A batch from the Kafka protocol guide's layout, written out by hand: one record, key null,
+    /// value "a", timestamp 0, base offset 0.
+    #[test]
+    fn reads_a_hand_written_batch() {
+        let record: &[u8] = &[
+            0x0e, // length 7 (zigzag)
+            0x00, // attributes
+            0x00, // timestamp delta 0
+            0x00, // offset delta 0
+            0x01, // key length -1
+            0x02, b'a', // value length 1, "a"
+            0x00, // no headers
+        ];
+        let mut batch = Vec::new();
+        batch.extend_from_slice(&0i64.to_be_bytes());
+        batch.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + record.len()) as i32).to_be_bytes());
+        batch.extend_from_slice(&0i32.to_be_bytes());
+        batch.push(2);
+        batch.extend_from_slice(&[0; 4]); // crc, below
+        batch.extend_from_slice(&0i16.to_be_bytes());
+        batch.extend_from_slice(&0i32.to_be_bytes());
+        batch.extend_from_slice(&0i64.to_be_bytes());
+        batch.extend_from_slice(&0i64.to_be_bytes());
+        batch.extend_from_slice(&(-1i64).to_be_bytes());
+        batch.extend_from_slice(&(-1i16).to_be_bytes());
+        batch.extend_from_slice(&(-1i32).to_be_bytes());
+        batch.extend_from_slice(&1i32.to_be_bytes());
+        batch.extend_from_slice(record);
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+
+        let mut builder = BatchBuilder::new();
+        builder.push(0, None, b"a");
+        assert_eq!(builder.finish(), batch, "the builder writes the same bytes");
+        let parsed = Batch::parse(Bytes::from(batch)).unwrap();
+        let rec = parsed.records().unwrap().next().unwrap().unwrap();
+        assert_eq!(rec.value.as_deref(), Some(&b"a"[..]));
+    }
+
+    #[test]
+    fn detects_corruption() {
+        let mut builder = BatchBuilder::new();
+        builder.push(5, None, b"payload");
+        let good = builder.finish();
+        for i in ATTRIBUTES_AT..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            assert!(
+                matches!(verify(&bad), Err(BatchError::Crc { .. })),
+                "flip at {i}"
+            );
+        }
+        let mut bad = good.clone();
+        bad[MAGIC_AT] = 1;
+        assert_eq!(verify(&bad), Err(BatchError::Magic(1)));
+        assert!(matches!(
+            verify(&good[..good.len() - 1]),
+            Err(BatchError::Truncated { .. })
+        ));
+        let mut compressed = good.clone();
+        compressed[22] |= 2;
+        let crc = compute_crc(&compressed);
+        compressed[17..21].copy_from_slice(&crc.to_be_bytes());
+        let batch = Batch::parse(Bytes::from(compressed)).unwrap();
+        assert!(matches!(
+            batch.records(),
+            Err(BatchError::Compressed(Compression::Snappy))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(
+            records in proptest::collection::vec(
+                (any::<i64>(), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)),
+                 proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200))),
+                1..20),
+            base in 0i64..1 << 40,
+        ) {
+            let mut builder = BatchBuilder::new();
+            for (ts, key, value) in &records {
+                builder.push_with_headers(*ts, key.as_deref(), value.as_deref(), &[]);
+            }
+            let mut bytes = builder.finish();
+            set_base_offset(&mut bytes, base);
+            let batch = Batch::parse(Bytes::from(bytes)).unwrap();
+            prop_assert_eq!(batch.header.base_timestamp, records[0].0);
+            let read: Vec<Record> = batch.records().unwrap().map(Result::unwrap).collect();
+            prop_assert_eq!(read.len(), records.len());
+            for (i, (rec, (ts, key, value))) in read.iter().zip(&records).enumerate() {
+                prop_assert_eq!(rec.offset, base + i as i64);
+                prop_assert_eq!(rec.timestamp, *ts);
+                prop_assert_eq!(rec.key.as_deref(), key.as_deref());
+                prop_assert_eq!(rec.value.as_deref(), value.as_deref());
+            }
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The log: topics of partitions of Kafka-format segments, shared by plugins and Kafka clients.
+//!
+//! Everything Blink streams is a topic here. `blink.input` and `blink.analysis` are Hindsight's
+//! two queues (one partition each, record value = Heka protobuf message, record timestamp = the
+//! message's Timestamp in milliseconds); any other topic is a plain Kafka topic. A partition lives
+//! in `output_path/<topic>-<partition>/`, as in Kafka. `docs/log-format.md` describes the bytes and
+//! argues why recovery is safe.
+//!
+//! - [`batch`]: the RecordBatch v2 codec (pure).
+//! - [`segment`]: segment files, the sparse index, and the validating scan.
+//! - [`Partition`]: appends, recovery, retention, and waiting for data.
+//! - [`PartitionReader`]: sequential zero-copy reads from any offset.
+//! - [`Appender`]: batching of small appends by count, bytes and linger time.
+//! - [`storage`]: the write/sync seam used by crash tests.
+
+mod appender;
+pub mod batch;
+mod error;
+mod partition;
+mod reader;
+pub mod segment;
+pub mod storage;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+pub use appender::{Appender, CheckpointTarget};
+pub use error::LogError;
+pub(crate) use partition::write_file_atomically;
+pub use partition::{Appended, Partition};
+pub use reader::{PartitionReader, read_batches};
+
+use crate::config::LogConfig;
+use appender::Linger;
+
+/// Hindsight's input queue: what input plugins inject.
+pub const INPUT_TOPIC: &str = "blink.input";
+/// Hindsight's analysis queue: what analysis plugins inject.
+pub const ANALYSIS_TOPIC: &str = "blink.analysis";
+
+/// True for the two queues, whose records must be Heka messages.
+pub fn is_queue(topic: &str) -> bool {
+    topic == INPUT_TOPIC || topic == ANALYSIS_TOPIC
+}
+
+/// Checks a topic name the way Kafka does: 1–249 of `[A-Za-z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
+    let invalid = |reason| {
+        Err(LogError::InvalidTopic {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return invalid("it is empty");
+    }
+    if name.len() > 249 {
+        return invalid("it is longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return invalid("'.' and '..' are not allowed");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// All topics under one `output_path`.
+#[derive(Debug)]
+pub struct Log {
+    config: Arc<LogConfig>,
+    read_only: bool,
+    topics: RwLock<BTreeMap<String, Vec<Arc<Partition>>>>,
+    linger: Option<(Arc<Linger>, Mutex<Option<JoinHandle<()>>>)>,
+    /// Held for the life of a writable log so two processes never write one directory.
+    _lock: Option<File>,
+}
+
+impl Log {
+    /// Opens the log for writing, recovering every partition, and creates the two queues.
+    pub fn open(config: LogConfig) -> Result<Self, LogError> {
+        let dir = config.dir.clone();
+        fs::create_dir_all(&dir).map_err(LogError::io("create directory", &dir))?;
+        let lock_path = dir.join(".lock");
+        let lock = File::create(&lock_path).map_err(LogError::io("create", &lock_path))?;
+        lock.try_lock().map_err(|e| LogError::Locked {
+            path: dir.clone(),
+            source: match e {
+                std::fs::TryLockError::Error(e) => e,
+                std::fs::TryLockError::WouldBlock => {
+                    std::io::Error::new(std::io::ErrorKind::WouldBlock, "lock held")
+                }
+            },
+        })?;
+        let (linger, handle) = Linger::start();
+        let log = Self::load(
+            config,
+            false,
+            Some(lock),
+            Some((linger, Mutex::new(Some(handle)))),
+        )?;
+        for queue in [INPUT_TOPIC, ANALYSIS_TOPIC] {
+            if log.partitions(queue).is_none() {
+                log.create_topic(queue, 1)?;
+            }
+        }
+        Ok(log)
+    }
+
+    /// Opens a log another process may be writing, to read it: nothing is repaired or created.
+    pub fn open_read_only(config: LogConfig) -> Result<Self, LogError> {
+        Self::load(config, true, None, None)
+    }
+
+    fn load(
+        config: LogConfig,
+        read_only: bool,
+        lock: Option<File>,
+        linger: Option<(Arc<Linger>, Mutex<Option<JoinHandle<()>>>)>,
+    ) -> Result<Self, LogError> {
+        let config = Arc::new(config);
+        let log = Log {
+            config,
+            read_only,
+            topics: RwLock::new(BTreeMap::new()),
+            linger,
+            _lock: lock,
+        };
+        log.discover()?;
+        Ok(log)
+    }
+
+    /// Opens partition directories not open yet.
+    fn discover(&self) -> Result<(), LogError> {
+        let dir = &self.config.dir;
+        let mut found: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for entry in fs::read_dir(dir).map_err(LogError::io("list", dir))? {
+            let entry = entry.map_err(LogError::io("list", dir))?;
+            if !entry
+                .file_type()
+                .map_err(LogError::io("stat", entry.path()))?
+                .is_dir()
+            {
+                continue;
+            }
+            let name = entry.file_name();
+            let Some((topic, id)) = name.to_str().and_then(|n| n.rsplit_once('-')) else {
+                continue;
+            };
+            let Ok(id) = id.parse::<u32>() else { continue };
+            if validate_topic_name(topic).is_ok() {
+                found.entry(topic.to_owned()).or_default().push(id);
+            }
+        }
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        for (topic, mut ids) in found {
+            if topics.contains_key(&topic) {
+                continue;
+            }
+            ids.sort_unstable();
+            let count = ids.last().map_or(0, |&m| m + 1);
+            if self.read_only && ids.len() as u32 != count {
+                continue; // being created by the writer
+            }
+            let partitions = (0..count)
+                .map(|id| self.open_partition(&topic, id))
+                .collect::<Result<Vec<_>, _>>()?;
+            topics.insert(topic, partitions);
+        }
+        Ok(())
+    }
+
+    fn open_partition(&self, topic: &str, id: u32) -> Result<Arc<Partition>, LogError> {
+        let dir = self.config.dir.join(format!("{topic}-{id}"));
+        let partition = if self.read_only {
+            Partition::open_read_only(dir, topic, id, self.config.clone())?
+        } else {
+            Partition::open(dir, topic, id, self.config.clone())?
+        };
+        Ok(Arc::new(partition))
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub fn create_topic(&self, name: &str, partitions: u32) -> Result<(), LogError> {
+        validate_topic_name(name)?;
+        if self.read_only {
+            return Err(LogError::ReadOnly(self.config.dir.display().to_string()));
+        }
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        if topics.contains_key(name) {
+            return Err(LogError::TopicExists(name.to_owned()));
+        }
+        let opened = (0..partitions.max(1))
+            .map(|id| self.open_partition(name, id))
+            .collect::<Result<Vec<_>, _>>()?;
+        topics.insert(name.to_owned(), opened);
+        Ok(())
+    }
+
+    /// The partitions of a topic, `None` if it does not exist.
+    pub fn partitions(&self, topic: &str) -> Option<Vec<Arc<Partition>>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+            .cloned()
+    }
+
+    pub fn partition(&self, topic: &str, id: u32) -> Result<Arc<Partition>, LogError> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let partitions = topics
+            .get(topic)
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))?;
+        partitions
+            .get(id as usize)
+            .cloned()
+            .ok_or_else(|| LogError::UnknownTopic(format!("{topic}-{id}")))
+    }
+
+    /// Topic names with their partition counts.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(n, p)| (n.clone(), p.len()))
+            .collect()
+    }
+
+    /// A batching writer into a partition; with `checkpoint`, the input's checkpoint value is
+    /// published as its records are written.
+    pub fn appender(
+        &self,
+        topic: &str,
+        id: u32,
+        checkpoint: Option<CheckpointTarget>,
+    ) -> Result<Appender, LogError> {
+        let partition = self.partition(topic, id)?;
+        let (linger, _) = self
+            .linger
+            .as_ref()
+            .ok_or_else(|| LogError::ReadOnly(self.config.dir.display().to_string()))?;
+        Ok(Appender::new(partition, linger.clone(), checkpoint))
+    }
+
+    /// A reader of a partition from `offset`.
+    pub fn reader(&self, topic: &str, id: u32, offset: i64) -> Result<PartitionReader, LogError> {
+        Ok(PartitionReader::new(self.partition(topic, id)?, offset))
+    }
+
+    /// Read-only logs: picks up topics the writer created since.
+    pub fn refresh(&self) -> Result<(), LogError> {
+        self.discover()
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// Forces every partition's appended data to stable storage.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.all_partitions().iter().try_for_each(|p| p.sync())
+    }
+
+    /// Applies retention to every partition; `keep_from` gives the oldest position a dependent
+    /// reader still needs. Returns the number of segments deleted.
+    pub fn apply_retention(
+        &self,
+        now: SystemTime,
+        keep_from: impl Fn(&str, u32) -> Option<i64>,
+    ) -> Result<usize, LogError> {
+        let mut deleted = 0;
+        for partition in self.all_partitions() {
+            deleted += partition
+                .apply_retention(now, keep_from(partition.topic(), partition.id()))?
+                .len();
+        }
+        Ok(deleted)
+    }
+
+    /// Syncs everything and writes the active segments' indexes (clean shutdown).
+    pub fn close(&self) -> Result<(), LogError> {
+        if let Some((linger, handle)) = &self.linger {
+            linger.stop();
+            if let Some(handle) = handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = handle.join();
+            }
+        }
+        self.all_partitions().iter().try_for_each(|p| p.close())
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if let Some((linger, handle)) = &self.linger {
+            linger.stop();
+            if let Some(handle) = handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka() {
+        for ok in ["a", "blink.input", "x_y-z.1", &"a".repeat(249)] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "ü", &"a".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,700 @@
+//! One partition: a directory of segments with one writer and any number of readers.
+//!
+//! Appends go through the writer lock, reach the OS with one `pwrite` per batch and are published
+//! to readers only once fully written, so a reader never sees a partial batch. Readers see the
+//! segment list, committed lengths and indexes through a second, briefly held lock and wait on a
+//! condition variable for growth: no polling, no lost wake-ups (the end offset is checked and
+//! waited on under the same lock the writer publishes under).
+//!
+//! Opening a partition is its recovery: closed segments are checked cheaply (index sanity, the
+//! last batches, offset continuity), the tail segment is scanned in full with CRCs, and a torn
+//! tail is cut and logged. Damage followed by intact data is not a torn tail: it is reported with
+//! its location and the partition does not open, because cutting there would drop good data.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{info, warn};
+
+use super::batch::{self, BatchHeader};
+use super::error::LogError;
+use super::segment::{self, INDEX_INTERVAL, Index, IndexEntry};
+use crate::config::{FsyncPolicy, LogConfig};
+
+/// Offsets assigned to an appended batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+/// A segment as readers see it.
+#[derive(Debug)]
+pub(crate) struct SegmentState {
+    pub base: i64,
+    pub file: Arc<File>,
+    /// Bytes of whole, published batches.
+    pub len: u64,
+    pub index: Index,
+    /// When data was last appended: the segment's age for time-based retention.
+    pub modified: SystemTime,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Oldest first; the last one is the active segment. Never empty.
+    pub segments: Vec<SegmentState>,
+    /// The high watermark: the offset the next appended record will get.
+    pub next_offset: i64,
+}
+
+#[derive(Debug)]
+struct Writer {
+    file: Arc<File>,
+    base: i64,
+    len: u64,
+    /// When the active segment received its first batch, for `segment_ms` rolls.
+    first_append: Option<Instant>,
+    since_index: u64,
+    next_offset: i64,
+    unsynced: bool,
+    /// Set by a failed sync or an unrepairable failed write; appends are refused from then on.
+    poisoned: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    topic: String,
+    id: u32,
+    dir: PathBuf,
+    config: Arc<LogConfig>,
+    read_only: bool,
+    writer: Mutex<Writer>,
+    shared: Mutex<Shared>,
+    grown: Condvar,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks leaves consistent state behind (every update is a
+    // single assignment after the I/O it describes), so a poisoned mutex is still usable.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Partition {
+    /// Opens (recovering) or creates the partition stored in `dir`.
+    pub fn open(
+        dir: PathBuf,
+        topic: &str,
+        id: u32,
+        config: Arc<LogConfig>,
+    ) -> Result<Self, LogError> {
+        Self::open_mode(dir, topic, id, config, false)
+    }
+
+    /// Opens a partition another process may be writing: nothing is repaired or written, and
+    /// [`Partition::refresh`] picks up what the writer adds.
+    pub fn open_read_only(
+        dir: PathBuf,
+        topic: &str,
+        id: u32,
+        config: Arc<LogConfig>,
+    ) -> Result<Self, LogError> {
+        Self::open_mode(dir, topic, id, config, true)
+    }
+
+    fn open_mode(
+        dir: PathBuf,
+        topic: &str,
+        id: u32,
+        config: Arc<LogConfig>,
+        read_only: bool,
+    ) -> Result<Self, LogError> {
+        if !read_only {
+            fs::create_dir_all(&dir).map_err(LogError::io("create directory", &dir))?;
+        }
+        let bases = list_segments(&dir, read_only)?;
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let mut next_offset = bases.first().copied().unwrap_or(0);
+        if bases.is_empty() {
+            if read_only {
+                return Err(LogError::Inconsistent {
+                    path: dir,
+                    reason: "partition has no segments".into(),
+                });
+            }
+            segments.push(create_segment(&dir, 0)?);
+        }
+        for (i, &base) in bases.iter().enumerate() {
+            let is_tail = i + 1 == bases.len();
+            let path = segment::log_path(&dir, base);
+            if base != next_offset {
+                return Err(LogError::Inconsistent {
+                    path,
+                    reason: format!(
+                        "segment starts at offset {base}, but the segment before ends at {next_offset}"
+                    ),
+                });
+            }
+            let file = open_segment_file(&path, read_only)?;
+            let (state, next) = if is_tail {
+                recover_tail(&dir, base, file, read_only)?
+            } else {
+                check_closed(&dir, base, file, read_only)?
+            };
+            segments.push(state);
+            next_offset = next;
+        }
+        let active = segments.last().expect("at least one segment");
+        let writer = Writer {
+            file: active.file.clone(),
+            base: active.base,
+            len: active.len,
+            first_append: (active.len > 0).then(Instant::now),
+            since_index: active
+                .index
+                .last()
+                .map_or(active.len, |e| active.len - e.position as u64),
+            next_offset,
+            unsynced: false,
+            poisoned: None,
+        };
+        Ok(Partition {
+            topic: topic.to_owned(),
+            id,
+            dir,
+            config,
+            read_only,
+            writer: Mutex::new(writer),
+            shared: Mutex::new(Shared {
+                segments,
+                next_offset,
+            }),
+            grown: Condvar::new(),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The offset the next record will get (Kafka's high watermark).
+    pub fn next_offset(&self) -> i64 {
+        lock(&self.shared).next_offset
+    }
+
+    /// The oldest offset still stored (Kafka's log start offset).
+    pub fn log_start(&self) -> i64 {
+        lock(&self.shared).segments[0].base
+    }
+
+    /// Bytes stored, all segments included.
+    pub fn size_bytes(&self) -> u64 {
+        lock(&self.shared).segments.iter().map(|s| s.len).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        lock(&self.shared).segments.len()
+    }
+
+    pub(crate) fn shared(&self) -> MutexGuard<'_, Shared> {
+        lock(&self.shared)
+    }
+
+    /// Waits until the log holds an offset ≥ `offset` or `timeout` passes; true if it does.
+    pub fn wait_for(&self, offset: i64, timeout: Duration) -> bool {
+        let shared = lock(&self.shared);
+        let (shared, _) = self
+            .grown
+            .wait_timeout_while(shared, timeout, |s| s.next_offset <= offset)
+            .unwrap_or_else(|e| e.into_inner());
+        shared.next_offset > offset
+    }
+
+    /// Appends one complete, CRC-valid batch (as built by [`batch::BatchBuilder`] or checked by
+    /// [`batch::verify`]); only its base offset is rewritten.
+    pub fn append(&self, batch: &mut [u8]) -> Result<Appended, LogError> {
+        let header = BatchHeader::parse(batch)?;
+        if batch.len() != header.total_len() {
+            return Err(batch::BatchError::Truncated {
+                have: batch.len(),
+                need: header.total_len(),
+            }
+            .into());
+        }
+        if batch.len() as u64 > self.config.segment_bytes {
+            return Err(LogError::BatchTooLarge {
+                size: batch.len(),
+                max: self.config.segment_bytes,
+            });
+        }
+        if self.read_only {
+            return Err(LogError::ReadOnly(self.name()));
+        }
+        let mut w = lock(&self.writer);
+        if let Some(cause) = &w.poisoned {
+            return Err(self.poisoned(cause));
+        }
+        let age_exceeded = w
+            .first_append
+            .is_some_and(|t| t.elapsed() >= self.config.segment_age);
+        if w.len > 0 && (w.len + batch.len() as u64 > self.config.segment_bytes || age_exceeded) {
+            self.roll(&mut w)?;
+        }
+        let base_offset = w.next_offset;
+        batch::set_base_offset(batch, base_offset);
+        let position = w.len;
+        let storage = &self.config.storage;
+        if let Err(e) = storage.write_at(&w.file, batch, position) {
+            // Cut whatever part of the batch reached the file; if even that fails the file's
+            // tail is unknown and only a reopen (recovery) may write here again.
+            if let Err(cut) = w.file.set_len(position) {
+                w.poisoned = Some(format!(
+                    "write failed ({e}) and the partial batch could not be cut ({cut})"
+                ));
+            }
+            return Err(LogError::Io {
+                op: "append to",
+                path: self.active_path(&w),
+                source: e,
+            });
+        }
+        if self.config.fsync == FsyncPolicy::Always {
+            if let Err(e) = storage.sync(&w.file) {
+                w.poisoned = Some(format!("fsync failed: {e}"));
+                return Err(LogError::Io {
+                    op: "fsync",
+                    path: self.active_path(&w),
+                    source: e,
+                });
+            }
+        } else {
+            w.unsynced = true;
+        }
+        let total = batch.len() as u64;
+        w.len += total;
+        w.next_offset = header.last_offset_delta as i64 + base_offset + 1;
+        w.first_append.get_or_insert_with(Instant::now);
+        let entry = (w.since_index >= INDEX_INTERVAL && position > 0).then(|| {
+            w.since_index = 0;
+            IndexEntry {
+                relative_offset: (base_offset - w.base) as u32,
+                position: position as u32,
+            }
+        });
+        w.since_index += total;
+        {
+            let mut shared = lock(&self.shared);
+            let active = shared.segments.last_mut().expect("at least one segment");
+            active.len = w.len;
+            if let Some(entry) = entry {
+                active.index.push(entry);
+            }
+            shared.next_offset = w.next_offset;
+        }
+        self.grown.notify_all();
+        Ok(Appended {
+            base_offset,
+            last_offset: w.next_offset - 1,
+        })
+    }
+
+    /// Closes the active segment (index written, everything synced) and starts a new one.
+    fn roll(&self, w: &mut Writer) -> Result<(), LogError> {
+        let index = lock(&self.shared)
+            .segments
+            .last()
+            .expect("active")
+            .index
+            .to_bytes();
+        write_file_atomically(&segment::index_path(&self.dir, w.base), &index)?;
+        if let Err(e) = self.config.storage.sync(&w.file) {
+            w.poisoned = Some(format!("fsync failed: {e}"));
+            return Err(LogError::Io {
+                op: "fsync",
+                path: self.active_path(w),
+                source: e,
+            });
+        }
+        let state = create_segment(&self.dir, w.next_offset)?;
+        w.file = state.file.clone();
+        w.base = state.base;
+        w.len = 0;
+        w.first_append = None;
+        w.since_index = 0;
+        w.unsynced = false;
+        let mut shared = lock(&self.shared);
+        shared.segments.last_mut().expect("active").modified = SystemTime::now();
+        shared.segments.push(state);
+        Ok(())
+    }
+
+    /// Forces appended data to stable storage (the `fsync = "interval"` tick).
+    pub fn sync(&self) -> Result<(), LogError> {
+        let (file, path) = {
+            let mut w = lock(&self.writer);
+            if let Some(cause) = &w.poisoned {
+                return Err(self.poisoned(cause));
+            }
+            if !w.unsynced {
+                return Ok(());
+            }
+            w.unsynced = false;
+            (w.file.clone(), self.active_path(&w))
+        };
+        self.config.storage.sync(&file).map_err(|e| {
+            lock(&self.writer).poisoned = Some(format!("fsync failed: {e}"));
+            LogError::Io {
+                op: "fsync",
+                path,
+                source: e,
+            }
+        })
+    }
+
+    /// Writes the active segment's index so the next start need not rebuild it (clean shutdown).
+    pub fn close(&self) -> Result<(), LogError> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.sync()?;
+        let w = lock(&self.writer);
+        let index = lock(&self.shared)
+            .segments
+            .last()
+            .expect("active")
+            .index
+            .to_bytes();
+        write_file_atomically(&segment::index_path(&self.dir, w.base), &index)
+    }
+
+    /// Deletes whole segments past the retention limits, oldest first, but never one holding an
+    /// offset ≥ `keep_from` (the oldest checkpoint of a reader that depends on this partition)
+    /// and never the active segment. Returns the base offsets of the deleted segments.
+    pub fn apply_retention(
+        &self,
+        now: SystemTime,
+        keep_from: Option<i64>,
+    ) -> Result<Vec<i64>, LogError> {
+        if self.read_only {
+            return Ok(Vec::new());
+        }
+        let (age, max_bytes) = (self.config.retention_age, self.config.retention_bytes);
+        // The writer lock keeps a roll from changing the segment list underneath.
+        let _w = lock(&self.writer);
+        let removed: Vec<SegmentState> = {
+            let mut shared = lock(&self.shared);
+            let mut total: u64 = shared.segments.iter().map(|s| s.len).sum();
+            let mut count = 0;
+            while count + 1 < shared.segments.len() {
+                let segment = &shared.segments[count];
+                let end = shared.segments[count + 1].base;
+                if keep_from.is_some_and(|k| end > k) {
+                    break;
+                }
+                let too_old = age
+                    .is_some_and(|age| now.duration_since(segment.modified).is_ok_and(|d| d > age));
+                let too_big = max_bytes.is_some_and(|max| total - segment.len >= max);
+                if !too_old && !too_big {
+                    break;
+                }
+                total -= segment.len;
+                count += 1;
+            }
+            shared.segments.drain(..count).collect()
+        };
+        let mut deleted = Vec::with_capacity(removed.len());
+        for segment in removed {
+            // The log file goes first: the oldest remaining .log file name is the persisted log
+            // start offset, and an orphaned index is removed on the next open.
+            let path = segment::log_path(&self.dir, segment.base);
+            fs::remove_file(&path).map_err(LogError::io("delete segment", &path))?;
+            let _ = fs::remove_file(segment::index_path(&self.dir, segment.base));
+            info!(partition = %self.name(), base = segment.base, bytes = segment.len, "retention deleted segment");
+            deleted.push(segment.base);
+        }
+        Ok(deleted)
+    }
+
+    /// Read-only mode: picks up batches and segments another process has written since.
+    pub fn refresh(&self) -> Result<(), LogError> {
+        if !self.read_only {
+            return Ok(());
+        }
+        let mut shared = lock(&self.shared);
+        while shared.segments.len() > 1
+            && !segment::log_path(&self.dir, shared.segments[0].base).exists()
+        {
+            shared.segments.remove(0);
+        }
+        loop {
+            let next_offset = shared.next_offset;
+            let last = shared.segments.last_mut().expect("at least one segment");
+            let path = segment::log_path(&self.dir, last.base);
+            let len = last
+                .file
+                .metadata()
+                .map_err(LogError::io("stat", &path))?
+                .len();
+            if len > last.len {
+                let scan = segment::scan(
+                    &last.file,
+                    last.base,
+                    last.len,
+                    next_offset,
+                    len,
+                    true,
+                    last.index.clone(),
+                )
+                .map_err(LogError::io("read", &path))?;
+                // A batch the writer is still writing stops the scan; it is picked up next time.
+                last.len = scan.valid_len;
+                last.index = scan.index;
+                shared.next_offset = scan.next_offset;
+            }
+            let last = shared.segments.last().expect("at least one segment");
+            let next_path = segment::log_path(&self.dir, shared.next_offset);
+            if last.len == 0 || last.base == shared.next_offset || !next_path.exists() {
+                break;
+            }
+            let file = open_segment_file(&next_path, true)?;
+            let base = shared.next_offset;
+            shared.segments.push(SegmentState {
+                base,
+                file: Arc::new(file),
+                len: 0,
+                index: Index::default(),
+                modified: SystemTime::now(),
+            });
+        }
+        drop(shared);
+        self.grown.notify_all();
+        Ok(())
+    }
+
+    /// `topic-partition`, as the directory is named.
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.topic, self.id)
+    }
+
+    pub(crate) fn segment_path(&self, base: i64) -> PathBuf {
+        segment::log_path(&self.dir, base)
+    }
+
+    fn active_path(&self, w: &Writer) -> PathBuf {
+        segment::log_path(&self.dir, w.base)
+    }
+
+    fn poisoned(&self, cause: &str) -> LogError {
+        LogError::Poisoned {
+            topic: self.topic.clone(),
+            partition: self.id,
+            cause: cause.to_owned(),
+        }
+    }
+}
+
+fn open_segment_file(path: &Path, read_only: bool) -> Result<File, LogError> {
+    OpenOptions::new()
+        .read(true)
+        .write(!read_only)
+        .open(path)
+        .map_err(LogError::io("open", path))
+}
+
+/// Base offsets of the segments in `dir`, sorted; removes orphaned indexes and temp files.
+fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<i64>, LogError> {
+    let mut bases = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in fs::read_dir(dir).map_err(LogError::io("list", dir))? {
+        let entry = entry.map_err(LogError::io("list", dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        match segment::parse_name(name) {
+            Some((base, "log")) => bases.push(base),
+            Some((base, "index")) => indexes.push(base),
+            _ if name.ends_with(".tmp") && !read_only => {
+                let _ = fs::remove_file(entry.path());
+            }
+            _ => {}
+        }
+    }
+    bases.sort_unstable();
+    if !read_only {
+        for base in indexes
+            .into_iter()
+            .filter(|b| bases.binary_search(b).is_err())
+        {
+            let _ = fs::remove_file(segment::index_path(dir, base));
+        }
+    }
+    Ok(bases)
+}
+
+fn create_segment(dir: &Path, base: i64) -> Result<SegmentState, LogError> {
+    let path = segment::log_path(dir, base);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(LogError::io("create segment", &path))?;
+    sync_dir(dir)?;
+    Ok(SegmentState {
+        base,
+        file: Arc::new(file),
+        len: 0,
+        index: Index::default(),
+        modified: SystemTime::now(),
+    })
+}
+
+fn modified(file: &File, path: &Path) -> Result<(u64, SystemTime), LogError> {
+    let meta = file.metadata().map_err(LogError::io("stat", path))?;
+    Ok((
+        meta.len(),
+        meta.modified().unwrap_or_else(|_| SystemTime::now()),
+    ))
+}
+
+/// Checks a closed segment without reading all of it: a sane index (rebuilt if missing or not
+/// plausible) and whole batches from the last index entry to the end of the file.
+fn check_closed(
+    dir: &Path,
+    base: i64,
+    file: File,
+    read_only: bool,
+) -> Result<(SegmentState, i64), LogError> {
+    let path = segment::log_path(dir, base);
+    let (len, modified) = modified(&file, &path)?;
+    let index_path = segment::index_path(dir, base);
+    let stored = fs::read(&index_path)
+        .ok()
+        .and_then(|b| Index::from_bytes(&b, len));
+    let rebuild = stored.is_none();
+    // A sane index lets the check start at its last entry; otherwise scan the whole segment.
+    let (from, from_offset) = match stored.as_ref().and_then(Index::last) {
+        Some(last) => (last.position as u64, base + last.relative_offset as i64),
+        None => (0, base),
+    };
+    let scan = segment::scan(
+        &file,
+        base,
+        from,
+        from_offset,
+        len,
+        false,
+        stored.unwrap_or_default(),
+    )
+    .map_err(LogError::io("read", &path))?;
+    if let Some(stop) = scan.stop {
+        return Err(LogError::Corrupt {
+            path,
+            position: stop.position,
+            offset: scan.next_offset,
+            reason: stop.reason,
+        });
+    }
+    if rebuild && !read_only {
+        write_file_atomically(&index_path, &scan.index.to_bytes())?;
+        info!(path = %index_path.display(), "rebuilt missing or damaged index");
+    }
+    let index = scan.index;
+    let state = SegmentState {
+        base,
+        file: Arc::new(file),
+        len,
+        index,
+        modified,
+    };
+    Ok((state, scan.next_offset))
+}
+
+/// Scans the tail segment in full, CRCs included, and cuts a torn tail.
+fn recover_tail(
+    dir: &Path,
+    base: i64,
+    file: File,
+    read_only: bool,
+) -> Result<(SegmentState, i64), LogError> {
+    let path = segment::log_path(dir, base);
+    let (len, modified) = modified(&file, &path)?;
+    let scan = segment::scan(&file, base, 0, base, len, true, Index::default())
+        .map_err(LogError::io("read", &path))?;
+    if let Some(stop) = &scan.stop {
+        if let Some(intact) = segment::find_intact_batch(&file, stop.position, len)
+            .map_err(LogError::io("read", &path))?
+        {
+            return Err(LogError::Corrupt {
+                path,
+                position: stop.position,
+                offset: scan.next_offset,
+                reason: format!("{} (an intact batch follows at byte {intact})", stop.reason),
+            });
+        }
+        if read_only {
+            // The writer may be in the middle of this batch: stop before it.
+        } else {
+            warn!(
+                path = %path.display(),
+                position = stop.position,
+                cut_bytes = len - stop.position,
+                next_offset = scan.next_offset,
+                reason = %stop.reason,
+                "cut torn tail of segment; appends continue at next_offset"
+            );
+            file.set_len(stop.position)
+                .map_err(LogError::io("truncate", &path))?;
+            file.sync_all().map_err(LogError::io("fsync", &path))?;
+        }
+    }
+    let state = SegmentState {
+        base,
+        file: Arc::new(file),
+        len: scan.valid_len,
+        index: scan.index,
+        modified,
+    };
+    Ok((state, scan.next_offset))
+}
+
+/// Replaces `path` with `bytes`: temp file, fsync, rename, fsync directory.
+pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    let tmp = path.with_extension(match path.extension() {
+        Some(ext) => format!("{}.tmp", ext.to_string_lossy()),
+        None => "tmp".into(),
+    });
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    };
+    write().map_err(LogError::io("write", &tmp))?;
+    fs::rename(&tmp, path).map_err(LogError::io("rename into place", path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(LogError::io("fsync directory", dir))
+}
