@@ -66,7 +66,7 @@ fn tail_path(dir: &Path) -> PathBuf {
 fn creates_the_two_queues() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(LogConfig::in_dir(dir.path())).unwrap();
-    let topics: Vec<_> = log.topics().into_iter().map(|(n, c)| (n, c)).collect();
+    let topics = log.topics();
     assert_eq!(
         topics,
         [

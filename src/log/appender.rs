@@ -242,6 +242,7 @@ impl Inner {
 pub(crate) struct Linger {
     queue: Mutex<LingerQueue>,
     wake: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Debug, Default)]
@@ -251,14 +252,15 @@ struct LingerQueue {
 }
 
 impl Linger {
-    pub(crate) fn start() -> (Arc<Linger>, JoinHandle<()>) {
+    pub(crate) fn start() -> Arc<Linger> {
         let linger = Arc::new(Linger::default());
         let worker = linger.clone();
         let handle = std::thread::Builder::new()
             .name("blink-linger".into())
             .spawn(move || worker.run())
             .expect("spawn linger thread");
-        (linger, handle)
+        *lock(&linger.thread) = Some(handle);
+        linger
     }
 
     fn schedule(&self, at: Instant, appender: Weak<Inner>) {
@@ -270,9 +272,14 @@ impl Linger {
         }
     }
 
+    /// Stops the thread and waits for it; batches still pending are flushed by their
+    /// appenders (explicitly or when dropped).
     pub(crate) fn stop(&self) {
         lock(&self.queue).stop = true;
         self.wake.notify_one();
+        if let Some(handle) = lock(&self.thread).take() {
+            let _ = handle.join();
+        }
     }
 
     fn run(&self) {

@@ -24,8 +24,7 @@ pub mod storage;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 pub use appender::{Appender, CheckpointTarget};
@@ -79,7 +78,7 @@ pub struct Log {
     config: Arc<LogConfig>,
     read_only: bool,
     topics: RwLock<BTreeMap<String, Vec<Arc<Partition>>>>,
-    linger: Option<(Arc<Linger>, Mutex<Option<JoinHandle<()>>>)>,
+    linger: Option<Arc<Linger>>,
     /// Held for the life of a writable log so two processes never write one directory.
     _lock: Option<File>,
 }
@@ -100,13 +99,7 @@ impl Log {
                 }
             },
         })?;
-        let (linger, handle) = Linger::start();
-        let log = Self::load(
-            config,
-            false,
-            Some(lock),
-            Some((linger, Mutex::new(Some(handle)))),
-        )?;
+        let log = Self::load(config, false, Some(lock), Some(Linger::start()))?;
         for queue in [INPUT_TOPIC, ANALYSIS_TOPIC] {
             if log.partitions(queue).is_none() {
                 log.create_topic(queue, 1)?;
@@ -124,7 +117,7 @@ impl Log {
         config: LogConfig,
         read_only: bool,
         lock: Option<File>,
-        linger: Option<(Arc<Linger>, Mutex<Option<JoinHandle<()>>>)>,
+        linger: Option<Arc<Linger>>,
     ) -> Result<Self, LogError> {
         let config = Arc::new(config);
         let log = Log {
@@ -252,7 +245,7 @@ impl Log {
         checkpoint: Option<CheckpointTarget>,
     ) -> Result<Appender, LogError> {
         let partition = self.partition(topic, id)?;
-        let (linger, _) = self
+        let linger = self
             .linger
             .as_ref()
             .ok_or_else(|| LogError::ReadOnly(self.config.dir.display().to_string()))?;
@@ -302,11 +295,8 @@ impl Log {
 
     /// Syncs everything and writes the active segments' indexes (clean shutdown).
     pub fn close(&self) -> Result<(), LogError> {
-        if let Some((linger, handle)) = &self.linger {
+        if let Some(linger) = &self.linger {
             linger.stop();
-            if let Some(handle) = handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                let _ = handle.join();
-            }
         }
         self.all_partitions().iter().try_for_each(|p| p.close())
     }
@@ -314,11 +304,8 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        if let Some((linger, handle)) = &self.linger {
+        if let Some(linger) = &self.linger {
             linger.stop();
-            if let Some(handle) = handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                let _ = handle.join();
-            }
         }
     }
 }

@@ -89,7 +89,7 @@ impl Index {
     /// Parses an index file; `None` if it is not a plausible index for a segment of `log_len`
     /// bytes (entries out of order or pointing past the end), so the caller rebuilds it.
     pub fn from_bytes(bytes: &[u8], log_len: u64) -> Option<Index> {
-        if bytes.len() % INDEX_ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(INDEX_ENTRY_LEN) {
             return None;
         }
         let mut entries = Vec::with_capacity(bytes.len() / INDEX_ENTRY_LEN);

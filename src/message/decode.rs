@@ -539,7 +539,7 @@ pub struct ValueIter<'a> {
 }
 
 impl<'a> ValueIter<'a> {
-    fn from_packed(&mut self) -> Option<Value<'a>> {
+    fn next_packed(&mut self) -> Option<Value<'a>> {
         if self.value_type == ValueType::Double {
             let (head, rest) = self.packed.split_first_chunk::<8>()?;
             self.packed = rest;
@@ -564,7 +564,7 @@ impl<'a> Iterator for ValueIter<'a> {
     fn next(&mut self) -> Option<Value<'a>> {
         loop {
             if !self.packed.is_empty() {
-                return self.from_packed();
+                return self.next_packed();
             }
             if self.pos >= self.body.len() {
                 return None;

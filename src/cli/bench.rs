@@ -1,0 +1,286 @@
+//! `blink bench`: measure and print figures; nothing is asserted (see docs/benchmarks.md).
+//!
+//! `blink bench log` times the log alone on the reference workload's message shape (the same
+//! message `bench/reference-workload/gen.lua` injects, about 300 bytes): appends into the page
+//! cache, reads with decoding, and recovery of a 1 GiB partition. Each figure is the median of
+//! `--runs` runs, every run on a fresh directory.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use blink::config::LogConfig;
+use blink::log::batch::BatchBuilder;
+use blink::log::{INPUT_TOPIC, Log};
+use blink::message::{Field, FieldValues, Message, MessageView, new_uuid};
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// The log: append, read + decode, recovery.
+    Log {
+        /// Messages per append/read run.
+        #[arg(long, default_value_t = 2_000_000)]
+        messages: u64,
+        /// Size of the partition whose recovery is timed, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        recovery_mib: u64,
+        /// Runs per figure; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Scratch directory (default: a new one under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
+    match what {
+        BenchCommand::Log {
+            messages,
+            recovery_mib,
+            runs,
+            dir,
+        } => {
+            let scratch = match dir {
+                Some(dir) => tempfile::Builder::new()
+                    .prefix("blink-bench-")
+                    .tempdir_in(dir)?,
+                None => tempfile::Builder::new().prefix("blink-bench-").tempdir()?,
+            };
+            bench_log(scratch.path(), messages, recovery_mib, runs.max(1))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The message gen.lua injects: Type "bench", Logger "gen", a 200-byte payload, three fields.
+fn reference_message(n: u64) -> Message {
+    let mut m = Message::new(new_uuid(), blink::time::now_nanos());
+    m.r#type = Some(b"bench".to_vec());
+    m.logger = Some(b"gen".to_vec());
+    m.payload = Some(vec![b'x'; 200]);
+    m.hostname = Some(b"bench-host".to_vec());
+    m.pid = Some(std::process::id() as i32);
+    m.fields = vec![
+        Field::new("user", FieldValues::String(vec![b"alice".to_vec()])),
+        Field::new("action", FieldValues::String(vec![b"login".to_vec()])),
+        // Lua numbers are doubles, so Hindsight stores n as a DOUBLE field.
+        Field::new("n", FieldValues::Double(vec![n as f64])),
+    ];
+    m
+}
+
+struct Figure {
+    name: &'static str,
+    items: u64,
+    bytes: u64,
+    times: Vec<Duration>,
+}
+
+impl Figure {
+    fn median(&self) -> Duration {
+        let mut t = self.times.clone();
+        t.sort();
+        t[t.len() / 2]
+    }
+
+    fn print(&self) {
+        let secs = self.median().as_secs_f64();
+        let runs: Vec<String> = self
+            .times
+            .iter()
+            .map(|t| format!("{:.3}", t.as_secs_f64()))
+            .collect();
+        if self.items > 0 {
+            println!(
+                "{:<34} {:>10.0} msgs/s {:>9.1} MB/s   median {:.3} s of runs [{}]",
+                self.name,
+                self.items as f64 / secs,
+                self.bytes as f64 / secs / 1e6,
+                secs,
+                runs.join(", ")
+            );
+        } else {
+            println!(
+                "{:<34} {:>10.3} s   ({:.1} MB)   runs [{}]",
+                self.name,
+                secs,
+                self.bytes as f64 / 1e6,
+                runs.join(", ")
+            );
+        }
+    }
+}
+
+fn fresh(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    if path.exists() {
+        std::fs::remove_dir_all(&path)?;
+    }
+    Ok(path)
+}
+
+fn bench_log(dir: &Path, messages: u64, recovery_mib: u64, runs: usize) -> anyhow::Result<()> {
+    let sample = reference_message(1).to_bytes();
+    println!(
+        "blink bench log: {messages} messages of {} bytes (Heka protobuf), {runs} runs, in {}",
+        sample.len(),
+        dir.display()
+    );
+
+    let mut encode_append = Figure {
+        name: "append (encode + batch + write)",
+        items: messages,
+        bytes: 0,
+        times: vec![],
+    };
+    let mut raw_append = Figure {
+        name: "append (pre-encoded values)",
+        items: messages,
+        bytes: 0,
+        times: vec![],
+    };
+    let mut read_decode = Figure {
+        name: "read + decode + Fields[user]",
+        items: messages,
+        bytes: 0,
+        times: vec![],
+    };
+    let mut read_only = Figure {
+        name: "read records",
+        items: messages,
+        bytes: 0,
+        times: vec![],
+    };
+    for _ in 0..runs {
+        // Encoding as a plugin inject does: a new Uuid, Timestamp and `n` for every message.
+        let path = fresh(dir, "append")?;
+        let log = Log::open(LogConfig::in_dir(&path))?;
+        let appender = log.appender(INPUT_TOPIC, 0, None)?;
+        let mut message = reference_message(0);
+        let start = Instant::now();
+        let mut bytes = 0u64;
+        for n in 0..messages {
+            message.uuid = new_uuid();
+            message.timestamp = blink::time::now_nanos();
+            message.fields[2].values = FieldValues::Double(vec![n as f64]);
+            let len = message.encoded_len();
+            bytes += len as u64;
+            appender.append_encoded(message.timestamp / 1_000_000, len, None, |out| {
+                message.encode(out)
+            })?;
+        }
+        appender.flush()?;
+        encode_append.times.push(start.elapsed());
+        encode_append.bytes = bytes;
+        drop(appender);
+
+        let partition = log.partition(INPUT_TOPIC, 0)?;
+        let start = Instant::now();
+        let mut reader = blink::log::PartitionReader::new(partition.clone(), 0);
+        let mut alice = 0u64;
+        while let Some(record) = reader.next_record()? {
+            let value = record.value.as_deref().unwrap_or_default();
+            let view = MessageView::parse(value).context("decoding a benchmark message")?;
+            if view
+                .field(b"user", 0)
+                .and_then(|f| f.value(0))
+                .is_some_and(|v| v.as_bytes() == b"alice")
+            {
+                alice += 1;
+            }
+        }
+        read_decode.times.push(start.elapsed());
+        read_decode.bytes = bytes;
+        anyhow::ensure!(
+            alice == messages,
+            "read {alice} of {messages} messages back"
+        );
+
+        let start = Instant::now();
+        let mut reader = blink::log::PartitionReader::new(partition, 0);
+        let mut count = 0u64;
+        while reader.next_record()?.is_some() {
+            count += 1;
+        }
+        read_only.times.push(start.elapsed());
+        read_only.bytes = bytes;
+        anyhow::ensure!(count == messages, "read {count} of {messages} records");
+        drop(log);
+
+        let path = fresh(dir, "raw")?;
+        let log = Log::open(LogConfig::in_dir(&path))?;
+        let appender = log.appender(INPUT_TOPIC, 0, None)?;
+        let start = Instant::now();
+        for _ in 0..messages {
+            appender.append(0, &sample)?;
+        }
+        appender.flush()?;
+        raw_append.times.push(start.elapsed());
+        raw_append.bytes = messages * sample.len() as u64;
+    }
+    encode_append.print();
+    raw_append.print();
+    read_decode.print();
+    read_only.print();
+    let _ = std::fs::remove_dir_all(dir.join("append"));
+    let _ = std::fs::remove_dir_all(dir.join("raw"));
+
+    // Recovery: a partition of `recovery_mib` in 64 MiB segments, left without a clean close
+    // (no index for the tail, as after a crash), then opened again.
+    let path = fresh(dir, "recovery")?;
+    let target = recovery_mib << 20;
+    {
+        let log = Log::open(LogConfig::in_dir(&path))?;
+        let partition = log.partition(INPUT_TOPIC, 0)?;
+        let mut builder = BatchBuilder::with_capacity(1 << 20);
+        let mut written = 0u64;
+        while written < target {
+            for _ in 0..3000 {
+                builder.push(0, None, &sample);
+            }
+            let mut batch = builder.finish();
+            written += batch.len() as u64;
+            partition.append(&mut batch)?;
+        }
+        log.sync()?;
+        // Dropped without close(): the tail segment's index is never written.
+    }
+    let mut crash = Figure {
+        name: "recovery after crash",
+        items: 0,
+        bytes: target,
+        times: vec![],
+    };
+    for _ in 0..runs {
+        let start = Instant::now();
+        let log = Log::open(LogConfig::in_dir(&path))?;
+        crash.times.push(start.elapsed());
+        drop(log);
+    }
+    crash.print();
+    // The worst case: every index lost, so every segment is scanned and its index rebuilt.
+    let mut rebuild = Figure {
+        name: "recovery, all indexes missing",
+        items: 0,
+        bytes: target,
+        times: vec![],
+    };
+    let partition_dir = path.join(format!("{INPUT_TOPIC}-0"));
+    for _ in 0..runs {
+        for entry in std::fs::read_dir(&partition_dir)? {
+            let entry = entry?.path();
+            if entry.extension().is_some_and(|e| e == "index") {
+                std::fs::remove_file(entry)?;
+            }
+        }
+        let start = Instant::now();
+        let log = Log::open(LogConfig::in_dir(&path))?;
+        rebuild.times.push(start.elapsed());
+        drop(log);
+    }
+    rebuild.print();
+    let _ = std::fs::remove_dir_all(&path);
+    Ok(())
+}

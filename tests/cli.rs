@@ -1,0 +1,370 @@
+//! The `blink` binary: `cat` of Hindsight files and topics (text, JSON, follow), config errors,
+//! and `run` starting and stopping cleanly on a signal.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use blink::config::LogConfig;
+use blink::log::{INPUT_TOPIC, Log};
+use blink::message::{Field, FieldValues, Message};
+use serde_json::Value;
+
+fn blink() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_blink"));
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hindsight")
+        .join(name)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run blink")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    stdout(output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn hindsight_file_decodes_exactly_as_hindsight_printed_it() {
+    let output = run(blink()
+        .args(["cat", "--hindsight"])
+        .arg(fixture("varied.log")));
+    assert!(output.status.success());
+    let reference = std::fs::read_to_string(fixture("varied.txt")).unwrap();
+    // lsb_heka_cat's first two lines are its summary; the rest is one block per message.
+    let body: String = reference.splitn(3, '\n').nth(2).unwrap().to_owned();
+    assert_eq!(stdout(&output), body);
+}
+
+#[test]
+fn hindsight_file_as_json() {
+    let output = run(blink()
+        .args(["cat", "--json", "--hindsight"])
+        .arg(fixture("varied.log")));
+    assert!(output.status.success());
+    let messages = json_lines(&output);
+    assert_eq!(messages.len(), 8);
+    let first = &messages[0];
+    assert_eq!(first["Uuid"], "27150de5-4208-442d-a59a-1d802aedce38");
+    assert_eq!(first["Timestamp"], 1700000000000000000i64);
+    assert_eq!(first["Type"], "t.string");
+    assert_eq!(first["Severity"], 3);
+    assert_eq!(first["Pid"], 42);
+    assert_eq!(first["EnvVersion"], "1.0");
+    assert_eq!(first["Hostname"], "host-a");
+    assert_eq!(first["Fields"]["user"], "alice");
+    assert_eq!(messages[1]["Fields"]["big"], 9007199254740992.0);
+    assert_eq!(messages[2]["Fields"]["ok"], true);
+    assert_eq!(
+        messages[3]["Fields"]["names"],
+        serde_json::json!(["a", "b", "c"])
+    );
+    assert_eq!(
+        messages[3]["Fields"]["nums"],
+        serde_json::json!([1.0, 2.0, 3.5])
+    );
+    assert_eq!(messages[4]["Fields"]["bytes"], "AAEC/w==");
+    assert_eq!(messages[4]["Fields"]["ints"], serde_json::json!([1, 2, 3]));
+    assert_eq!(messages[5]["Payload"].as_str().unwrap().len(), 1000);
+    assert_eq!(messages[6]["Payload"], "");
+    assert!(
+        messages[1].get("Payload").is_none(),
+        "absent headers are left out"
+    );
+    assert_eq!(messages[7]["Payload"], "héllo wörld ✓");
+    assert_eq!(messages[7]["Fields"]["city"], "Zürich");
+}
+
+#[test]
+fn reference_workload_stream_decodes() {
+    let output = run(blink()
+        .args(["cat", "--json", "--hindsight"])
+        .arg(fixture("bench-1000.log")));
+    assert!(output.status.success());
+    let messages = json_lines(&output);
+    assert_eq!(messages.len(), 1000);
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(m["Type"], "bench");
+        assert_eq!(m["Fields"]["n"], (i + 1) as f64);
+        assert_eq!(m["Fields"]["action"], "login");
+    }
+}
+
+#[test]
+fn damaged_hindsight_file_reports_and_continues() {
+    let mut bytes = std::fs::read(fixture("varied.log")).unwrap();
+    let frames: Vec<usize> = blink::message::stream::StreamReader::new(&bytes)
+        .map(|f| f.unwrap().0)
+        .collect();
+    let third = frames[2];
+    assert_eq!(bytes[third], 0x1e);
+    bytes[third + 6] = 0xff; // inside the message's Uuid header
+    bytes[third + 5] = 0x7f; // an unknown tag
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.log");
+    std::fs::write(&path, bytes).unwrap();
+    let output = run(blink().args(["cat", "--json", "--hindsight"]).arg(&path));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        json_lines(&output).len(),
+        7,
+        "the other messages are printed"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("bad frame at byte {third}")),
+        "{stderr}"
+    );
+}
+
+fn heka(n: i64) -> Vec<u8> {
+    let mut m = Message::new([n as u8; 16], 1_700_000_000_000_000_000 + n);
+    m.r#type = Some(b"test".to_vec());
+    m.payload = Some(format!("message {n}").into_bytes());
+    m.fields = vec![Field::new("n", FieldValues::Integer(vec![n]))];
+    m.to_bytes()
+}
+
+struct TestLog {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn test_log() -> TestLog {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("blink.toml");
+    std::fs::write(
+        &config,
+        format!("output_path = {:?}\n", data.to_str().unwrap()),
+    )
+    .unwrap();
+    TestLog { dir, config }
+}
+
+impl TestLog {
+    fn open(&self) -> Log {
+        Log::open(LogConfig::in_dir(self.dir.path().join("data"))).unwrap()
+    }
+
+    fn cat(&self, args: &[&str]) -> Output {
+        run(blink()
+            .arg("cat")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args))
+    }
+}
+
+#[test]
+fn cat_prints_queue_messages_from_any_offset() {
+    let t = test_log();
+    {
+        let log = t.open();
+        let appender = log.appender(INPUT_TOPIC, 0, None).unwrap();
+        for n in 0..10 {
+            appender.append(n, &heka(n)).unwrap();
+        }
+    }
+    let all = t.cat(&["blink.input", "--json"]);
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let messages = json_lines(&all);
+    assert_eq!(messages.len(), 10);
+    assert_eq!(messages[3]["Payload"], "message 3");
+    assert_eq!(messages[3]["Fields"]["n"], 3);
+
+    let tail = t.cat(&["blink.input", "--json", "--from", "7"]);
+    let messages = json_lines(&tail);
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[0]["Fields"]["n"], 7);
+
+    let text = t.cat(&["blink.input", "--from", "9"]);
+    let text = stdout(&text);
+    assert!(
+        text.starts_with(":Offset: 9\n:Uuid: 09090909-0909-0909-0909-090909090909\n"),
+        "{text}"
+    );
+    assert!(text.contains(":Payload: message 9\n"));
+    assert!(text.contains("| name: n type: 2 representation: <nil> value: 9\n"));
+}
+
+#[test]
+fn cat_prints_plain_topics_and_flags_bad_queue_records() {
+    let t = test_log();
+    {
+        let log = t.open();
+        log.create_topic("events", 3).unwrap();
+        for p in 0..3 {
+            let appender = log.appender("events", p, None).unwrap();
+            appender
+                .append(1000 + p as i64, format!("event in {p}").as_bytes())
+                .unwrap();
+        }
+        let appender = log.appender(INPUT_TOPIC, 0, None).unwrap();
+        appender.append(0, &heka(0)).unwrap();
+        appender.append(0, b"not a heka message").unwrap();
+        appender.append(0, &heka(2)).unwrap();
+    }
+    let events = t.cat(&["events", "--json"]);
+    let records = json_lines(&events);
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[2]["partition"], 2);
+    assert_eq!(records[2]["value"], "event in 2");
+    assert_eq!(records[2]["timestamp"], 1002);
+    let one = t.cat(&["events", "--partition", "1"]);
+    assert_eq!(stdout(&one), "1\t0\t1001\t<null>\tevent in 1\n");
+
+    let queue = t.cat(&["blink.input", "--json"]);
+    assert_eq!(
+        queue.status.code(),
+        Some(1),
+        "a bad record makes the exit status fail"
+    );
+    assert_eq!(
+        json_lines(&queue).len(),
+        2,
+        "the good records are still printed"
+    );
+    let stderr = String::from_utf8_lossy(&queue.stderr);
+    assert!(stderr.contains("blink.input-0 offset 1"), "{stderr}");
+
+    let unknown = t.cat(&["nope"]);
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("unknown topic \"nope\"") && stderr.contains("events"),
+        "{stderr}"
+    );
+
+    let range = t.cat(&["events", "--from", "5"]);
+    assert!(stdout(&range).is_empty());
+    let below = t.cat(&["blink.input", "--from", "-3"]);
+    assert!(String::from_utf8_lossy(&below.stderr).contains("out of range"));
+}
+
+#[test]
+fn cat_follow_prints_what_is_appended_later() {
+    let t = test_log();
+    let log = t.open();
+    let mut child = blink()
+        .args(["cat", "--follow", "--json", "--config"])
+        .arg(&t.config)
+        .arg("blink.input")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let appender = log.appender(INPUT_TOPIC, 0, None).unwrap();
+    for n in 0..5 {
+        appender.append(n, &heka(n)).unwrap();
+    }
+    appender.flush().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while seen.len() < 5 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(seen.len(), 5, "follow printed every appended message");
+    assert_eq!(seen[4]["Fields"]["n"], 4);
+}
+
+#[test]
+fn config_errors_name_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "output_path = 'x'\nmax_mesage_size = 10\n").unwrap();
+    let output = run(blink()
+        .args(["cat", "--config"])
+        .arg(&config)
+        .arg("blink.input"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("max_mesage_size"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_opens_the_log_and_stops_cleanly_on_sigterm() {
+    let t = test_log();
+    let mut child = blink()
+        .env("RUST_LOG", "info")
+        .args(["run", "--config"])
+        .arg(&t.config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "blink run never said it was running"
+        );
+        let line = lines.next().expect("blink run exited early").unwrap();
+        if line.contains("blink is running") {
+            break;
+        }
+    }
+    // While it runs, the log is locked against a second writer but readable.
+    let second = run(blink().arg("run").arg("--config").arg(&t.config));
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("locked by another Blink process"));
+    assert!(t.cat(&["blink.input"]).status.success());
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}: {rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("stopped cleanly")),
+        "{rest:?}"
+    );
+    assert!(
+        t.dir
+            .path()
+            .join("data/blink.input-0/00000000000000000000.index")
+            .exists(),
+        "clean close writes the index"
+    );
+}
