@@ -235,15 +235,28 @@ fn bench_log(dir: &Path, messages: u64, recovery_mib: u64, runs: usize) -> anyho
         let log = Log::open(LogConfig::in_dir(&path))?;
         let partition = log.partition(INPUT_TOPIC, 0)?;
         let mut builder = BatchBuilder::with_capacity(1 << 20);
-        let mut written = 0u64;
-        while written < target {
+        // Batches of about 1 MB until the partition has `segments` segments and the tail one is
+        // nearly full: recovery scans the tail in full, so this is its worst case.
+        let segment_bytes = LogConfig::in_dir(&path).segment_bytes;
+        let segments = (target / segment_bytes).max(1) as usize;
+        let (mut active, mut in_active) = (partition.active_base(), 0u64);
+        loop {
             for _ in 0..3000 {
                 builder.push(0, None, &sample);
             }
             let mut batch = builder.finish();
-            written += batch.len() as u64;
+            let len = batch.len() as u64;
+            if partition.segment_count() == segments && in_active + 2 * len > segment_bytes {
+                break;
+            }
             partition.append(&mut batch)?;
+            if partition.active_base() != active {
+                (active, in_active) = (partition.active_base(), 0);
+            }
+            in_active += len;
         }
+        let tail = std::fs::metadata(blink::log::segment::log_path(partition.dir(), partition.active_base()))?.len();
+        println!("recovery partition: {} segments, tail segment {:.1} MB", partition.segment_count(), tail as f64 / 1e6);
         log.sync()?;
         // Dropped without close(): the tail segment's index is never written.
     }

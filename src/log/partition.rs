@@ -214,6 +214,11 @@ impl Partition {
         lock(&self.shared).segments.len()
     }
 
+    /// Base offset of the active (newest) segment.
+    pub fn active_base(&self) -> i64 {
+        lock(&self.shared).segments.last().expect("at least one segment").base
+    }
+
     pub(crate) fn shared(&self) -> MutexGuard<'_, Shared> {
         lock(&self.shared)
     }
