@@ -255,8 +255,16 @@ fn bench_log(dir: &Path, messages: u64, recovery_mib: u64, runs: usize) -> anyho
             }
             in_active += len;
         }
-        let tail = std::fs::metadata(blink::log::segment::log_path(partition.dir(), partition.active_base()))?.len();
-        println!("recovery partition: {} segments, tail segment {:.1} MB", partition.segment_count(), tail as f64 / 1e6);
+        let tail = std::fs::metadata(blink::log::segment::log_path(
+            partition.dir(),
+            partition.active_base(),
+        ))?
+        .len();
+        println!(
+            "recovery partition: {} segments, tail segment {:.1} MB",
+            partition.segment_count(),
+            tail as f64 / 1e6
+        );
         log.sync()?;
         // Dropped without close(): the tail segment's index is never written.
     }

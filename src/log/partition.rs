@@ -216,7 +216,11 @@ impl Partition {
 
     /// Base offset of the active (newest) segment.
     pub fn active_base(&self) -> i64 {
-        lock(&self.shared).segments.last().expect("at least one segment").base
+        lock(&self.shared)
+            .segments
+            .last()
+            .expect("at least one segment")
+            .base
     }
 
     pub(crate) fn shared(&self) -> MutexGuard<'_, Shared> {
