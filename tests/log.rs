@@ -14,6 +14,7 @@ use blink::config::{FsyncPolicy, LogConfig};
 use blink::log::batch::{self, BatchBuilder};
 use blink::log::storage::{OsStorage, Storage};
 use blink::log::{CheckpointTarget, INPUT_TOPIC, Log, LogError, Partition, PartitionReader};
+use blink::message::{Message, MessageView};
 use proptest::prelude::*;
 
 fn config(dir: &Path, segment_bytes: u64) -> LogConfig {
@@ -444,6 +445,48 @@ fn appender_batches_lingers_and_publishes_checkpoints_after_writing() {
 }
 
 #[test]
+fn queue_records_are_heka_messages_stamped_in_milliseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(LogConfig::in_dir(dir.path())).unwrap();
+    let appender = log.appender(INPUT_TOPIC, 0, None).unwrap();
+    let mut message = Message::new([9; 16], 1_700_000_000_123_456_789);
+    message.payload = Some(b"hi".to_vec());
+    appender.append_message(&message, None).unwrap();
+    appender.flush().unwrap();
+    let record = log
+        .reader(INPUT_TOPIC, 0, 0)
+        .unwrap()
+        .next_record()
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.timestamp, 1_700_000_000_123);
+    assert_eq!(record.key, None);
+    let view = MessageView::parse(record.value.as_deref().unwrap()).unwrap();
+    assert_eq!(Message::from(&view), message);
+}
+
+#[test]
+fn segments_roll_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = LogConfig::in_dir(dir.path());
+    cfg.segment_age = Duration::from_millis(30);
+    let log = Log::open(cfg).unwrap();
+    let partition = log.partition(INPUT_TOPIC, 0).unwrap();
+    append_batches(&partition, 0, &[2]);
+    append_batches(&partition, 2, &[2]);
+    assert_eq!(partition.segment_count(), 1, "young segment keeps growing");
+    std::thread::sleep(Duration::from_millis(40));
+    append_batches(&partition, 4, &[2]);
+    assert_eq!(
+        partition.segment_count(),
+        2,
+        "old segment rolled before the append"
+    );
+    assert_eq!(partition.active_base(), 4);
+    assert!(partition.dir().join("00000000000000000000.index").exists());
+}
+
+#[test]
 fn a_waiting_reader_wakes_on_append() {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Log::open(LogConfig::in_dir(dir.path())).unwrap());
@@ -595,7 +638,7 @@ proptest! {
     #[test]
     fn append_read_round_trip(
         sizes in proptest::collection::vec(1usize..30, 1..40),
-        segment in 1024u64..20_000,
+        segment in 2048u64..20_000,
         reads in proptest::collection::vec(any::<prop::sample::Index>(), 1..10),
     ) {
         let dir = tempfile::tempdir().unwrap();

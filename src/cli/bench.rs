@@ -165,11 +165,8 @@ fn bench_log(dir: &Path, messages: u64, recovery_mib: u64, runs: usize) -> anyho
             message.uuid = new_uuid();
             message.timestamp = blink::time::now_nanos();
             message.fields[2].values = FieldValues::Double(vec![n as f64]);
-            let len = message.encoded_len();
-            bytes += len as u64;
-            appender.append_encoded(message.timestamp / 1_000_000, len, None, |out| {
-                message.encode(out)
-            })?;
+            bytes += message.encoded_len() as u64;
+            appender.append_message(&message, None)?;
         }
         appender.flush()?;
         encode_append.times.push(start.elapsed());

@@ -19,6 +19,7 @@ use super::error::LogError;
 use super::partition::{Appended, Partition};
 use crate::checkpoint::{CheckpointStore, CheckpointValue};
 use crate::config::BatchPolicy;
+use crate::message::Message;
 
 /// Where an input's checkpoint goes once its messages are written.
 #[derive(Debug, Clone)]
@@ -85,6 +86,19 @@ impl Appender {
 
     pub fn partition(&self) -> &Arc<Partition> {
         &self.inner.partition
+    }
+
+    /// Accepts a Heka message for a queue topic: encoded straight into the batch, with the
+    /// message's Timestamp (ns) as the record timestamp in Kafka's milliseconds.
+    pub fn append_message(
+        &self,
+        message: &Message,
+        checkpoint: Option<CheckpointValue>,
+    ) -> Result<(), LogError> {
+        let timestamp_ms = message.timestamp.div_euclid(1_000_000);
+        self.append_encoded(timestamp_ms, message.encoded_len(), checkpoint, |out| {
+            message.encode(out)
+        })
     }
 
     /// Accepts one record value; `timestamp_ms` is its Kafka timestamp.
