@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: the global TOML configuration.
 //! - [`message`]: Heka messages, their protobuf codec and Hindsight's stream framing.
+//! - [`matcher`]: Hindsight message matcher expressions, compiled once, evaluated per message.
 //! - [`log`]: topics, partitions and segments in Kafka's RecordBatch format; appends, reads,
 //!   recovery and retention.
 //! - [`checkpoint`]: reader positions and input checkpoints, persisted atomically.
@@ -14,6 +15,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod durability;
 pub mod log;
+pub mod matcher;
 pub mod message;
 pub mod time;
 pub mod varint;
