@@ -4,6 +4,7 @@
 //! - [`config`]: the global TOML configuration.
 //! - [`message`]: Heka messages, their protobuf codec and Hindsight's stream framing.
 //! - [`matcher`]: Hindsight message matcher expressions, compiled once, evaluated per message.
+//! - [`plugin`]: plugin kinds and their Lua-syntax `.cfg` files.
 //! - [`log`]: topics, partitions and segments in Kafka's RecordBatch format; appends, reads,
 //!   recovery and retention.
 //! - [`checkpoint`]: reader positions and input checkpoints, persisted atomically.
@@ -17,5 +18,6 @@ pub mod durability;
 pub mod log;
 pub mod matcher;
 pub mod message;
+pub mod plugin;
 pub mod time;
 pub mod varint;

@@ -1,0 +1,396 @@
+//! Plugin configuration files: Hindsight's Lua-syntax `.cfg`.
+//!
+//! A cfg is Lua source evaluated in an empty environment (no functions at all; arithmetic and
+//! `..` work), under a small memory and instruction budget so a hostile cfg cannot hang or bloat
+//! Blink. Every global it sets becomes a key; the keys Hindsight defines are validated and typed
+//! here, and all keys (user keys included) stay readable by the plugin through `read_config`.
+//! Errors name the file, the key and the reason; a Lua syntax error carries its line.
+
+use std::path::{Path, PathBuf};
+
+use mlua::chunk::ChunkMode;
+use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Value};
+
+use super::PluginKind;
+use crate::matcher::Matcher;
+
+/// Why a plugin cfg cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("{path}: key `{key}`: {reason}")]
+    Key {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+/// A value from a cfg file; tables keep their entries in the order Lua iterates them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CfgValue {
+    Bool(bool),
+    Number(f64),
+    String(Vec<u8>),
+    Table(Vec<(CfgValue, CfgValue)>),
+}
+
+/// Which queue(s) an output reads (Hindsight's `read_queue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadQueue {
+    Input,
+    Analysis,
+    Both,
+}
+
+/// A validated plugin cfg.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    pub kind: PluginKind,
+    /// `<kind>.<file stem>`, e.g. `analysis.count`.
+    pub name: String,
+    /// The cfg file.
+    pub path: PathBuf,
+    /// The Lua file, as the cfg names it (resolved against the plugin directory).
+    pub filename: String,
+    pub message_matcher: Option<String>,
+    /// Seconds between `timer_event` calls (input: between `process_message` calls); 0 = never.
+    pub ticker_interval: u64,
+    /// Analysis thread to run on (modulo the thread count); `None` spreads plugins out.
+    pub thread: Option<usize>,
+    pub preserve_data: bool,
+    pub memory_limit: usize,
+    /// Instructions per call; 0 = no limit.
+    pub instruction_limit: u32,
+    pub output_limit: usize,
+    pub shutdown_on_terminate: bool,
+    pub process_message_inject_limit: u32,
+    pub timer_event_inject_limit: u32,
+    pub read_queue: ReadQueue,
+    /// Every key of the file, for `read_config`.
+    pub values: Vec<(String, CfgValue)>,
+}
+
+const KNOWN_NUMBERS: &[&str] = &[
+    "ticker_interval",
+    "thread",
+    "memory_limit",
+    "instruction_limit",
+    "output_limit",
+    "process_message_inject_limit",
+    "timer_event_inject_limit",
+    "async_buffer_size",
+];
+
+impl PluginConfig {
+    /// Reads and validates `path`, a cfg of a plugin of `kind`.
+    pub fn load(kind: PluginKind, path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read(path).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(kind, path, &text)
+    }
+
+    /// Validates cfg source `text`; `path` names the plugin (`<kind>.<stem>`) and the errors.
+    pub fn parse(kind: PluginKind, path: &Path, text: &[u8]) -> Result<Self, ConfigError> {
+        let file_error = |reason: String| ConfigError::File {
+            path: path.to_owned(),
+            reason,
+        };
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+            .ok_or_else(|| file_error("a plugin name (the file name before .cfg) may hold only letters, digits, '_' and '-'".into()))?;
+        let values = evaluate(path, text).map_err(file_error)?;
+        let key_error = |key: &str, reason: String| ConfigError::Key {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        let get = |key: &str| values.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+        let string = |key: &str| -> Result<Option<String>, ConfigError> {
+            match get(key) {
+                None => Ok(None),
+                Some(CfgValue::String(s)) => String::from_utf8(s.clone())
+                    .map(Some)
+                    .map_err(|_| key_error(key, "must be UTF-8 text".into())),
+                Some(_) => Err(key_error(key, "must be a string".into())),
+            }
+        };
+        let number = |key: &str, default: u64| -> Result<u64, ConfigError> {
+            match get(key) {
+                None => Ok(default),
+                Some(CfgValue::Number(n))
+                    if *n >= 0.0 && n.fract() == 0.0 && *n <= u32::MAX as f64 * 1024.0 =>
+                {
+                    Ok(*n as u64)
+                }
+                Some(_) => Err(key_error(key, "must be a whole number ≥ 0".into())),
+            }
+        };
+        let boolean = |key: &str| -> Result<bool, ConfigError> {
+            match get(key) {
+                None => Ok(false),
+                Some(CfgValue::Bool(b)) => Ok(*b),
+                Some(_) => Err(key_error(key, "must be true or false".into())),
+            }
+        };
+        for key in KNOWN_NUMBERS {
+            number(key, 0)?;
+        }
+
+        let filename = string("filename")?
+            .ok_or_else(|| key_error("filename", "is required (the plugin's .lua file)".into()))?;
+        if !filename.ends_with(".lua") || filename.contains('/') || filename.starts_with('.') {
+            return Err(key_error(
+                "filename",
+                format!("{filename:?} must be a file name ending in .lua, with no directory"),
+            ));
+        }
+        let message_matcher = string("message_matcher")?;
+        match (&message_matcher, kind) {
+            (None, PluginKind::Analysis | PluginKind::Output) => {
+                return Err(key_error(
+                    "message_matcher",
+                    "is required for analysis and output plugins".into(),
+                ));
+            }
+            (Some(m), _) => {
+                Matcher::new(m).map_err(|e| {
+                    key_error(
+                        "message_matcher",
+                        format!("column {}: {}", e.column, e.message),
+                    )
+                })?;
+            }
+            _ => {}
+        }
+        let limit = |key: &str, default: u64, max: u64| -> Result<u64, ConfigError> {
+            let v = number(key, default)?;
+            if v > max {
+                return Err(key_error(key, format!("{v} is above the maximum of {max}")));
+            }
+            Ok(v)
+        };
+        let memory_limit = limit("memory_limit", 8 << 20, 4 << 30)? as usize;
+        if memory_limit != 0 && memory_limit < 64 << 10 {
+            return Err(key_error(
+                "memory_limit",
+                "must be 0 (no limit) or at least 65536 bytes".into(),
+            ));
+        }
+        let read_queue = match string("read_queue")?.as_deref() {
+            None | Some("both") => ReadQueue::Both,
+            Some("input") => ReadQueue::Input,
+            Some("analysis") => ReadQueue::Analysis,
+            Some(other) => {
+                return Err(key_error(
+                    "read_queue",
+                    format!("{other:?} is not \"input\", \"analysis\" or \"both\""),
+                ));
+            }
+        };
+        Ok(PluginConfig {
+            kind,
+            name: format!("{}.{stem}", kind.dir()),
+            path: path.to_owned(),
+            filename,
+            message_matcher,
+            ticker_interval: limit("ticker_interval", 0, 86_400 * 365)?,
+            thread: get("thread")
+                .map(|_| number("thread", 0).map(|t| t as usize))
+                .transpose()?,
+            preserve_data: boolean("preserve_data")?,
+            memory_limit,
+            instruction_limit: limit("instruction_limit", 1_000_000, u32::MAX as u64)? as u32,
+            output_limit: limit("output_limit", 64 << 10, 64 << 20)? as usize,
+            shutdown_on_terminate: boolean("shutdown_on_terminate")?,
+            process_message_inject_limit: limit("process_message_inject_limit", 0, u32::MAX as u64)?
+                as u32,
+            timer_event_inject_limit: limit("timer_event_inject_limit", 10, u32::MAX as u64)?
+                as u32,
+            read_queue,
+            values,
+        })
+    }
+
+    /// The value of a cfg key.
+    pub fn get(&self, key: &str) -> Option<&CfgValue> {
+        self.values.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+/// Runs the cfg source in an empty environment and collects its globals.
+fn evaluate(path: &Path, text: &[u8]) -> Result<Vec<(String, CfgValue)>, String> {
+    let lua = Lua::new_with(StdLib::NONE, LuaOptions::default()).map_err(|e| e.to_string())?;
+    lua.set_memory_limit(1 << 20).map_err(|e| e.to_string())?;
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(1_000_000),
+        |_, _| {
+            Err(mlua::Error::runtime(
+                "the cfg runs too long (instruction limit)",
+            ))
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let env = lua.create_table().map_err(|e| e.to_string())?;
+    let name = format!("@{}", path.display());
+    lua.load(text)
+        .set_name(name)
+        .set_mode(ChunkMode::Text)
+        .set_environment(env.clone())
+        .exec()
+        .map_err(|e| lua_error_text(&e))?;
+    let mut out = Vec::new();
+    for pair in env.pairs::<Value, Value>() {
+        let (key, value) = pair.map_err(|e| e.to_string())?;
+        let Value::String(key) = key else { continue };
+        let key = key.to_string_lossy().to_string();
+        match convert(&value, 0) {
+            Some(v) => out.push((key, v)),
+            None => {
+                return Err(format!(
+                    "key `{key}`: a cfg value must be a boolean, number, string or table of those"
+                ));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn convert(value: &Value, depth: usize) -> Option<CfgValue> {
+    Some(match value {
+        Value::Boolean(b) => CfgValue::Bool(*b),
+        Value::Integer(i) => CfgValue::Number(*i as f64),
+        Value::Number(n) => CfgValue::Number(*n),
+        Value::String(s) => CfgValue::String(s.as_bytes().to_vec()),
+        Value::Table(t) if depth < 16 => {
+            let mut entries = Vec::new();
+            for pair in t.pairs::<Value, Value>() {
+                let (k, v) = pair.ok()?;
+                entries.push((convert(&k, depth + 1)?, convert(&v, depth + 1)?));
+            }
+            CfgValue::Table(entries)
+        }
+        _ => return None,
+    })
+}
+
+/// The message of a Lua error without mlua's traceback decoration.
+pub(crate) fn lua_error_text(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(message) => message.clone(),
+        mlua::Error::CallbackError { cause, .. } => lua_error_text(cause),
+        mlua::Error::MemoryError(_) => "not enough memory".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(kind: PluginKind, text: &str) -> Result<PluginConfig, ConfigError> {
+        PluginConfig::parse(
+            kind,
+            Path::new("hs_run/analysis/count.cfg"),
+            text.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn reads_hindsight_keys_and_user_keys() {
+        let c = parse(
+            PluginKind::Analysis,
+            r#"
+            filename = "count.lua"
+            message_matcher = 'Type == "bench" && Fields[action] == "login"'
+            process_message_inject_limit = 1
+            ticker_interval = 60 * 5
+            expect = 2000000
+            tags = {"a", "b", nested = {x = true}}
+            prefix = "blink" .. "-" .. "x"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.name, "analysis.count");
+        assert_eq!(c.filename, "count.lua");
+        assert_eq!(c.ticker_interval, 300);
+        assert_eq!(c.process_message_inject_limit, 1);
+        assert_eq!(c.memory_limit, 8 << 20);
+        assert_eq!(c.instruction_limit, 1_000_000);
+        assert_eq!(c.output_limit, 64 << 10);
+        assert_eq!(c.timer_event_inject_limit, 10);
+        assert_eq!(c.get("expect"), Some(&CfgValue::Number(2e6)));
+        assert_eq!(
+            c.get("prefix"),
+            Some(&CfgValue::String(b"blink-x".to_vec()))
+        );
+        assert!(matches!(c.get("tags"), Some(CfgValue::Table(t)) if t.len() == 3));
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let cases = [
+            ("message_matcher = 'TRUE'", "key `filename`: is required"),
+            ("filename = 'x.lua'", "key `message_matcher`: is required"),
+            (
+                "filename = 'x.lua' message_matcher = 'Type = 1'",
+                "key `message_matcher`: column 6",
+            ),
+            (
+                "filename = 'x.lua' message_matcher = 'TRUE' ticker_interval = -1",
+                "key `ticker_interval`",
+            ),
+            (
+                "filename = 'x.lua' message_matcher = 'TRUE' memory_limit = 'big'",
+                "key `memory_limit`",
+            ),
+            (
+                "filename = '../x.lua' message_matcher = 'TRUE'",
+                "key `filename`",
+            ),
+            (
+                "filename = 'x.lua' message_matcher = 'TRUE' preserve_data = 1",
+                "key `preserve_data`",
+            ),
+            (
+                "filename = 'x.lua' message_matcher = 'TRUE' read_queue = 'all'",
+                "key `read_queue`",
+            ),
+            (
+                "filename = 'x.lua'\nmessage_matcher = = 'TRUE'",
+                "count.cfg:2:",
+            ),
+            ("filename = os.getenv('HOME')", "count.cfg:1:"),
+            ("while true do end", "instruction limit"),
+            ("x = string.rep('x', 1e9)", "count.cfg:1:"),
+            ("f = function() end filename = 'x.lua'", "key `f`"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(PluginKind::Analysis, text).unwrap_err().to_string();
+            assert!(err.starts_with("hs_run/analysis/count.cfg"), "{err}");
+            assert!(
+                err.contains(expected),
+                "{text:?}: {err:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn inputs_need_no_matcher() {
+        let c = parse(
+            PluginKind::Input,
+            "filename = 'gen.lua' instruction_limit = 0",
+        )
+        .unwrap();
+        assert_eq!(c.kind, PluginKind::Input);
+        assert_eq!(c.instruction_limit, 0);
+        assert_eq!(c.message_matcher, None);
+    }
+}
