@@ -19,5 +19,6 @@ pub mod log;
 pub mod matcher;
 pub mod message;
 pub mod plugin;
+pub mod sandbox;
 pub mod time;
 pub mod varint;

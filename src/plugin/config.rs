@@ -281,10 +281,18 @@ fn convert(value: &Value, depth: usize) -> Option<CfgValue> {
 }
 
 /// The message of a Lua error without mlua's traceback decoration.
-pub(crate) fn lua_error_text(e: &mlua::Error) -> String {
+pub fn lua_error_text(e: &mlua::Error) -> String {
+    // mlua appends a traceback to runtime errors; Hindsight's messages are one line.
+    let first = |m: &str| {
+        m.split("\nstack traceback:")
+            .next()
+            .unwrap_or(m)
+            .trim_end()
+            .to_owned()
+    };
     match e {
-        mlua::Error::SyntaxError { message, .. } => message.clone(),
-        mlua::Error::RuntimeError(message) => message.clone(),
+        mlua::Error::SyntaxError { message, .. } => first(message),
+        mlua::Error::RuntimeError(message) => first(message),
         mlua::Error::CallbackError { cause, .. } => lua_error_text(cause),
         mlua::Error::MemoryError(_) => "not enough memory".into(),
         other => other.to_string(),

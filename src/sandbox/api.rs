@@ -1,0 +1,539 @@
+//! The Hindsight API functions a plugin calls, per plugin kind, and the host state behind them.
+//!
+//! | function | input | analysis | output |
+//! |---|---|---|---|
+//! | `read_config`, `print`, `decode_message`, `require` | ✓ | ✓ | ✓ |
+//! | `inject_message(table \| protobuf string \| nil, checkpoint)` | ✓ | | |
+//! | `is_running` | ✓ | | |
+//! | `inject_message(table)`, `inject_payload`, `add_to_payload` | | ✓ | |
+//! | `read_message` | | ✓ | ✓ |
+//! | `encode_message`, `update_checkpoint`, `create_message_matcher` | | | ✓ |
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use mlua::{Lua, LuaString, MultiValue, Table, UserData, UserDataMethods, Value};
+
+use super::heka::{self, Defaults};
+use super::{SandboxSettings, format_number};
+use crate::checkpoint::CheckpointValue;
+use crate::log::Appender;
+use crate::matcher::Matcher;
+use crate::message::{Field, FieldValues, Message, MessageView, stream};
+use crate::plugin::{CfgValue, PluginConfig, PluginKind};
+
+/// Which entry point is running: inject limits differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    ProcessMessage,
+    TimerEvent,
+}
+
+/// The state API functions read and change; one per sandbox, kept as the Lua state's app data.
+pub struct Host {
+    pub config: Arc<PluginConfig>,
+    /// The message `read_message` sees (analysis and output).
+    pub current: Option<Bytes>,
+    /// Where injected messages go (input → blink.input, analysis → blink.analysis).
+    pub appender: Option<Appender>,
+    /// Messages injected since the plugin started.
+    pub injected: u64,
+    /// Injects left in the current call, for analysis plugins.
+    inject_budget: u32,
+    payload: Vec<u8>,
+    defaults: Defaults,
+    lua_paths: Vec<std::path::PathBuf>,
+    max_message_size: usize,
+    running: Arc<AtomicBool>,
+    /// Output plugins: the last `update_checkpoint(sequence_id, failures)` call.
+    pub checkpoint_update: Option<(u64, u64)>,
+}
+
+impl Host {
+    pub(super) fn new(
+        config: Arc<PluginConfig>,
+        settings: &SandboxSettings,
+        appender: Option<Appender>,
+        running: Arc<AtomicBool>,
+    ) -> Self {
+        let defaults = Defaults {
+            logger: config.name.as_bytes().to_vec(),
+            hostname: settings.hostname.as_bytes().to_vec(),
+            pid: settings.pid,
+        };
+        Host {
+            config,
+            current: None,
+            appender,
+            injected: 0,
+            inject_budget: 0,
+            payload: Vec::new(),
+            defaults,
+            lua_paths: settings.lua_paths.clone(),
+            max_message_size: settings.max_message_size,
+            running,
+            checkpoint_update: None,
+        }
+    }
+
+    pub(super) fn begin_call(&mut self, phase: Phase) {
+        self.inject_budget = match phase {
+            Phase::ProcessMessage => self.config.process_message_inject_limit,
+            Phase::TimerEvent => self.config.timer_event_inject_limit,
+        };
+    }
+
+    /// Appends a message to the plugin's queue, with the input checkpoint to publish once it is
+    /// written.
+    fn inject(
+        &mut self,
+        message: &Message,
+        checkpoint: Option<CheckpointValue>,
+    ) -> Result<(), String> {
+        let len = message.encoded_len();
+        if len > self.config.output_limit {
+            return Err("output_limit exceeded".into());
+        }
+        if len > self.max_message_size {
+            return Err(format!(
+                "message of {len} bytes exceeds max_message_size ({})",
+                self.max_message_size
+            ));
+        }
+        let appender = self.appender.as_ref().ok_or("this plugin cannot inject")?;
+        appender
+            .append_message(message, checkpoint)
+            .map_err(|e| e.to_string())?;
+        self.injected += 1;
+        Ok(())
+    }
+}
+
+fn host(lua: &Lua) -> mlua::AppDataRefMut<'_, Host> {
+    lua.app_data_mut::<Host>().expect("host installed")
+}
+
+/// An API error: `function() detail`. The Lua wrapper raises it at the plugin's line (see
+/// [`PRELUDE`]), so a plugin's `pcall` gets a string, as in Hindsight.
+fn api_error(_lua: &Lua, function: &str, detail: impl std::fmt::Display) -> String {
+    format!("{function}() {detail}")
+}
+
+/// Raw API functions report errors as a returned string; these wrappers raise them with
+/// `error(msg, 2)`, which puts the plugin's `file:line:` in front like luaL_error does. (An error
+/// raised from Rust would reach Lua as a userdata, which Hindsight plugins cannot `:match`.)
+const PRELUDE: &str = r#"
+local raw, error = ...
+local function no_result(f)
+    return function(...)
+        local err = f(...)
+        if err then error(err, 2) end
+    end
+end
+local function one_result(f)
+    return function(...)
+        local v, err = f(...)
+        if err then error(err, 2) end
+        return v
+    end
+end
+for name, f in pairs(raw.no_result) do _G[name] = no_result(f) end
+for name, f in pairs(raw.one_result) do _G[name] = one_result(f) end
+"#;
+
+/// Result of a raw API function with no Lua result: nil, or the error message.
+type NoResult = Option<String>;
+/// Result of a raw API function with one Lua result: (value, nil), or (nil, error message).
+type OneResult = (Value, Option<String>);
+
+fn one(result: Result<Value, String>) -> mlua::Result<OneResult> {
+    Ok(match result {
+        Ok(v) => (v, None),
+        Err(e) => (Value::Nil, Some(e)),
+    })
+}
+
+fn cfg_to_lua(lua: &Lua, value: &CfgValue) -> mlua::Result<Value> {
+    Ok(match value {
+        CfgValue::Bool(b) => Value::Boolean(*b),
+        CfgValue::Number(n) => Value::Number(*n),
+        CfgValue::String(s) => Value::String(lua.create_string(s)?),
+        CfgValue::Table(entries) => {
+            let t = lua.create_table()?;
+            for (k, v) in entries {
+                t.raw_set(cfg_to_lua(lua, k)?, cfg_to_lua(lua, v)?)?;
+            }
+            Value::Table(t)
+        }
+    })
+}
+
+fn checkpoint_of(value: &Value) -> Option<CheckpointValue> {
+    match value {
+        Value::Integer(i) => Some(CheckpointValue::Number(*i as f64)),
+        Value::Number(n) => Some(CheckpointValue::Number(*n)),
+        Value::String(s) => Some(CheckpointValue::String(s.to_string_lossy().to_string())),
+        _ => None,
+    }
+}
+
+/// Appends `values` to `out` as Lua's tostring would print them.
+fn append_values(out: &mut Vec<u8>, values: &MultiValue) -> Result<(), String> {
+    for v in values {
+        match v {
+            Value::String(s) => out.extend_from_slice(&s.as_bytes()),
+            Value::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
+            Value::Number(n) => out.extend_from_slice(format_number(*n).as_bytes()),
+            Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Nil => out.extend_from_slice(b"nil"),
+            other => return Err(format!("cannot output a {}", super::lua_type(other))),
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn install(lua: &Lua, kind: PluginKind, state: Host) -> mlua::Result<()> {
+    lua.set_app_data(state);
+    let g = lua.globals();
+    let no_result = lua.create_table()?;
+    let one_result = lua.create_table()?;
+
+    g.raw_set(
+        "read_config",
+        lua.create_function(|lua, key: String| {
+            let host = host(lua);
+            match host.config.get(&key) {
+                Some(v) => cfg_to_lua(lua, v),
+                None => Ok(Value::Nil),
+            }
+        })?,
+    )?;
+
+    g.raw_set(
+        "print",
+        lua.create_function(|lua, values: MultiValue| {
+            let mut line = Vec::new();
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    line.push(b'\t');
+                }
+                if append_values(&mut line, &MultiValue::from_iter([v.clone()])).is_err() {
+                    line.extend_from_slice(super::lua_type(v).as_bytes());
+                }
+            }
+            let name = host(lua).config.name.clone();
+            tracing::debug!(plugin = %name, "{}", String::from_utf8_lossy(&line));
+            Ok(())
+        })?,
+    )?;
+
+    one_result.raw_set(
+        "decode_message",
+        lua.create_function(|lua, bytes: LuaString| {
+            let bytes = bytes.as_bytes();
+            one(match MessageView::parse(&bytes) {
+                Ok(view) => heka::message_to_table(lua, &view)
+                    .map(Value::Table)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(api_error(
+                    lua,
+                    "decode_message",
+                    format!("invalid message: {e}"),
+                )),
+            })
+        })?,
+    )?;
+
+    one_result.raw_set(
+        "require",
+        lua.create_function(|lua, name: String| one(require(lua, &name)))?,
+    )?;
+
+    match kind {
+        PluginKind::Input => install_input(lua, &g, &no_result)?,
+        PluginKind::Analysis => install_analysis(lua, &no_result)?,
+        PluginKind::Output => install_output(lua, &g, &one_result)?,
+    }
+    if kind != PluginKind::Input {
+        one_result.raw_set(
+            "read_message",
+            lua.create_function(
+                |lua, (name, fi, ai): (LuaString, Option<usize>, Option<usize>)| {
+                    let current = host(lua).current.clone();
+                    let Some(bytes) = current else {
+                        return Ok((Value::Nil, None));
+                    };
+                    one(MessageView::parse(&bytes)
+                        .map_err(|e| api_error(lua, "read_message", e))
+                        .and_then(|view| {
+                            heka::read_message(
+                                lua,
+                                &view,
+                                &name.as_bytes(),
+                                fi.unwrap_or(0),
+                                ai.unwrap_or(0),
+                            )
+                            .map_err(|e| api_error(lua, "read_message", e))
+                        }))
+                },
+            )?,
+        )?;
+    }
+    let raw = lua.create_table()?;
+    raw.raw_set("no_result", no_result)?;
+    raw.raw_set("one_result", one_result)?;
+    let error: Value = g.raw_get("error")?;
+    lua.load(PRELUDE)
+        .set_name("=blink")
+        .call::<()>((raw, error))
+}
+
+fn install_input(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<()> {
+    no_result.raw_set(
+        "inject_message",
+        lua.create_function(
+            |lua, (message, checkpoint): (Value, Value)| -> mlua::Result<NoResult> {
+                let checkpoint = checkpoint_of(&checkpoint);
+                let mut host = host(lua);
+                let result = match message {
+                    Value::Table(t) => heka::message_from_table(&t, &host.defaults)
+                        .and_then(|m| host.inject(&m, checkpoint)),
+                    Value::String(s) => {
+                        let bytes = s.as_bytes();
+                        MessageView::parse(&bytes)
+                            .map_err(|e| e.to_string())
+                            .and_then(|view| host.inject(&Message::from(&view), checkpoint))
+                    }
+                    Value::Nil => match (checkpoint, host.appender.as_ref()) {
+                        (Some(cp), Some(appender)) => {
+                            appender.checkpoint(cp).map_err(|e| e.to_string())
+                        }
+                        _ => Ok(()),
+                    },
+                    other => Err(format!(
+                        "takes a table, a string or nil, not a {}",
+                        super::lua_type(&other)
+                    )),
+                };
+                Ok(result.err().map(|e| api_error(lua, "inject_message", e)))
+            },
+        )?,
+    )?;
+    g.raw_set(
+        "is_running",
+        lua.create_function(|lua, ()| Ok(host(lua).running.load(Ordering::Relaxed)))?,
+    )?;
+    Ok(())
+}
+
+fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
+    no_result.raw_set(
+        "inject_message",
+        lua.create_function(|lua, message: Value| -> mlua::Result<NoResult> {
+            let Value::Table(t) = message else {
+                return Ok(Some(api_error(lua, "inject_message", "takes a table")));
+            };
+            let mut host = host(lua);
+            if host.inject_budget == 0 {
+                return Ok(Some(api_error(
+                    lua,
+                    "inject_message",
+                    "exceeded InjectMessage count",
+                )));
+            }
+            let result = heka::message_from_table(&t, &host.defaults).and_then(|mut m| {
+                restrict_headers(&mut m, &host.defaults);
+                host.inject(&m, None)
+            });
+            if result.is_ok() {
+                host.inject_budget -= 1;
+            }
+            Ok(result.err().map(|e| api_error(lua, "inject_message", e)))
+        })?,
+    )?;
+    no_result.raw_set(
+        "add_to_payload",
+        lua.create_function(|lua, values: MultiValue| -> mlua::Result<NoResult> {
+            let mut host = host(lua);
+            if let Err(e) = append_values(&mut host.payload, &values) {
+                return Ok(Some(api_error(lua, "add_to_payload", e)));
+            }
+            if host.payload.len() > host.config.output_limit {
+                host.payload.clear();
+                return Ok(Some("output_limit exceeded".into()));
+            }
+            Ok(None)
+        })?,
+    )?;
+    no_result.raw_set(
+        "inject_payload",
+        lua.create_function(
+            |lua,
+             (payload_type, payload_name, rest): (Option<String>, Option<String>, MultiValue)|
+             -> mlua::Result<NoResult> {
+                let mut host = host(lua);
+                if host.inject_budget == 0 {
+                    return Ok(Some(api_error(
+                        lua,
+                        "inject_payload",
+                        "exceeded InjectMessage count",
+                    )));
+                }
+                let mut payload = std::mem::take(&mut host.payload);
+                if let Err(e) = append_values(&mut payload, &rest) {
+                    return Ok(Some(api_error(lua, "inject_payload", e)));
+                }
+                let mut m = Message::new(crate::message::new_uuid(), crate::time::now_nanos());
+                m.r#type = Some(b"inject_payload".to_vec());
+                m.payload = Some(payload);
+                let text = |s: Option<String>, default: &str| {
+                    FieldValues::String(vec![s.unwrap_or_else(|| default.into()).into_bytes()])
+                };
+                m.fields = vec![
+                    Field::new("payload_type", text(payload_type, "txt")),
+                    Field::new("payload_name", text(payload_name, "")),
+                ];
+                restrict_headers(&mut m, &host.defaults);
+                let result = host.inject(&m, None);
+                if result.is_ok() {
+                    host.inject_budget -= 1;
+                }
+                Ok(result.err().map(|e| api_error(lua, "inject_payload", e)))
+            },
+        )?,
+    )?;
+    Ok(())
+}
+
+/// Analysis plugins' `restricted_headers`: identity headers are Blink's, not the plugin's.
+fn restrict_headers(m: &mut Message, defaults: &Defaults) {
+    m.uuid = crate::message::new_uuid();
+    m.timestamp = crate::time::now_nanos();
+    m.logger = Some(defaults.logger.clone());
+    m.hostname = Some(defaults.hostname.clone());
+    m.pid = Some(defaults.pid);
+}
+
+/// A compiled matcher a plugin holds (`create_message_matcher`).
+struct LuaMatcher(Matcher);
+
+impl UserData for LuaMatcher {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("eval", |lua, this, ()| {
+            let current = host(lua).current.clone();
+            Ok(current
+                .is_some_and(|bytes| MessageView::parse(&bytes).is_ok_and(|m| this.0.matches(&m))))
+        });
+    }
+}
+
+fn install_output(lua: &Lua, g: &Table, one_result: &Table) -> mlua::Result<()> {
+    one_result.raw_set(
+        "encode_message",
+        lua.create_function(|lua, (t, framed): (Table, Option<bool>)| {
+            let host = host(lua);
+            let encoded = heka::message_from_table(&t, &host.defaults).map(|m| {
+                let bytes = m.to_bytes();
+                if framed.unwrap_or(false) {
+                    let mut out = Vec::with_capacity(bytes.len() + 16);
+                    stream::frame(&bytes, &mut out);
+                    out
+                } else {
+                    bytes
+                }
+            });
+            one(match encoded {
+                Ok(bytes) => lua
+                    .create_string(bytes)
+                    .map(Value::String)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(api_error(lua, "encode_message", e)),
+            })
+        })?,
+    )?;
+    g.raw_set(
+        "update_checkpoint",
+        lua.create_function(|lua, (sequence, failures): (Option<f64>, Option<f64>)| {
+            let mut host = host(lua);
+            host.checkpoint_update = Some((
+                sequence.unwrap_or(0.0) as u64,
+                failures.unwrap_or(0.0) as u64,
+            ));
+            Ok(())
+        })?,
+    )?;
+    one_result.raw_set(
+        "create_message_matcher",
+        lua.create_function(|lua, expression: String| {
+            one(match Matcher::new(&expression) {
+                Ok(m) => lua
+                    .create_userdata(LuaMatcher(m))
+                    .map(Value::UserData)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(api_error(lua, "create_message_matcher", e)),
+            })
+        })?,
+    )?;
+    Ok(())
+}
+
+/// `require(name)`: a standard library the plugin kind may use, or a module file from the
+/// configured Lua directories. Names are `[A-Za-z0-9_.]`; dots separate directories.
+fn require(lua: &Lua, name: &str) -> Result<Value, String> {
+    let fail = |detail: String| api_error(lua, "require", detail);
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    {
+        return Err(fail(format!("invalid module name '{name}'")));
+    }
+    let lua_err = |e: mlua::Error| fail(crate::plugin::lua_error_text(&e));
+    let loaded: Table = lua.named_registry_value("blink.loaded").map_err(lua_err)?;
+    if let Some(v) = loaded.raw_get::<Option<Value>>(name).map_err(lua_err)? {
+        return Ok(v);
+    }
+    if matches!(
+        name,
+        "string" | "table" | "math" | "os" | "io" | "coroutine"
+    ) {
+        let libs: Table = lua.named_registry_value("blink.libs").map_err(lua_err)?;
+        return match libs.raw_get::<Option<Table>>(name).map_err(lua_err)? {
+            Some(lib) => {
+                lua.globals().raw_set(name, lib.clone()).map_err(lua_err)?;
+                loaded.raw_set(name, lib.clone()).map_err(lua_err)?;
+                Ok(Value::Table(lib))
+            }
+            None => Err(fail(format!(
+                "module '{name}' is not available to this plugin type"
+            ))),
+        };
+    }
+    let relative = format!("{}.lua", name.replace('.', "/"));
+    let paths = host(lua).lua_paths.clone();
+    for dir in &paths {
+        let path = dir.join(&relative);
+        let Ok(source) = std::fs::read(&path) else {
+            continue;
+        };
+        let chunk = lua
+            .load(source)
+            .set_name(format!("@{relative}"))
+            .set_mode(mlua::chunk::ChunkMode::Text);
+        let value = match chunk.call::<Value>(name).map_err(lua_err)? {
+            Value::Nil => Value::Boolean(true),
+            v => v,
+        };
+        loaded.raw_set(name, value.clone()).map_err(lua_err)?;
+        return Ok(value);
+    }
+    let searched: Vec<String> = paths
+        .iter()
+        .map(|d| d.join(&relative).display().to_string())
+        .collect();
+    Err(fail(format!(
+        "module '{name}' not found; searched {}",
+        searched.join(", ")
+    )))
+}

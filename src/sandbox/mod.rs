@@ -1,0 +1,402 @@
+//! Lua sandboxes: one Lua 5.1 state per plugin with Hindsight's libraries, limits and API.
+//!
+//! A [`Sandbox`] is created on its plugin's thread and never leaves it (mlua without `send`).
+//! What a plugin can reach is decided here: the base library without `dofile`, `loadfile`,
+//! `newproxy` and binary chunks (`load`/`loadstring` compile text only); `string`, `table` and
+//! `math` preloaded; `os` (time, date, clock, difftime only), `io` and `coroutine` (input and
+//! output plugins only) through `require`, which otherwise finds modules only in the configured
+//! Lua directories. Limits are per plugin: memory (the allocator refuses past `memory_limit`),
+//! instructions per call (a count hook; once exceeded every further instruction fails, so a
+//! `pcall` cannot swallow it), and output (`add_to_payload` and injected message size). A plugin
+//! that breaks a limit or raises an error is terminated with Hindsight's message, e.g.
+//! `process_message() instruction_limit exceeded`.
+
+mod api;
+pub mod heka;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use mlua::chunk::ChunkMode;
+use mlua::{
+    Function, HookTriggers, IntoLuaMulti, Lua, LuaOptions, MultiValue, StdLib, Table, Value,
+};
+
+use crate::log::Appender;
+use crate::plugin::{PluginConfig, PluginKind};
+
+pub use api::Host;
+
+/// What every sandbox of a pipeline shares.
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    /// Directories `require` searches, in order.
+    pub lua_paths: Vec<PathBuf>,
+    /// Directory holding the plugin's `.lua` file.
+    pub plugin_dir: PathBuf,
+    pub hostname: String,
+    pub pid: i32,
+    pub max_message_size: usize,
+}
+
+/// Why a plugin stopped: Hindsight's termination message (at most 255 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Terminated(pub String);
+
+impl Terminated {
+    fn new(function: &str, detail: &str) -> Self {
+        let mut message = format!("{function}() {detail}");
+        if message.len() > 255 {
+            let mut cut = 255;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        Terminated(message)
+    }
+}
+
+const INSTRUCTION_LIMIT: &str = "instruction_limit exceeded";
+
+/// A value's Lua type name; Lua 5.1 has one number type, whatever mlua calls it.
+pub(crate) fn lua_type(value: &Value) -> &'static str {
+    match value {
+        Value::Integer(_) | Value::Number(_) => "number",
+        other => other.type_name(),
+    }
+}
+
+/// Lua 5.1's `%.14g`, how Hindsight's plugins print numbers.
+pub fn format_number(n: f64) -> String {
+    if n.is_nan() {
+        return if n.is_sign_negative() {
+            "-nan".into()
+        } else {
+            "nan".into()
+        };
+    }
+    if n.is_infinite() {
+        return if n < 0.0 { "-inf".into() } else { "inf".into() };
+    }
+    if n == n.trunc() && n.abs() < 1e15 {
+        return format!("{}", n as i64);
+    }
+    let exp = n.abs().log10().floor() as i32;
+    if !(-4..14).contains(&exp) {
+        let s = format!("{n:.13e}");
+        let (mantissa, exponent) = s.split_once('e').expect("exponent form");
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        let exponent: i32 = exponent.parse().expect("exponent");
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exponent.abs());
+    }
+    let s = format!("{n:.*}", (13 - exp).max(0) as usize);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// One plugin's Lua state.
+pub struct Sandbox {
+    lua: Lua,
+    kind: PluginKind,
+    instruction_limit: u32,
+    exceeded: Arc<AtomicBool>,
+    process_message: Option<Function>,
+    timer_event: Option<Function>,
+}
+
+impl Sandbox {
+    /// Creates the state, installs the API for the plugin's kind, and runs the plugin's file.
+    pub fn new(
+        config: Arc<PluginConfig>,
+        settings: &SandboxSettings,
+        appender: Option<Appender>,
+        running: Arc<AtomicBool>,
+    ) -> Result<Self, Terminated> {
+        let kind = config.kind;
+        let fail = |e: mlua::Error| Terminated::new("lsb_init", &crate::plugin::lua_error_text(&e));
+        let mut libs = StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::OS;
+        if kind != PluginKind::Analysis {
+            libs |= StdLib::IO; // coroutine is part of Lua 5.1's base library
+        }
+        let lua = Lua::new_with(libs, LuaOptions::default()).map_err(fail)?;
+        let sandbox = Sandbox {
+            lua,
+            kind,
+            instruction_limit: config.instruction_limit,
+            exceeded: Arc::new(AtomicBool::new(false)),
+            process_message: None,
+            timer_event: None,
+        };
+        sandbox.restrict().map_err(fail)?;
+        let host = Host::new(config.clone(), settings, appender, running);
+        api::install(&sandbox.lua, kind, host).map_err(fail)?;
+        if config.memory_limit > 0 {
+            // The state itself (libraries, API) is already allocated; the limit bounds the plugin.
+            let base = sandbox.lua.used_memory();
+            sandbox
+                .lua
+                .set_memory_limit(base + config.memory_limit)
+                .map_err(fail)?;
+        }
+        let path = settings.plugin_dir.join(&config.filename);
+        let source = std::fs::read(&path).map_err(|e| {
+            Terminated::new("lsb_init", &format!("cannot read {}: {e}", path.display()))
+        })?;
+        sandbox.arm();
+        let loaded = sandbox
+            .lua
+            .load(source)
+            .set_name(format!("@{}", config.filename))
+            .set_mode(ChunkMode::Text)
+            .exec();
+        if let Err(e) = loaded {
+            return Err(sandbox.terminated("lsb_init", &e));
+        }
+        let mut sandbox = sandbox;
+        let globals = sandbox.lua.globals();
+        sandbox.process_message = globals
+            .raw_get::<Option<Function>>("process_message")
+            .ok()
+            .flatten();
+        sandbox.timer_event = globals
+            .raw_get::<Option<Function>>("timer_event")
+            .ok()
+            .flatten();
+        if sandbox.process_message.is_none() {
+            return Err(Terminated::new(
+                "lsb_init",
+                "process_message() function was not found",
+            ));
+        }
+        if kind != PluginKind::Input && config.ticker_interval > 0 && sandbox.timer_event.is_none()
+        {
+            return Err(Terminated::new(
+                "lsb_init",
+                "timer_event() function was not found",
+            ));
+        }
+        Ok(sandbox)
+    }
+
+    /// Removes what a plugin must not reach and stashes the libraries `require` hands out.
+    fn restrict(&self) -> mlua::Result<()> {
+        let lua = &self.lua;
+        let globals = lua.globals();
+        let libs = lua.create_table()?;
+        for name in ["string", "table", "math", "os", "io", "coroutine"] {
+            let lib: Value = globals.raw_get(name)?;
+            if let Value::Table(t) = &lib {
+                libs.raw_set(name, t.clone())?;
+            }
+        }
+        // os: only the clock and calendar functions.
+        if let Some(os) = libs.raw_get::<Option<Table>>("os")? {
+            let safe = lua.create_table()?;
+            for f in ["time", "date", "clock", "difftime"] {
+                safe.raw_set(f, os.raw_get::<Value>(f)?)?;
+            }
+            libs.raw_set("os", safe)?;
+        }
+        if let Some(string) = libs.raw_get::<Option<Table>>("string")? {
+            string.raw_set("dump", Value::Nil)?;
+        }
+        for name in [
+            "os",
+            "io",
+            "coroutine",
+            "dofile",
+            "loadfile",
+            "load",
+            "loadstring",
+            "newproxy",
+        ] {
+            globals.raw_set(name, Value::Nil)?;
+        }
+        if self.kind == PluginKind::Analysis {
+            libs.raw_set("coroutine", Value::Nil)?;
+            libs.raw_set("io", Value::Nil)?;
+        }
+        if self.kind == PluginKind::Analysis {
+            globals.raw_set("collectgarbage", Value::Nil)?;
+        }
+        lua.set_named_registry_value("blink.libs", libs)?;
+        lua.set_named_registry_value("blink.loaded", lua.create_table()?)?;
+        // Text-only replacements for load and loadstring.
+        let loadstring =
+            lua.create_function(|lua, (source, name): (mlua::LuaString, Option<String>)| {
+                let chunk = lua
+                    .load(source.as_bytes().to_vec())
+                    .set_name(name.unwrap_or_else(|| "=(loadstring)".into()))
+                    .set_mode(ChunkMode::Text)
+                    .set_environment(lua.globals());
+                match chunk.into_function() {
+                    Ok(f) => Ok((Value::Function(f), Value::Nil)),
+                    Err(e) => Ok((
+                        Value::Nil,
+                        Value::String(lua.create_string(crate::plugin::lua_error_text(&e))?),
+                    )),
+                }
+            })?;
+        globals.raw_set("loadstring", loadstring.clone())?;
+        let load = lua.create_function(move |lua, (reader, name): (Value, Option<String>)| {
+            let source = match reader {
+                Value::String(s) => s.as_bytes().to_vec(),
+                Value::Function(f) => {
+                    let mut out = Vec::new();
+                    loop {
+                        match f.call::<Value>(())? {
+                            Value::String(s) if !s.as_bytes().is_empty() => {
+                                out.extend_from_slice(&s.as_bytes())
+                            }
+                            _ => break,
+                        }
+                    }
+                    out
+                }
+                _ => {
+                    return Err(mlua::Error::runtime(
+                        "bad argument #1 to 'load' (function expected)",
+                    ));
+                }
+            };
+            loadstring.call::<MultiValue>((lua.create_string(source)?, name))
+        })?;
+        globals.raw_set("load", load)?;
+        Ok(())
+    }
+
+    /// Starts a fresh instruction budget for the next call.
+    fn arm(&self) {
+        if self.instruction_limit == 0 {
+            return;
+        }
+        let exceeded = self.exceeded.clone();
+        let _ = self.lua.set_hook(
+            HookTriggers::new().every_nth_instruction(self.instruction_limit),
+            move |lua, _| {
+                exceeded.store(true, Ordering::Relaxed);
+                // From now on every instruction fails, so no pcall inside the plugin can go on.
+                lua.set_hook(HookTriggers::new().every_nth_instruction(1), |_, _| {
+                    Err(mlua::Error::runtime(INSTRUCTION_LIMIT))
+                })?;
+                Err(mlua::Error::runtime(INSTRUCTION_LIMIT))
+            },
+        );
+    }
+
+    fn terminated(&self, function: &str, e: &mlua::Error) -> Terminated {
+        if self.exceeded.load(Ordering::Relaxed) {
+            return Terminated::new(function, INSTRUCTION_LIMIT);
+        }
+        if contains_memory_error(e) {
+            return Terminated::new(function, "not enough memory");
+        }
+        Terminated::new(function, &crate::plugin::lua_error_text(e))
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    pub fn has_timer_event(&self) -> bool {
+        self.timer_event.is_some()
+    }
+
+    /// The host state the API functions work on.
+    pub fn host(&self) -> mlua::AppDataRefMut<'_, Host> {
+        self.lua
+            .app_data_mut::<Host>()
+            .expect("host installed at creation")
+    }
+
+    /// Makes `message` (protobuf bytes, already validated) the one `read_message` sees.
+    pub fn set_current(&self, message: Option<Bytes>) {
+        self.host().current = message;
+    }
+
+    /// Calls `process_message(arg)`; returns its status code and optional error text.
+    pub fn process_message(
+        &self,
+        arg: impl IntoLuaMulti,
+    ) -> Result<(i64, Option<String>), Terminated> {
+        let f = self.process_message.as_ref().expect("checked at creation");
+        self.host().begin_call(api::Phase::ProcessMessage);
+        self.arm();
+        let result = f.call::<MultiValue>(arg);
+        let values = result.map_err(|e| self.terminated("process_message", &e))?;
+        let mut values = values.into_iter();
+        let status = match values.next() {
+            Some(Value::Integer(i)) => i,
+            Some(Value::Number(n)) => n as i64,
+            _ => {
+                return Err(Terminated::new(
+                    "process_message",
+                    "must return a numeric status code",
+                ));
+            }
+        };
+        let message = match values.next() {
+            Some(Value::String(s)) => Some(s.to_string_lossy().to_string()),
+            _ => None,
+        };
+        if status > 0 {
+            let detail = message.as_deref().unwrap_or("returned a fatal status");
+            return Err(Terminated::new("process_message", detail));
+        }
+        Ok((status, message))
+    }
+
+    /// Calls `timer_event(ns, shutdown)` if the plugin defines it, then collects garbage.
+    pub fn timer_event(&self, ns: i64, shutdown: bool) -> Result<(), Terminated> {
+        let Some(f) = &self.timer_event else {
+            return Ok(());
+        };
+        self.host().begin_call(api::Phase::TimerEvent);
+        self.set_current(None);
+        self.arm();
+        f.call::<()>((ns as f64, shutdown))
+            .map_err(|e| self.terminated("timer_event", &e))?;
+        let _ = self.lua.gc_collect();
+        Ok(())
+    }
+
+    /// Memory the plugin's state uses now, in bytes.
+    pub fn memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+}
+
+fn contains_memory_error(e: &mlua::Error) -> bool {
+    match e {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } => contains_memory_error(cause),
+        mlua::Error::RuntimeError(m) => m.contains("not enough memory"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_number;
+
+    #[test]
+    fn numbers_print_like_lua_5_1() {
+        assert_eq!(format_number(12.0), "12");
+        assert_eq!(format_number(-5.0), "-5");
+        assert_eq!(format_number(0.25), "0.25");
+        assert_eq!(format_number(0.1), "0.1");
+        assert_eq!(format_number(1.0 / 3.0), "0.33333333333333");
+        assert_eq!(format_number(1e15), "1e+15");
+        assert_eq!(format_number(9007199254740992.0), "9.007199254741e+15");
+        assert_eq!(format_number(1.5e-5), "1.5e-05");
+        assert_eq!(format_number(123456.789), "123456.789");
+    }
+}

@@ -1,0 +1,586 @@
+//! The Lua sandbox and the Hindsight API, function by function, including limits and escapes.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use blink::checkpoint::{CheckpointStore, CheckpointValue};
+use blink::config::LogConfig;
+use blink::log::{ANALYSIS_TOPIC, CheckpointTarget, INPUT_TOPIC, Log, PartitionReader};
+use blink::message::{Field, FieldValues, Message, MessageView};
+use blink::plugin::{PluginConfig, PluginKind};
+use blink::sandbox::{Sandbox, SandboxSettings, Terminated};
+use bytes::Bytes;
+
+struct Env {
+    dir: tempfile::TempDir,
+    log: Log,
+    store: Arc<CheckpointStore>,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(LogConfig::in_dir(dir.path().join("data"))).unwrap();
+    let store = Arc::new(CheckpointStore::open(&dir.path().join("data")).unwrap());
+    std::fs::create_dir_all(dir.path().join("lua_modules/util")).unwrap();
+    Env { dir, log, store }
+}
+
+impl Env {
+    fn settings(&self) -> SandboxSettings {
+        SandboxSettings {
+            lua_paths: vec![self.dir.path().join("lua_modules")],
+            plugin_dir: self.dir.path().to_owned(),
+            hostname: "test-host".into(),
+            pid: 4242,
+            max_message_size: 65536,
+        }
+    }
+
+    fn sandbox(&self, kind: PluginKind, cfg: &str, lua: &str) -> Result<Sandbox, Terminated> {
+        std::fs::write(self.dir.path().join("plugin.lua"), lua).unwrap();
+        let cfg = format!("filename = 'plugin.lua'\n{cfg}");
+        let config = Arc::new(
+            PluginConfig::parse(kind, &self.dir.path().join("p.cfg"), cfg.as_bytes()).unwrap(),
+        );
+        let appender = match kind {
+            PluginKind::Input => Some(
+                self.log
+                    .appender(
+                        INPUT_TOPIC,
+                        0,
+                        Some(CheckpointTarget {
+                            store: self.store.clone(),
+                            input: config.name.clone(),
+                        }),
+                    )
+                    .unwrap(),
+            ),
+            PluginKind::Analysis => Some(self.log.appender(ANALYSIS_TOPIC, 0, None).unwrap()),
+            PluginKind::Output => None,
+        };
+        Sandbox::new(
+            config,
+            &self.settings(),
+            appender,
+            Arc::new(AtomicBool::new(true)),
+        )
+    }
+
+    fn messages(&self, topic: &str) -> Vec<Message> {
+        let mut reader = PartitionReader::new(self.log.partition(topic, 0).unwrap(), 0);
+        let mut out = Vec::new();
+        while let Some(r) = reader.next_record().unwrap() {
+            out.push(Message::from(
+                &MessageView::parse(r.value.as_deref().unwrap()).unwrap(),
+            ));
+        }
+        out
+    }
+}
+
+fn sample() -> Bytes {
+    let mut m = Message::new(*b"0123456789abcdef", 1_700_000_000_000_000_000);
+    m.r#type = Some(b"auth".to_vec());
+    m.logger = Some(b"sshd".to_vec());
+    m.severity = Some(4);
+    m.payload = Some(b"Failed password".to_vec());
+    m.env_version = Some(b"1".to_vec());
+    m.pid = Some(99);
+    m.hostname = Some(b"web-1".to_vec());
+    m.fields = vec![
+        Field::new("user", FieldValues::String(vec![b"root".to_vec()])),
+        Field::new("ports", FieldValues::Integer(vec![22, 2222])),
+        Field::new("user", FieldValues::String(vec![b"admin".to_vec()])),
+        Field::new("ok", FieldValues::Bool(vec![false])),
+    ];
+    Bytes::from(m.to_bytes())
+}
+
+const PM_OK: &str = "function process_message() return 0 end\n";
+
+#[test]
+fn input_injects_tables_strings_and_checkpoints() {
+    let e = env();
+    let lua = r#"
+        function process_message(cp)
+            assert(cp == nil, "no checkpoint on first start")
+            assert(is_running())
+            inject_message({Type = "t1", Payload = "p", Fields = {user = "u", n = 5, ok = true, list = {1, 2}}}, 10)
+            local raw = encode == nil and nil
+            inject_message({Type = "t2", Uuid = "27150de5-4208-442d-a59a-1d802aedce38", Timestamp = 1e18, Logger = "own", Severity = 2, Pid = 7, Hostname = "h",
+                            Fields = {{name = "typed", value = 7, value_type = 2, representation = "ms"}, {name = "b", value = "\0\1", value_type = 1}}}, "cp-2")
+            inject_message(nil, 30)
+            return 0
+        end
+    "#;
+    let sandbox = e.sandbox(PluginKind::Input, "", lua).unwrap();
+    assert_eq!(
+        sandbox.process_message(Option::<f64>::None).unwrap(),
+        (0, None)
+    );
+    sandbox.host().appender.as_ref().unwrap().flush().unwrap();
+    let messages = e.messages(INPUT_TOPIC);
+    assert_eq!(messages.len(), 2);
+    let first = &messages[0];
+    assert_eq!(first.r#type.as_deref(), Some(&b"t1"[..]));
+    assert_eq!(
+        first.logger.as_deref(),
+        Some(&b"input.p"[..]),
+        "Logger defaults to the plugin name"
+    );
+    assert_eq!(first.hostname.as_deref(), Some(&b"test-host"[..]));
+    assert_eq!(first.pid, Some(4242));
+    let field = |m: &Message, name: &str| {
+        m.fields
+            .iter()
+            .find(|f| f.name == name.as_bytes())
+            .unwrap()
+            .values
+            .clone()
+    };
+    assert_eq!(
+        field(first, "user"),
+        FieldValues::String(vec![b"u".to_vec()])
+    );
+    assert_eq!(field(first, "n"), FieldValues::Double(vec![5.0]));
+    assert_eq!(field(first, "ok"), FieldValues::Bool(vec![true]));
+    assert_eq!(field(first, "list"), FieldValues::Double(vec![1.0, 2.0]));
+    let second = &messages[1];
+    assert_eq!(
+        blink::message::format_uuid(&second.uuid),
+        "27150de5-4208-442d-a59a-1d802aedce38"
+    );
+    assert_eq!(second.timestamp, 1_000_000_000_000_000_000);
+    assert_eq!((second.severity, second.pid), (Some(2), Some(7)));
+    assert_eq!(second.fields[0].values, FieldValues::Integer(vec![7]));
+    assert_eq!(second.fields[0].representation.as_deref(), Some(&b"ms"[..]));
+    assert_eq!(
+        second.fields[1].values,
+        FieldValues::Bytes(vec![vec![0, 1]])
+    );
+    assert_eq!(
+        e.store.input("input.p"),
+        Some(CheckpointValue::Number(30.0)),
+        "the last checkpoint, published after the write"
+    );
+}
+
+#[test]
+fn input_injects_protobuf_and_rejects_garbage() {
+    let e = env();
+    std::fs::write(e.dir.path().join("msg.pb"), sample()).unwrap();
+    let lua = r#"
+        require "io"
+        function process_message()
+            local f = assert(io.open(read_config("pb_path"), "rb"))
+            local pb = f:read("*a")
+            f:close()
+            inject_message(pb)
+            local ok, err = pcall(inject_message, "not protobuf")
+            assert(not ok and err:match("inject_message%(%)"), err)
+            local ok, err = pcall(inject_message, 42)
+            assert(not ok and err:match("not a number"), err)
+            return 0
+        end
+    "#;
+    let cfg = format!(
+        "pb_path = {:?}",
+        e.dir.path().join("msg.pb").to_str().unwrap()
+    );
+    let sandbox = e.sandbox(PluginKind::Input, &cfg, lua).unwrap();
+    assert_eq!(sandbox.process_message(0).unwrap().0, 0);
+    sandbox.host().appender.as_ref().unwrap().flush().unwrap();
+    let messages = e.messages(INPUT_TOPIC);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].to_bytes(),
+        sample().to_vec(),
+        "a protobuf inject is stored as given"
+    );
+}
+
+#[test]
+fn read_message_reads_every_header_and_field() {
+    let e = env();
+    let lua = r#"
+        function process_message()
+            assert(read_message("Uuid") == "0123456789abcdef")
+            assert(read_message("Type") == "auth")
+            assert(read_message("Logger") == "sshd")
+            assert(read_message("Payload") == "Failed password")
+            assert(read_message("EnvVersion") == "1")
+            assert(read_message("Hostname") == "web-1")
+            assert(read_message("Timestamp") == 1.7e18)
+            assert(read_message("Severity") == 4)
+            assert(read_message("Pid") == 99)
+            assert(read_message("Fields[user]") == "root")
+            assert(read_message("Fields[user]", 1) == "admin")
+            assert(read_message("Fields[user]", 2) == nil)
+            assert(read_message("Fields[ports]", 0, 1) == 2222)
+            assert(read_message("Fields[ports]", 0, 2) == nil)
+            assert(read_message("Fields[ok]") == false)
+            assert(read_message("Fields[missing]") == nil)
+            local raw = read_message("raw")
+            assert(#raw == read_message("size"))
+            local framed = read_message("framed")
+            assert(framed:byte(1) == 0x1e and #framed > #raw)
+            local m = decode_message(raw)
+            assert(m.Type == "auth" and m.Pid == 99 and m.Severity == 4)
+            assert(m.Fields[2].name == "ports" and m.Fields[2].value[2] == 2222 and m.Fields[2].value_type == 2)
+            local ok, err = pcall(read_message, "Bogus")
+            assert(not ok and err:find("read_message() field: 'Bogus' not supported/recognized", 1, true), err)
+            return 0
+        end
+        function timer_event(ns)
+            assert(read_message("Type") == nil, "no current message in timer_event")
+        end
+    "#;
+    let sandbox = e
+        .sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", lua)
+        .unwrap();
+    sandbox.set_current(Some(sample()));
+    assert_eq!(sandbox.process_message(()).unwrap(), (0, None));
+    sandbox.timer_event(0, false).unwrap();
+}
+
+#[test]
+fn analysis_inject_limits_and_restricted_headers() {
+    let e = env();
+    let lua = r#"
+        function process_message()
+            inject_message({Type = "alert", Logger = "spoofed", Uuid = "0123456789abcdef", Payload = read_message("Fields[user]")})
+            return 0
+        end
+        function timer_event(ns, shutdown)
+            for i = 1, 10 do inject_message({Type = "tick"}) end
+            local ok, err = pcall(inject_message, {Type = "one too many"})
+            assert(not ok and err:match("exceeded InjectMessage count"), err)
+        end
+    "#;
+    let refused = e
+        .sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", lua)
+        .unwrap();
+    refused.set_current(Some(sample()));
+    let err = refused.process_message(()).unwrap_err();
+    assert!(
+        err.0.starts_with(
+            "process_message() plugin.lua:3: inject_message() exceeded InjectMessage count"
+        ),
+        "{err}"
+    );
+
+    let allowed = e
+        .sandbox(
+            PluginKind::Analysis,
+            "message_matcher = 'TRUE' process_message_inject_limit = 1",
+            lua,
+        )
+        .unwrap();
+    allowed.set_current(Some(sample()));
+    assert_eq!(allowed.process_message(()).unwrap().0, 0);
+    allowed.timer_event(5, false).unwrap();
+    allowed.host().appender.as_ref().unwrap().flush().unwrap();
+    let messages = e.messages(ANALYSIS_TOPIC);
+    assert_eq!(messages.len(), 11);
+    let alert = &messages[0];
+    assert_eq!(alert.payload.as_deref(), Some(&b"root"[..]));
+    assert_eq!(
+        alert.logger.as_deref(),
+        Some(&b"analysis.p"[..]),
+        "restricted headers"
+    );
+    assert_ne!(&alert.uuid, b"0123456789abcdef");
+}
+
+#[test]
+fn payload_building_and_output_limit() {
+    let e = env();
+    let lua = r#"
+        function process_message()
+            add_to_payload("count=", 3, " ratio=", 0.5, " ", true, "\n")
+            inject_payload("txt", "summary", "done")
+            add_to_payload(string.rep("x", 2000))
+            return 0
+        end
+    "#;
+    let sandbox = e
+        .sandbox(
+            PluginKind::Analysis,
+            "message_matcher = 'TRUE' process_message_inject_limit = 5 output_limit = 1024",
+            lua,
+        )
+        .unwrap();
+    let err = sandbox.process_message(()).unwrap_err();
+    assert_eq!(
+        err.0,
+        "process_message() plugin.lua:5: output_limit exceeded"
+    );
+    sandbox.host().appender.as_ref().unwrap().flush().unwrap();
+    let messages = e.messages(ANALYSIS_TOPIC);
+    assert_eq!(messages[0].r#type.as_deref(), Some(&b"inject_payload"[..]));
+    assert_eq!(
+        messages[0].payload.as_deref(),
+        Some(&b"count=3 ratio=0.5 true\ndone"[..])
+    );
+    assert_eq!(
+        messages[0].fields[0].values,
+        FieldValues::String(vec![b"txt".to_vec()])
+    );
+    assert_eq!(
+        messages[0].fields[1].values,
+        FieldValues::String(vec![b"summary".to_vec()])
+    );
+}
+
+#[test]
+fn output_api() {
+    let e = env();
+    let lua = r#"
+        local m = create_message_matcher("Fields[user] == 'root'")
+        local other = create_message_matcher("Type == 'nope'")
+        function process_message(sequence_id)
+            assert(m:eval() and not other:eval())
+            local pb = encode_message({Type = "x", Fields = {a = "b"}})
+            assert(decode_message(pb).Fields[1].value[1] == "b")
+            local framed = encode_message({Type = "x"}, true)
+            assert(framed:byte(1) == 0x1e)
+            update_checkpoint(sequence_id, 2)
+            assert(inject_message == nil, "outputs do not inject")
+            local ok, err = pcall(create_message_matcher, "Type = 1")
+            assert(not ok and err:match("column 6"), err)
+            return -5
+        end
+    "#;
+    let sandbox = e
+        .sandbox(PluginKind::Output, "message_matcher = 'TRUE'", lua)
+        .unwrap();
+    sandbox.set_current(Some(sample()));
+    assert_eq!(sandbox.process_message(17).unwrap().0, -5);
+    assert_eq!(sandbox.host().checkpoint_update, Some((17, 2)));
+}
+
+#[test]
+fn read_config_returns_every_key() {
+    let e = env();
+    let lua = r#"
+        assert(read_config("expect") == 2000000)
+        assert(read_config("name") == "x")
+        assert(read_config("tags")[2] == "b" and read_config("tags").k == true)
+        assert(read_config("filename") == "plugin.lua")
+        assert(read_config("message_matcher") == "TRUE")
+        assert(read_config("missing") == nil)
+        function process_message() return 0 end
+    "#;
+    e.sandbox(
+        PluginKind::Analysis,
+        "message_matcher = 'TRUE' expect = 2e6 name = 'x' tags = {'a', 'b', k = true}",
+        lua,
+    )
+    .unwrap();
+}
+
+#[test]
+fn require_finds_modules_only_in_lua_paths() {
+    let e = env();
+    std::fs::write(
+        e.dir.path().join("lua_modules/util/greet.lua"),
+        "local M = {} function M.hi() return 'hi' end return M",
+    )
+    .unwrap();
+    let lua = r#"
+        local greet = require "util.greet"
+        assert(greet.hi() == "hi")
+        assert(require "util.greet" == greet, "modules load once")
+        for _, bad in ipairs({"../etc/passwd", "a/b", "x-y", ""}) do
+            local ok, err = pcall(require, bad)
+            assert(not ok and err:match("invalid module name"), bad)
+        end
+        local ok, err = pcall(require, "nope")
+        assert(not ok and err:match("module 'nope' not found"), err)
+        local os = require "os"
+        assert(os.time and os.date and os.clock)
+        assert(os.execute == nil and os.getenv == nil and os.remove == nil and os.exit == nil)
+        local ok, err = pcall(require, "io")
+        assert(not ok and err:match("not available"), err)
+        assert(coroutine == nil and collectgarbage == nil)
+        function process_message() return 0 end
+    "#;
+    e.sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", lua)
+        .unwrap();
+}
+
+#[test]
+fn dangerous_functions_are_gone() {
+    let e = env();
+    let lua = r#"
+        assert(dofile == nil and loadfile == nil and newproxy == nil)
+        assert(string.dump == nil and getmetatable("").__index.dump == nil)
+        local f, err = loadstring("\27LuaQ\0\1\4\8\4\8\0")
+        assert(f == nil and err:match("binary"), err)
+        local f = loadstring("return 1 + 1")
+        assert(f() == 2, "text chunks still load")
+        local f, err = load(function() return nil end)
+        assert(f ~= nil)
+        function process_message() return 0 end
+    "#;
+    e.sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", lua)
+        .unwrap();
+    let input = r#"
+        local io = require "io"
+        assert(io.open and io.lines)
+        assert(require "coroutine")
+        function process_message() return 0 end
+    "#;
+    e.sandbox(PluginKind::Input, "", input).unwrap();
+}
+
+fn terminated(e: &Env, cfg: &str, lua: &str) -> String {
+    let sandbox = e
+        .sandbox(
+            PluginKind::Analysis,
+            &format!("message_matcher = 'TRUE' {cfg}"),
+            lua,
+        )
+        .unwrap();
+    sandbox.process_message(()).unwrap_err().0
+}
+
+#[test]
+fn limits_terminate_with_hindsights_messages() {
+    let e = env();
+    assert_eq!(
+        terminated(&e, "", "function process_message() while true do end end"),
+        "process_message() instruction_limit exceeded"
+    );
+    assert_eq!(
+        terminated(
+            &e,
+            "",
+            "function process_message() while true do pcall(function() while true do end end) end end"
+        ),
+        "process_message() instruction_limit exceeded",
+        "pcall cannot swallow the limit"
+    );
+    assert_eq!(
+        terminated(
+            &e,
+            "",
+            "function process_message() local s = 'x' while true do s = s .. s end end"
+        ),
+        "process_message() not enough memory"
+    );
+    assert_eq!(
+        terminated(
+            &e,
+            "",
+            "function process_message() local t = {} for i = 1, 1e8 do t[i] = i end end"
+        ),
+        "process_message() not enough memory"
+    );
+    assert_eq!(
+        terminated(
+            &e,
+            "",
+            "function process_message() local s = string.rep('x', 64 * 1024 * 1024) return 0 end"
+        ),
+        "process_message() not enough memory"
+    );
+    assert_eq!(
+        terminated(&e, "", "function process_message() error('boom') end"),
+        "process_message() plugin.lua:1: boom"
+    );
+    assert_eq!(
+        terminated(&e, "", "function process_message() end"),
+        "process_message() must return a numeric status code"
+    );
+    assert_eq!(
+        terminated(&e, "", "function process_message() return 1, 'fatal' end"),
+        "process_message() fatal"
+    );
+    let long = terminated(
+        &e,
+        "",
+        &format!(
+            "function process_message() error('{}') end",
+            "y".repeat(400)
+        ),
+    );
+    assert!(long.len() <= 255);
+    // With the limit off, a long loop is fine.
+    let sandbox = e
+        .sandbox(
+            PluginKind::Analysis,
+            "message_matcher = 'TRUE' instruction_limit = 0",
+            "function process_message() for i = 1, 3e6 do end return 0 end",
+        )
+        .unwrap();
+    assert_eq!(sandbox.process_message(()).unwrap().0, 0);
+}
+
+#[test]
+fn failures_at_load_time_are_reported() {
+    let e = env();
+    let err = e
+        .sandbox(
+            PluginKind::Analysis,
+            "message_matcher = 'TRUE'",
+            "function process_message( return 0 end",
+        )
+        .err()
+        .unwrap();
+    assert!(err.0.starts_with("lsb_init() plugin.lua:1:"), "{err}");
+    let err = e
+        .sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", "x = 1")
+        .err()
+        .unwrap();
+    assert_eq!(err.0, "lsb_init() process_message() function was not found");
+    let err = e
+        .sandbox(
+            PluginKind::Analysis,
+            "message_matcher = 'TRUE'",
+            "while true do end",
+        )
+        .err()
+        .unwrap();
+    assert_eq!(err.0, "lsb_init() instruction_limit exceeded");
+    let err = e
+        .sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", "setmetatable(_G, {__newindex = function() end}) function process_message() return 0 end")
+        .err()
+        .unwrap();
+    assert_eq!(err.0, "lsb_init() process_message() function was not found");
+    let err = e
+        .sandbox(
+            PluginKind::Analysis,
+            "message_matcher = 'TRUE' ticker_interval = 5",
+            PM_OK,
+        )
+        .err()
+        .unwrap();
+    assert_eq!(err.0, "lsb_init() timer_event() function was not found");
+}
+
+#[test]
+fn a_terminated_plugin_leaves_others_working() {
+    let e = env();
+    let bad = e
+        .sandbox(
+            PluginKind::Analysis,
+            "message_matcher = 'TRUE'",
+            "function process_message() while true do end end",
+        )
+        .unwrap();
+    let good = e
+        .sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", PM_OK)
+        .unwrap();
+    assert!(bad.process_message(()).is_err());
+    for _ in 0..3 {
+        assert_eq!(good.process_message(()).unwrap().0, 0);
+    }
+}
+
+#[test]
+fn plugin_files_are_relative_to_their_directory() {
+    let e = env();
+    assert!(Path::new(&e.settings().plugin_dir).is_dir());
+}
