@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::log::Notifier;
 use crate::log::storage::{OsStorage, Storage};
 
 use serde::Deserialize;
@@ -206,6 +207,7 @@ impl Config {
                 linger: Duration::from_millis(self.linger_ms),
             },
             storage: Arc::new(OsStorage),
+            notifier: Arc::new(Notifier::default()),
         }
     }
 }
@@ -223,6 +225,8 @@ pub struct LogConfig {
     pub batch: BatchPolicy,
     /// How segment bytes are written and synced; tests substitute a failing one.
     pub storage: Arc<dyn Storage>,
+    /// Woken after every append to any partition of the log.
+    pub notifier: Arc<Notifier>,
 }
 
 impl LogConfig {

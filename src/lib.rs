@@ -19,6 +19,7 @@ pub mod log;
 pub mod matcher;
 pub mod message;
 pub mod plugin;
+pub mod runner;
 pub mod sandbox;
 pub mod time;
 pub mod varint;

@@ -1,19 +1,26 @@
-//! `blink run`: open the log (recovering it), keep it durable, stop cleanly on a signal.
+//! `blink run`: open the log, start every plugin in `hs_run/`, stop cleanly on a signal.
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use blink::checkpoint::CheckpointStore;
 use blink::config::Config;
 use blink::durability::Durability;
 use blink::log::Log;
+use blink::runner::{Context, Pipeline};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // A second signal while stopping exits at once (status 130), the first asks to stop.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+    }
     let log = Arc::new(
         Log::open(config.log())
             .with_context(|| format!("opening the log in {}", config.output_path.display()))?,
@@ -31,17 +38,24 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         checkpoints.clone(),
         Duration::from_millis(config.fsync_interval_ms),
     );
+    let context = Context {
+        log: log.clone(),
+        checkpoints: checkpoints.clone(),
+        run_dir: config.sandbox_run_path.clone(),
+        lua_paths: vec![config.lua_path.clone()],
+        hostname: config.hostname.clone(),
+        max_message_size: config.max_message_size as usize,
+        shutdown: Arc::new(AtomicBool::new(false)),
+    };
+    let pipeline =
+        Pipeline::start(context, config.analysis_threads).context("starting plugin threads")?;
     tracing::info!(output_path = %config.output_path.display(), fsync = ?config.fsync, "blink is running; SIGINT or SIGTERM stops it");
 
-    let signal = signals.forever().next();
-    tracing::info!(?signal, "stopping");
-    // A second signal while shutting down exits at once.
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            eprintln!("blink: second signal, exiting now");
-            std::process::exit(130);
-        }
-    });
+    while !stop.load(Ordering::SeqCst) && !pipeline.shutdown_requested() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("stopping: inputs, then analysis, then outputs");
+    pipeline.stop();
     durability.stop().context("final sync and checkpoint")?;
     log.close().context("closing the log")?;
     tracing::info!("stopped cleanly");

@@ -16,6 +16,7 @@
 mod appender;
 pub mod batch;
 mod error;
+mod notifier;
 mod partition;
 mod reader;
 pub mod segment;
@@ -29,6 +30,7 @@ use std::time::SystemTime;
 
 pub use appender::{Appender, CheckpointTarget};
 pub use error::LogError;
+pub use notifier::Notifier;
 pub(crate) use partition::write_file_atomically;
 pub use partition::{Appended, Partition};
 pub use reader::{PartitionReader, read_batches};
@@ -183,6 +185,11 @@ impl Log {
 
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    /// Woken after every append to any partition.
+    pub fn notifier(&self) -> Arc<Notifier> {
+        self.config.notifier.clone()
     }
 
     pub fn dir(&self) -> &Path {

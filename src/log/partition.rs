@@ -319,6 +319,7 @@ impl Partition {
             shared.next_offset = w.next_offset;
         }
         self.grown.notify_all();
+        self.config.notifier.notify();
         Ok(Appended {
             base_offset,
             last_offset: w.next_offset - 1,

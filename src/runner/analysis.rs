@@ -1,0 +1,258 @@
+//! Analysis threads: each runs its share of the analysis plugins over one reader of `blink.input`.
+//!
+//! For every message the thread evaluates each plugin's matcher on the raw bytes and calls
+//! `process_message()` of those that match, so one read and one decode serve all plugins of the
+//! thread. The thread's position is checkpointed only after everything its plugins injected up to
+//! there has been written to `blink.analysis`: after a crash, messages are processed again rather
+//! than their detections lost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::Context;
+use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, PartitionReader};
+use crate::matcher::Matcher;
+use crate::message::MessageView;
+use crate::plugin::PluginConfig;
+use crate::sandbox::Sandbox;
+
+/// Records between checkpoints while data is flowing (and after each idle moment).
+const CHECKPOINT_EVERY: u32 = 8192;
+
+pub struct AnalysisThread {
+    pub id: usize,
+    pub plugins: Vec<Arc<PluginConfig>>,
+    running: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// A plugin loaded on the thread.
+struct Loaded {
+    config: Arc<PluginConfig>,
+    sandbox: Sandbox,
+    matcher: Matcher,
+    interval: Option<Duration>,
+    next_timer: Instant,
+    failures: u64,
+}
+
+/// The checkpoint name of an analysis thread's reader.
+pub fn reader_name(id: usize) -> String {
+    format!("analysis-thread.{id}")
+}
+
+impl AnalysisThread {
+    pub fn start(
+        context: &Context,
+        id: usize,
+        plugins: Vec<Arc<PluginConfig>>,
+    ) -> std::io::Result<Self> {
+        let running = Arc::new(AtomicBool::new(true));
+        let (ctx, cfgs, run) = (context.clone(), plugins.clone(), running.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("analysis-{id}"))
+            .spawn(move || {
+                let span = tracing::info_span!("analysis_thread", id);
+                let _entered = span.enter();
+                run_thread(&ctx, id, cfgs, &run);
+            })?;
+        Ok(AnalysisThread {
+            id,
+            plugins,
+            running,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn stop(&self) {
+        self.running.store(false, Ordering::SeqCst);
+    }
+
+    pub fn join(mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn load(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool>) -> Option<Loaded> {
+    let matcher = Matcher::new(config.message_matcher.as_deref().unwrap_or("TRUE"));
+    let appender = ctx.log.appender(ANALYSIS_TOPIC, 0, None);
+    let (matcher, appender) = match (matcher, appender) {
+        (Ok(m), Ok(a)) => (m, a),
+        (Err(e), _) => {
+            ctx.terminated(config, &e.to_string());
+            return None;
+        }
+        (_, Err(e)) => {
+            ctx.terminated(config, &e.to_string());
+            return None;
+        }
+    };
+    match Sandbox::new(
+        config.clone(),
+        &ctx.settings(config.kind),
+        Some(appender),
+        running.clone(),
+    ) {
+        Ok(sandbox) => {
+            let interval =
+                (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
+            tracing::info!(plugin = %config.name, "started");
+            Some(Loaded {
+                config: config.clone(),
+                sandbox,
+                matcher,
+                next_timer: Instant::now() + interval.unwrap_or_default(),
+                interval,
+                failures: 0,
+            })
+        }
+        Err(t) => {
+            ctx.terminated(config, &t.0);
+            None
+        }
+    }
+}
+
+fn run_thread(
+    ctx: &Context,
+    id: usize,
+    configs: Vec<Arc<PluginConfig>>,
+    running: &Arc<AtomicBool>,
+) {
+    let mut plugins: Vec<Loaded> = configs
+        .iter()
+        .filter_map(|c| load(ctx, c, running))
+        .collect();
+    let name = reader_name(id);
+    let partition = match ctx.log.partition(INPUT_TOPIC, 0) {
+        Ok(p) => p,
+        Err(e) => return tracing::error!(error = %e, "no input queue"),
+    };
+    let start = ctx
+        .checkpoints
+        .position(&name, INPUT_TOPIC, 0)
+        .unwrap_or_else(|| partition.log_start());
+    let start = start.max(partition.log_start());
+    let mut reader = PartitionReader::new(partition, start);
+    tracing::info!(
+        from = start,
+        plugins = plugins.len(),
+        "reading {INPUT_TOPIC}"
+    );
+    let mut since_checkpoint = 0u32;
+    while running.load(Ordering::Relaxed) {
+        match reader.next_record() {
+            Ok(Some(record)) => {
+                let value = record.value.unwrap_or_default();
+                match MessageView::parse(&value) {
+                    Ok(view) => {
+                        let mut dead = false;
+                        for plugin in plugins.iter_mut() {
+                            if !plugin.matcher.matches(&view) {
+                                continue;
+                            }
+                            plugin.sandbox.set_current(Some(value.clone()));
+                            match plugin.sandbox.process_message(()) {
+                                Ok((0, _)) => {}
+                                Ok((_, message)) => {
+                                    plugin.failures += 1;
+                                    tracing::debug!(plugin = %plugin.config.name, ?message, "process_message failed");
+                                }
+                                Err(t) => {
+                                    ctx.terminated(&plugin.config, &t.0);
+                                    plugin.interval = None;
+                                    dead = true;
+                                    plugin.failures = u64::MAX;
+                                }
+                            }
+                        }
+                        if dead {
+                            plugins.retain(|p| p.failures != u64::MAX);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(offset = record.offset, error = %e, "skipping a record of {INPUT_TOPIC} that is not a Heka message")
+                    }
+                }
+                since_checkpoint += 1;
+                if since_checkpoint >= CHECKPOINT_EVERY {
+                    checkpoint(ctx, &name, &plugins, &reader);
+                    run_timers(ctx, &mut plugins, false);
+                    since_checkpoint = 0;
+                }
+            }
+            Ok(None) => {
+                if since_checkpoint > 0 {
+                    checkpoint(ctx, &name, &plugins, &reader);
+                    since_checkpoint = 0;
+                }
+                run_timers(ctx, &mut plugins, false);
+                let next = plugins
+                    .iter()
+                    .filter(|p| p.interval.is_some())
+                    .map(|p| p.next_timer)
+                    .min();
+                let wait = next.map_or(Duration::from_millis(100), |t| {
+                    t.saturating_duration_since(Instant::now())
+                });
+                let _ = reader.wait(wait.min(Duration::from_millis(100)));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read {INPUT_TOPIC}; retrying in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    let now = crate::time::now_nanos();
+    for plugin in &plugins {
+        if let Err(t) = plugin.sandbox.timer_event(now, true) {
+            ctx.terminated(&plugin.config, &t.0);
+        }
+    }
+    checkpoint(ctx, &name, &plugins, &reader);
+    tracing::info!("stopped");
+}
+
+/// Writes what the plugins injected, then records the reader's position.
+fn checkpoint(ctx: &Context, name: &str, plugins: &[Loaded], reader: &PartitionReader) {
+    for plugin in plugins {
+        if let Some(appender) = plugin.sandbox.host().appender.as_ref()
+            && let Err(e) = appender.flush()
+        {
+            // The position stays behind, so nothing is skipped when writing works again.
+            tracing::error!(plugin = %plugin.config.name, error = %e, "cannot write injected messages");
+            return;
+        }
+    }
+    ctx.checkpoints
+        .set_position(name, INPUT_TOPIC, 0, reader.position());
+}
+
+fn run_timers(ctx: &Context, plugins: &mut Vec<Loaded>, shutdown: bool) {
+    let now = Instant::now();
+    let mut dead = false;
+    for plugin in plugins.iter_mut() {
+        let Some(interval) = plugin.interval else {
+            continue;
+        };
+        if plugin.next_timer > now {
+            continue;
+        }
+        plugin.next_timer = (plugin.next_timer + interval).max(now);
+        if let Err(t) = plugin
+            .sandbox
+            .timer_event(crate::time::now_nanos(), shutdown)
+        {
+            ctx.terminated(&plugin.config, &t.0);
+            plugin.failures = u64::MAX;
+            dead = true;
+        }
+    }
+    if dead {
+        plugins.retain(|p| p.failures != u64::MAX);
+    }
+}

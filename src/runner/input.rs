@@ -1,0 +1,114 @@
+//! Input runner: one thread per input plugin, injecting into `blink.input`.
+//!
+//! `process_message(checkpoint)` is called once with the plugin's last checkpoint; with a
+//! `ticker_interval` it is called again every interval until Blink stops. Injected messages go
+//! through a batching appender whose checkpoint reaches the checkpoint store only once the
+//! messages carrying it are in the log, so a restart resumes with no gap.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mlua::Value;
+
+use super::Context;
+use crate::checkpoint::CheckpointValue;
+use crate::log::{CheckpointTarget, INPUT_TOPIC};
+use crate::plugin::PluginConfig;
+use crate::sandbox::Sandbox;
+
+pub struct InputRunner {
+    pub config: Arc<PluginConfig>,
+    running: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl InputRunner {
+    pub fn start(context: &Context, config: Arc<PluginConfig>) -> std::io::Result<Self> {
+        let running = Arc::new(AtomicBool::new(true));
+        let (ctx, cfg, run) = (context.clone(), config.clone(), running.clone());
+        let handle = std::thread::Builder::new()
+            .name(config.name.clone())
+            .spawn(move || {
+                let span = tracing::info_span!("plugin", kind = "input", name = %cfg.name);
+                let _entered = span.enter();
+                run_input(&ctx, &cfg, &run);
+            })?;
+        Ok(InputRunner {
+            config,
+            running,
+            handle: Some(handle),
+        })
+    }
+
+    /// Asks the plugin to stop: `is_running()` turns false and no further call is made.
+    pub fn stop(&self) {
+        self.running.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits up to `timeout` for the thread; an input blocked in I/O is left behind (it holds no
+    /// unwritten data: what it injected was flushed as it went).
+    pub fn join(mut self, timeout: Duration) {
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        let deadline = Instant::now() + timeout;
+        while !handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if handle.is_finished() {
+            let _ = handle.join();
+        } else {
+            tracing::warn!(plugin = %self.config.name, "input did not stop in time; leaving it");
+        }
+    }
+}
+
+fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool>) {
+    let target = CheckpointTarget {
+        store: ctx.checkpoints.clone(),
+        input: config.name.clone(),
+    };
+    let appender = match ctx.log.appender(INPUT_TOPIC, 0, Some(target)) {
+        Ok(a) => a,
+        Err(e) => return ctx.terminated(config, &format!("cannot write to {INPUT_TOPIC}: {e}")),
+    };
+    let sandbox = match Sandbox::new(
+        config.clone(),
+        &ctx.settings(config.kind),
+        Some(appender),
+        running.clone(),
+    ) {
+        Ok(s) => s,
+        Err(t) => return ctx.terminated(config, &t.0),
+    };
+    tracing::info!("started");
+    let interval = Duration::from_secs(config.ticker_interval);
+    while running.load(Ordering::SeqCst) {
+        let result = match ctx.checkpoints.input(&config.name) {
+            Some(CheckpointValue::Number(n)) => sandbox.process_message(n),
+            Some(CheckpointValue::String(s)) => sandbox.process_message(s),
+            None => sandbox.process_message(Value::Nil),
+        };
+        let flushed = sandbox.host().appender.as_ref().map(|a| a.flush());
+        match (result, flushed) {
+            (Err(t), _) => return ctx.terminated(config, &t.0),
+            (_, Some(Err(e))) => {
+                return ctx.terminated(config, &format!("writing to {INPUT_TOPIC}: {e}"));
+            }
+            (Ok((status, Some(message))), _) if status < 0 => {
+                tracing::warn!(status, %message, "process_message failed")
+            }
+            _ => {}
+        }
+        if interval.is_zero() {
+            break;
+        }
+        let deadline = Instant::now() + interval;
+        while running.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20).min(deadline - Instant::now()));
+        }
+    }
+    tracing::info!(injected = sandbox.host().injected, "stopped");
+}

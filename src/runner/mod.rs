@@ -1,0 +1,73 @@
+//! Plugin runners: the threads that run sandboxes over the log, and the pipeline that owns them.
+//!
+//! Each input and each output plugin has a thread of its own; analysis plugins share
+//! `analysis_threads` threads, each with one reader over `blink.input`. The three runners share
+//! one lifecycle: `start` (create the sandbox on the new thread), `stop` (ask it to finish), and
+//! `join` (wait, after a final `timer_event(ns, true)` and checkpoint). A plugin that fails is
+//! terminated alone: its error goes to `hs_run/<kind>/<name>.err` and to the log.
+
+mod analysis;
+mod input;
+mod output;
+mod pipeline;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use pipeline::Pipeline;
+
+use crate::checkpoint::CheckpointStore;
+use crate::log::Log;
+use crate::plugin::{PluginConfig, PluginKind};
+use crate::sandbox::SandboxSettings;
+
+/// What every runner needs from the pipeline.
+#[derive(Clone)]
+pub struct Context {
+    pub log: Arc<Log>,
+    pub checkpoints: Arc<CheckpointStore>,
+    /// `hs_run`: plugin files, and where `.err` files go.
+    pub run_dir: PathBuf,
+    pub lua_paths: Vec<PathBuf>,
+    pub hostname: String,
+    pub max_message_size: usize,
+    /// Set when a plugin with `shutdown_on_terminate` fails: Blink then shuts down.
+    pub shutdown: Arc<AtomicBool>,
+}
+
+impl Context {
+    fn settings(&self, kind: PluginKind) -> SandboxSettings {
+        SandboxSettings {
+            lua_paths: self.lua_paths.clone(),
+            plugin_dir: self.run_dir.join(kind.dir()),
+            hostname: self.hostname.clone(),
+            pid: std::process::id() as i32,
+            max_message_size: self.max_message_size,
+        }
+    }
+
+    /// Records a plugin's termination: `.err` file, log line, and Blink's shutdown if asked.
+    fn terminated(&self, config: &PluginConfig, message: &str) {
+        tracing::error!(plugin = %config.name, error = %message, "plugin terminated");
+        let stem = config
+            .name
+            .split_once('.')
+            .map_or(config.name.as_str(), |(_, s)| s);
+        write_err(&self.run_dir.join(config.kind.dir()), stem, message);
+        if config.shutdown_on_terminate {
+            tracing::error!(plugin = %config.name, "shutdown_on_terminate is set: stopping Blink");
+            self.shutdown.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// `<dir>/<stem>.err`: `YYYY-MM-DDTHH:MM:SS<TAB>error`, as Hindsight writes it.
+pub fn write_err(dir: &std::path::Path, stem: &str, message: &str) {
+    let path = dir.join(format!("{stem}.err"));
+    let stamp = crate::time::format_rfc3339_nanos(crate::time::now_nanos());
+    let line = format!("{}\t{message}\n", &stamp[..19]);
+    if let Err(e) = std::fs::write(&path, line) {
+        tracing::error!(path = %path.display(), error = %e, "cannot write the plugin's .err file");
+    }
+}

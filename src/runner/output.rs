@@ -1,0 +1,277 @@
+//! Output runner: one thread per output plugin, reading `blink.input` and/or `blink.analysis`.
+//!
+//! With both queues (Hindsight's default `read_queue = "both"`) the runner keeps the next record
+//! of each and hands the plugin the one with the older timestamp first. The plugin's return code
+//! decides the checkpoint: 0 sent, -1 failed and -2 skipped advance it; -3 retries the same
+//! message every second; -4 (batching) holds it until a later 0 or `update_checkpoint()`; -5
+//! (asynchronous) holds it until `update_checkpoint(sequence_id)` confirms that message.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::Context;
+use crate::log::batch::Record;
+use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, PartitionReader};
+use crate::matcher::Matcher;
+use crate::message::MessageView;
+use crate::plugin::{PluginConfig, ReadQueue};
+use crate::sandbox::Sandbox;
+
+/// What `process_message` asked for (Hindsight's output return codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStatus {
+    Sent,
+    Fail,
+    Skip,
+    Retry,
+    Batch,
+    Async,
+}
+
+impl OutputStatus {
+    fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            0 => OutputStatus::Sent,
+            -1 => OutputStatus::Fail,
+            -2 => OutputStatus::Skip,
+            -3 => OutputStatus::Retry,
+            -4 => OutputStatus::Batch,
+            -5 => OutputStatus::Async,
+            _ => return None,
+        })
+    }
+}
+
+pub struct OutputRunner {
+    pub config: Arc<PluginConfig>,
+    running: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl OutputRunner {
+    pub fn start(context: &Context, config: Arc<PluginConfig>) -> std::io::Result<Self> {
+        let running = Arc::new(AtomicBool::new(true));
+        let (ctx, cfg, run) = (context.clone(), config.clone(), running.clone());
+        let handle = std::thread::Builder::new()
+            .name(config.name.clone())
+            .spawn(move || {
+                let span = tracing::info_span!("plugin", kind = "output", name = %cfg.name);
+                let _entered = span.enter();
+                run_output(&ctx, &cfg, &run);
+            })?;
+        Ok(OutputRunner {
+            config,
+            running,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn stop(&self) {
+        self.running.store(false, Ordering::SeqCst);
+    }
+
+    pub fn join(mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// One queue an output reads, with the record read ahead for the merge.
+struct Source {
+    topic: &'static str,
+    reader: PartitionReader,
+    next: Option<Record>,
+}
+
+impl Source {
+    fn peek(&mut self) -> Option<&Record> {
+        if self.next.is_none() {
+            match self.reader.next_record() {
+                Ok(r) => self.next = r,
+                Err(e) => tracing::error!(topic = self.topic, error = %e, "cannot read"),
+            }
+        }
+        self.next.as_ref()
+    }
+
+    /// The position to checkpoint: the next record not yet handed to the plugin.
+    fn position(&self) -> i64 {
+        self.next
+            .as_ref()
+            .map_or(self.reader.position(), |r| r.offset)
+    }
+}
+
+fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool>) {
+    let matcher = match Matcher::new(config.message_matcher.as_deref().unwrap_or("TRUE")) {
+        Ok(m) => m,
+        Err(e) => return ctx.terminated(config, &e.to_string()),
+    };
+    let sandbox = match Sandbox::new(
+        config.clone(),
+        &ctx.settings(config.kind),
+        None,
+        running.clone(),
+    ) {
+        Ok(s) => s,
+        Err(t) => return ctx.terminated(config, &t.0),
+    };
+    let topics: &[&'static str] = match config.read_queue {
+        ReadQueue::Input => &[INPUT_TOPIC],
+        ReadQueue::Analysis => &[ANALYSIS_TOPIC],
+        ReadQueue::Both => &[INPUT_TOPIC, ANALYSIS_TOPIC],
+    };
+    let mut sources = Vec::new();
+    for &topic in topics {
+        let partition = match ctx.log.partition(topic, 0) {
+            Ok(p) => p,
+            Err(e) => return ctx.terminated(config, &e.to_string()),
+        };
+        let start = ctx
+            .checkpoints
+            .position(&config.name, topic, 0)
+            .unwrap_or_else(|| partition.log_start());
+        let start = start.max(partition.log_start());
+        sources.push(Source {
+            topic,
+            reader: PartitionReader::new(partition, start),
+            next: None,
+        });
+    }
+    tracing::info!("started");
+    let notifier = ctx.log.notifier();
+    let interval =
+        (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
+    let mut next_timer = Instant::now() + interval.unwrap_or_default();
+    let mut sequence = 0u64;
+    // Positions waiting for confirmation (batch/async), by sequence id.
+    let mut pending: VecDeque<(u64, Vec<i64>)> = VecDeque::new();
+    let mut failures = 0u64;
+    let commit = |positions: &[i64]| {
+        for (source, &position) in topics.iter().zip(positions) {
+            ctx.checkpoints
+                .set_position(&config.name, source, 0, position);
+        }
+    };
+    'run: while running.load(Ordering::Relaxed) {
+        let generation = notifier.generation();
+        // The older of the queues' next records, input first on a tie.
+        let pick = sources
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.peek().map(|r| (r.timestamp, i)))
+            .min();
+        let Some((_, index)) = pick else {
+            if pending.is_empty() {
+                commit(&sources.iter().map(Source::position).collect::<Vec<_>>());
+            }
+            if let Some(interval) = interval
+                && Instant::now() >= next_timer
+            {
+                if let Err(t) = sandbox.timer_event(crate::time::now_nanos(), false) {
+                    return ctx.terminated(config, &t.0);
+                }
+                next_timer = (next_timer + interval).max(Instant::now());
+            }
+            let wait = interval.map_or(Duration::from_millis(100), |_| {
+                next_timer.saturating_duration_since(Instant::now())
+            });
+            notifier.wait_past(generation, wait.min(Duration::from_millis(100)));
+            continue;
+        };
+        let record = sources[index].next.take().expect("peeked");
+        let value = record.value.unwrap_or_default();
+        let matched = match MessageView::parse(&value) {
+            Ok(view) => matcher.matches(&view),
+            Err(e) => {
+                tracing::warn!(topic = sources[index].topic, offset = record.offset, error = %e, "skipping a record that is not a Heka message");
+                false
+            }
+        };
+        let positions: Vec<i64> = sources.iter().map(Source::position).collect();
+        if !matched {
+            if pending.is_empty() {
+                commit(&positions);
+            }
+            continue;
+        }
+        sequence += 1;
+        sandbox.set_current(Some(value));
+        loop {
+            let status = match sandbox.process_message(sequence as f64) {
+                Ok((code, message)) => match OutputStatus::from_code(code) {
+                    Some(status) => status,
+                    None => {
+                        tracing::warn!(code, ?message, "unknown output status; treating as failed");
+                        OutputStatus::Fail
+                    }
+                },
+                Err(t) => return ctx.terminated(config, &t.0),
+            };
+            match status {
+                OutputStatus::Sent => {
+                    pending.clear();
+                    commit(&positions);
+                }
+                OutputStatus::Fail | OutputStatus::Skip => {
+                    if status == OutputStatus::Fail {
+                        failures += 1;
+                    }
+                    if pending.is_empty() {
+                        commit(&positions);
+                    } else {
+                        pending.push_back((sequence, positions.clone()));
+                    }
+                }
+                OutputStatus::Batch | OutputStatus::Async => {
+                    pending.push_back((sequence, positions.clone()))
+                }
+                OutputStatus::Retry => {
+                    // Same message again in a second; timers keep firing meanwhile.
+                    let until = Instant::now() + Duration::from_secs(1);
+                    while Instant::now() < until {
+                        if !running.load(Ordering::Relaxed) {
+                            break 'run;
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    continue;
+                }
+            }
+            break;
+        }
+        if let Some((confirmed, _)) = sandbox.host().checkpoint_update.take() {
+            // update_checkpoint(seq) confirms everything up to seq; with no seq, everything.
+            let upto = if confirmed == 0 { u64::MAX } else { confirmed };
+            let mut last = None;
+            while pending.front().is_some_and(|(s, _)| *s <= upto) {
+                last = pending.pop_front();
+            }
+            if let Some((_, positions)) = last {
+                commit(&positions);
+            }
+        }
+        if let Some(interval) = interval
+            && Instant::now() >= next_timer
+        {
+            if let Err(t) = sandbox.timer_event(crate::time::now_nanos(), false) {
+                return ctx.terminated(config, &t.0);
+            }
+            next_timer = (next_timer + interval).max(Instant::now());
+        }
+    }
+    if let Err(t) = sandbox.timer_event(crate::time::now_nanos(), true) {
+        ctx.terminated(config, &t.0);
+    }
+    if let Some((_, _)) = sandbox.host().checkpoint_update.take() {
+        if let Some((_, positions)) = pending.pop_back() {
+            commit(&positions);
+        }
+        pending.clear();
+    }
+    tracing::info!(sequence, failures, unconfirmed = pending.len(), "stopped");
+}
