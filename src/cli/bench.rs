@@ -32,6 +32,16 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The reference workload (bench/reference-workload, Hindsight's plugins unchanged):
+    /// inject, analysis and output rates, end-to-end time, peak memory.
+    Pipeline {
+        /// Messages the generator injects.
+        #[arg(long, default_value_t = 2_000_000)]
+        messages: u64,
+        /// Scratch directory (default: a new one under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 pub fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -49,6 +59,15 @@ pub fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
                 None => tempfile::Builder::new().prefix("blink-bench-").tempdir()?,
             };
             bench_log(scratch.path(), messages, recovery_mib, runs.max(1))?;
+        }
+        BenchCommand::Pipeline { messages, dir } => {
+            let scratch = match dir {
+                Some(dir) => tempfile::Builder::new()
+                    .prefix("blink-bench-")
+                    .tempdir_in(dir)?,
+                None => tempfile::Builder::new().prefix("blink-bench-").tempdir()?,
+            };
+            super::bench_pipeline::bench_pipeline(scratch.path(), messages)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -145,6 +145,17 @@ fn expect(entry: &Entry, what: &'static str, wire_type: u8) -> Result<(), Decode
 impl<'a> MessageView<'a> {
     /// Validates `raw` as a Heka message.
     pub fn parse(raw: &'a [u8]) -> Result<Self, DecodeError> {
+        Self::parse_with(raw, true)
+    }
+
+    /// Reads a message that was validated before (by [`MessageView::parse`]): header and
+    /// framing are still checked, nested fields are not walked again. Used where the same bytes
+    /// are looked at several times, such as `read_message` after the matcher.
+    pub fn parse_trusted(raw: &'a [u8]) -> Result<Self, DecodeError> {
+        Self::parse_with(raw, false)
+    }
+
+    fn parse_with(raw: &'a [u8], check_fields: bool) -> Result<Self, DecodeError> {
         let mut uuid = None;
         let mut timestamp = None;
         let mut view = MessageView {
@@ -210,8 +221,9 @@ impl<'a> MessageView<'a> {
                 }
                 10 => {
                     expect(&entry, "Fields", LEN)?;
-                    let body_at = pos - entry.bytes.len();
-                    FieldView::parse(entry.bytes, body_at)?;
+                    if check_fields {
+                        FieldView::parse(entry.bytes, pos - entry.bytes.len())?;
+                    }
                     if view.field_count == 0 {
                         view.first_field = entry.at;
                     }
@@ -283,7 +295,28 @@ impl<'a> MessageView<'a> {
 
     /// The `index`-th field called `name` (Hindsight's `Fields[name][index]`).
     pub fn field(&self, name: &[u8], index: usize) -> Option<FieldView<'a>> {
-        self.fields().filter(|f| f.name() == name).nth(index)
+        // Compare names before parsing a field in full: most fields are not the one wanted.
+        let mut pos = self.first_field;
+        let mut left = self.field_count;
+        let mut seen = 0;
+        while left > 0 {
+            let entry = next_entry(self.raw, &mut pos).ok()?;
+            if entry.tag != 10 {
+                continue;
+            }
+            left -= 1;
+            if leading_name(entry.bytes).is_some_and(|n| n != name) {
+                continue;
+            }
+            let field = FieldView::parse(entry.bytes, pos - entry.bytes.len()).ok()?;
+            if field.name() == name {
+                if seen == index {
+                    return Some(field);
+                }
+                seen += 1;
+            }
+        }
+        None
     }
 }
 
@@ -471,6 +504,16 @@ impl<'a> FieldView<'a> {
     pub fn value(&self, index: usize) -> Option<Value<'a>> {
         self.values().nth(index)
     }
+}
+
+/// The name of a field whose first entry is its name (how every encoder writes it), if so.
+#[inline]
+fn leading_name(body: &[u8]) -> Option<&[u8]> {
+    if body.first() != Some(&0x0a) {
+        return None;
+    }
+    let (len, n) = varint::decode_u64(&body[1..])?;
+    body.get(1 + n..1 + n + len as usize)
 }
 
 fn count_varints(mut buf: &[u8]) -> Option<usize> {

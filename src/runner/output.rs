@@ -80,6 +80,20 @@ impl OutputRunner {
     }
 }
 
+/// Records between checkpoint store updates while data flows.
+const COMMIT_EVERY: u32 = 1024;
+
+/// Reader positions, one per queue read (at most two).
+type Positions = [i64; 2];
+
+fn positions_of(sources: &[Source]) -> Positions {
+    let mut out = [0; 2];
+    for (slot, source) in out.iter_mut().zip(sources) {
+        *slot = source.position();
+    }
+    out
+}
+
 /// One queue an output reads, with the record read ahead for the merge.
 struct Source {
     topic: &'static str,
@@ -149,12 +163,24 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
     let mut next_timer = Instant::now() + interval.unwrap_or_default();
     let mut sequence = 0u64;
     // Positions waiting for confirmation (batch/async), by sequence id.
-    let mut pending: VecDeque<(u64, Vec<i64>)> = VecDeque::new();
+    let mut pending: VecDeque<(u64, Positions)> = VecDeque::new();
     let mut failures = 0u64;
-    let commit = |positions: &[i64]| {
+    // Positions confirmed but not yet handed to the checkpoint store: written every
+    // COMMIT_EVERY records, when idle, and at the end, to keep the store off the hot path.
+    let mut confirmed: Option<Positions> = None;
+    let mut since_store = 0u32;
+    let store = |positions: &Positions| {
         for (source, &position) in topics.iter().zip(positions) {
             ctx.checkpoints
                 .set_position(&config.name, source, 0, position);
+        }
+    };
+    let mut commit = |positions: &Positions, confirmed: &mut Option<Positions>| {
+        *confirmed = Some(*positions);
+        since_store += 1;
+        if since_store >= COMMIT_EVERY {
+            store(positions);
+            since_store = 0;
         }
     };
     'run: while running.load(Ordering::Relaxed) {
@@ -167,7 +193,10 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
             .min();
         let Some((_, index)) = pick else {
             if pending.is_empty() {
-                commit(&sources.iter().map(Source::position).collect::<Vec<_>>());
+                confirmed = Some(positions_of(&sources));
+            }
+            if let Some(positions) = confirmed.take() {
+                store(&positions);
             }
             if let Some(interval) = interval
                 && Instant::now() >= next_timer
@@ -185,17 +214,19 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
         };
         let record = sources[index].next.take().expect("peeked");
         let value = record.value.unwrap_or_default();
-        let matched = match MessageView::parse(&value) {
+        let matched = // Queue records were validated when written (Blink encodes injects itself; a Kafka
+                // produce into a queue is checked), and their batch CRC was checked on read.
+                match MessageView::parse_trusted(&value) {
             Ok(view) => matcher.matches(&view),
             Err(e) => {
                 tracing::warn!(topic = sources[index].topic, offset = record.offset, error = %e, "skipping a record that is not a Heka message");
                 false
             }
         };
-        let positions: Vec<i64> = sources.iter().map(Source::position).collect();
+        let positions = positions_of(&sources);
         if !matched {
             if pending.is_empty() {
-                commit(&positions);
+                commit(&positions, &mut confirmed);
             }
             continue;
         }
@@ -215,20 +246,20 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
             match status {
                 OutputStatus::Sent => {
                     pending.clear();
-                    commit(&positions);
+                    commit(&positions, &mut confirmed);
                 }
                 OutputStatus::Fail | OutputStatus::Skip => {
                     if status == OutputStatus::Fail {
                         failures += 1;
                     }
                     if pending.is_empty() {
-                        commit(&positions);
+                        commit(&positions, &mut confirmed);
                     } else {
-                        pending.push_back((sequence, positions.clone()));
+                        pending.push_back((sequence, positions));
                     }
                 }
                 OutputStatus::Batch | OutputStatus::Async => {
-                    pending.push_back((sequence, positions.clone()))
+                    pending.push_back((sequence, positions))
                 }
                 OutputStatus::Retry => {
                     // Same message again in a second; timers keep firing meanwhile.
@@ -244,15 +275,19 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
             }
             break;
         }
-        if let Some((confirmed, _)) = sandbox.host().checkpoint_update.take() {
+        if let Some((sequence_id, _)) = sandbox.host().checkpoint_update.take() {
             // update_checkpoint(seq) confirms everything up to seq; with no seq, everything.
-            let upto = if confirmed == 0 { u64::MAX } else { confirmed };
+            let upto = if sequence_id == 0 {
+                u64::MAX
+            } else {
+                sequence_id
+            };
             let mut last = None;
             while pending.front().is_some_and(|(s, _)| *s <= upto) {
                 last = pending.pop_front();
             }
             if let Some((_, positions)) = last {
-                commit(&positions);
+                commit(&positions, &mut confirmed);
             }
         }
         if let Some(interval) = interval
@@ -267,11 +302,15 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
     if let Err(t) = sandbox.timer_event(crate::time::now_nanos(), true) {
         ctx.terminated(config, &t.0);
     }
-    if let Some((_, _)) = sandbox.host().checkpoint_update.take() {
-        if let Some((_, positions)) = pending.pop_back() {
-            commit(&positions);
-        }
+    // A final update_checkpoint() in the shutdown timer_event confirms what is pending.
+    if sandbox.host().checkpoint_update.take().is_some()
+        && let Some((_, positions)) = pending.pop_back()
+    {
+        confirmed = Some(positions);
         pending.clear();
+    }
+    if let Some(positions) = confirmed {
+        store(&positions);
     }
     tracing::info!(sequence, failures, unconfirmed = pending.len(), "stopped");
 }

@@ -43,6 +43,7 @@ pub struct Host {
     inject_budget: u32,
     payload: Vec<u8>,
     defaults: Defaults,
+    keys: Option<heka::Keys>,
     lua_paths: Vec<std::path::PathBuf>,
     max_message_size: usize,
     running: Arc<AtomicBool>,
@@ -70,6 +71,7 @@ impl Host {
             inject_budget: 0,
             payload: Vec::new(),
             defaults,
+            keys: None,
             lua_paths: settings.lua_paths.clone(),
             max_message_size: settings.max_message_size,
             running,
@@ -193,7 +195,8 @@ fn append_values(out: &mut Vec<u8>, values: &MultiValue) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn install(lua: &Lua, kind: PluginKind, state: Host) -> mlua::Result<()> {
+pub(super) fn install(lua: &Lua, kind: PluginKind, mut state: Host) -> mlua::Result<()> {
+    state.keys = Some(heka::Keys::new(lua)?);
     lua.set_app_data(state);
     let g = lua.globals();
     let no_result = lua.create_table()?;
@@ -297,8 +300,12 @@ fn install_input(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<()> {
                 let checkpoint = checkpoint_of(&checkpoint);
                 let mut host = host(lua);
                 let result = match message {
-                    Value::Table(t) => heka::message_from_table(&t, &host.defaults)
-                        .and_then(|m| host.inject(&m, checkpoint)),
+                    Value::Table(t) => heka::message_from_table(
+                        &t,
+                        &host.defaults,
+                        host.keys.as_ref().expect("keys made at install"),
+                    )
+                    .and_then(|m| host.inject(&m, checkpoint)),
                     Value::String(s) => {
                         let bytes = s.as_bytes();
                         MessageView::parse(&bytes)
@@ -342,7 +349,12 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
                     "exceeded InjectMessage count",
                 )));
             }
-            let result = heka::message_from_table(&t, &host.defaults).and_then(|mut m| {
+            let result = heka::message_from_table(
+                &t,
+                &host.defaults,
+                host.keys.as_ref().expect("keys made at install"),
+            )
+            .and_then(|mut m| {
                 restrict_headers(&mut m, &host.defaults);
                 host.inject(&m, None)
             });
@@ -433,7 +445,12 @@ fn install_output(lua: &Lua, g: &Table, one_result: &Table) -> mlua::Result<()> 
         "encode_message",
         lua.create_function(|lua, (t, framed): (Table, Option<bool>)| {
             let host = host(lua);
-            let encoded = heka::message_from_table(&t, &host.defaults).map(|m| {
+            let encoded = heka::message_from_table(
+                &t,
+                &host.defaults,
+                host.keys.as_ref().expect("keys made at install"),
+            )
+            .map(|m| {
                 let bytes = m.to_bytes();
                 if framed.unwrap_or(false) {
                     let mut out = Vec::with_capacity(bytes.len() + 16);

@@ -6,10 +6,50 @@
 //! representation = "…"}`), or as a list of `{name = …, value = …, value_type = …,
 //! representation = …}`, the form `decode_message` returns.
 
-use mlua::{Lua, Table, Value};
+use mlua::{Lua, LuaString, Table, Value};
 
 use crate::message::stream;
 use crate::message::{Field, FieldValues, Message, MessageView, Value as HekaValue, ValueType};
+
+/// Table keys as Lua strings made once, so reading a message table does not intern its key
+/// names again for every inject.
+pub struct Keys {
+    uuid: LuaString,
+    timestamp: LuaString,
+    r#type: LuaString,
+    logger: LuaString,
+    severity: LuaString,
+    payload: LuaString,
+    env_version: LuaString,
+    pid: LuaString,
+    hostname: LuaString,
+    fields: LuaString,
+    name: LuaString,
+    value: LuaString,
+    value_type: LuaString,
+    representation: LuaString,
+}
+
+impl Keys {
+    pub fn new(lua: &Lua) -> mlua::Result<Self> {
+        Ok(Keys {
+            uuid: lua.create_string("Uuid")?,
+            timestamp: lua.create_string("Timestamp")?,
+            r#type: lua.create_string("Type")?,
+            logger: lua.create_string("Logger")?,
+            severity: lua.create_string("Severity")?,
+            payload: lua.create_string("Payload")?,
+            env_version: lua.create_string("EnvVersion")?,
+            pid: lua.create_string("Pid")?,
+            hostname: lua.create_string("Hostname")?,
+            fields: lua.create_string("Fields")?,
+            name: lua.create_string("name")?,
+            value: lua.create_string("value")?,
+            value_type: lua.create_string("value_type")?,
+            representation: lua.create_string("representation")?,
+        })
+    }
+}
 
 /// Headers a plugin does not set itself.
 #[derive(Debug, Clone)]
@@ -48,9 +88,13 @@ fn number_of(value: &Value, what: &str) -> Result<f64, String> {
 }
 
 /// Builds a message from a plugin's table; missing identity headers come from `defaults`.
-pub fn message_from_table(table: &Table, defaults: &Defaults) -> Result<Message, String> {
-    let get = |key: &str| table.raw_get::<Value>(key).map_err(|e| e.to_string());
-    let uuid = match get("Uuid")? {
+pub fn message_from_table(
+    table: &Table,
+    defaults: &Defaults,
+    keys: &Keys,
+) -> Result<Message, String> {
+    let get = |key: &LuaString| table.raw_get::<Value>(key).map_err(|e| e.to_string());
+    let uuid = match get(&keys.uuid)? {
         Value::Nil => crate::message::new_uuid(),
         Value::String(s) => {
             parse_uuid(&s.as_bytes()).ok_or("Uuid must be 16 bytes or 36 characters of text")?
@@ -62,33 +106,33 @@ pub fn message_from_table(table: &Table, defaults: &Defaults) -> Result<Message,
             ));
         }
     };
-    let timestamp = match get("Timestamp")? {
+    let timestamp = match get(&keys.timestamp)? {
         Value::Nil => crate::time::now_nanos(),
         v => number_of(&v, "Timestamp")? as i64,
     };
     let mut m = Message::new(uuid, timestamp);
-    let text = |key: &str| -> Result<Option<Vec<u8>>, String> {
+    let text = |key: &LuaString, what: &str| -> Result<Option<Vec<u8>>, String> {
         match get(key)? {
             Value::Nil => Ok(None),
-            v => bytes_of(&v, key).map(Some),
+            v => bytes_of(&v, what).map(Some),
         }
     };
-    m.r#type = text("Type")?;
-    m.logger = text("Logger")?.or_else(|| Some(defaults.logger.clone()));
-    m.payload = text("Payload")?;
-    m.env_version = text("EnvVersion")?;
-    m.hostname = text("Hostname")?.or_else(|| Some(defaults.hostname.clone()));
-    m.severity = match get("Severity")? {
+    m.r#type = text(&keys.r#type, "Type")?;
+    m.logger = text(&keys.logger, "Logger")?.or_else(|| Some(defaults.logger.clone()));
+    m.payload = text(&keys.payload, "Payload")?;
+    m.env_version = text(&keys.env_version, "EnvVersion")?;
+    m.hostname = text(&keys.hostname, "Hostname")?.or_else(|| Some(defaults.hostname.clone()));
+    m.severity = match get(&keys.severity)? {
         Value::Nil => None,
         v => Some(number_of(&v, "Severity")? as i32),
     };
-    m.pid = match get("Pid")? {
+    m.pid = match get(&keys.pid)? {
         Value::Nil => Some(defaults.pid),
         v => Some(number_of(&v, "Pid")? as i32),
     };
-    match get("Fields")? {
+    match get(&keys.fields)? {
         Value::Nil => {}
-        Value::Table(fields) => m.fields = fields_from_table(&fields)?,
+        Value::Table(fields) => m.fields = fields_from_table(&fields, keys)?,
         other => {
             return Err(format!(
                 "Fields must be a table, not {}",
@@ -117,7 +161,7 @@ fn parse_uuid(bytes: &[u8]) -> Option<[u8; 16]> {
     Some(out)
 }
 
-fn fields_from_table(fields: &Table) -> Result<Vec<Field>, String> {
+fn fields_from_table(fields: &Table, keys: &Keys) -> Result<Vec<Field>, String> {
     let mut out = Vec::new();
     if fields.raw_len() > 0 {
         // The list form: {{name = …, value = …, value_type = …, representation = …}, …}
@@ -125,11 +169,14 @@ fn fields_from_table(fields: &Table) -> Result<Vec<Field>, String> {
             let Value::Table(entry) = entry.map_err(|e| e.to_string())? else {
                 return Err("Fields list entries must be tables".into());
             };
-            let name = match entry.raw_get::<Value>("name").map_err(|e| e.to_string())? {
+            let name = match entry
+                .raw_get::<Value>(&keys.name)
+                .map_err(|e| e.to_string())?
+            {
                 Value::String(s) => s.as_bytes().to_vec(),
                 _ => return Err("Fields list entry has no string `name`".into()),
             };
-            out.push(field_from_spec(name, &entry)?);
+            out.push(field_from_spec(name, &entry, keys)?);
         }
         return Ok(out);
     }
@@ -146,9 +193,9 @@ fn fields_from_table(fields: &Table) -> Result<Vec<Field>, String> {
         };
         let field = match &value {
             Value::Table(t)
-                if t.raw_get::<Value>("value").map_err(|e| e.to_string())? != Value::Nil =>
+                if t.raw_get::<Value>(&keys.value).map_err(|e| e.to_string())? != Value::Nil =>
             {
-                field_from_spec(name, t)?
+                field_from_spec(name, t, keys)?
             }
             _ => Field {
                 values: values_of(&value, None, &name)?,
@@ -162,9 +209,9 @@ fn fields_from_table(fields: &Table) -> Result<Vec<Field>, String> {
 }
 
 /// A field written as `{value = …, value_type = n, representation = "…"}`.
-fn field_from_spec(name: Vec<u8>, spec: &Table) -> Result<Field, String> {
-    let get = |key: &str| spec.raw_get::<Value>(key).map_err(|e| e.to_string());
-    let value_type = match get("value_type")? {
+fn field_from_spec(name: Vec<u8>, spec: &Table, keys: &Keys) -> Result<Field, String> {
+    let get = |key: &LuaString| spec.raw_get::<Value>(key).map_err(|e| e.to_string());
+    let value_type = match get(&keys.value_type)? {
         Value::Nil => None,
         v => {
             let n = number_of(&v, "value_type")? as u64;
@@ -176,11 +223,11 @@ fn field_from_spec(name: Vec<u8>, spec: &Table) -> Result<Field, String> {
             })?)
         }
     };
-    let representation = match get("representation")? {
+    let representation = match get(&keys.representation)? {
         Value::Nil => None,
         v => Some(bytes_of(&v, "representation")?),
     };
-    let values = values_of(&get("value")?, value_type, &name)?;
+    let values = values_of(&get(&keys.value)?, value_type, &name)?;
     Ok(Field {
         name,
         representation,
