@@ -18,8 +18,9 @@ use crate::message::MessageView;
 use crate::plugin::PluginConfig;
 use crate::sandbox::Sandbox;
 
-/// Records between checkpoints while data is flowing (and after each idle moment).
-const CHECKPOINT_EVERY: u32 = 8192;
+/// Records between checkpoints while data is flowing (and after each idle moment): small enough
+/// that a crash replays little, large enough that the flush it implies is rare.
+const CHECKPOINT_EVERY: u32 = 1024;
 
 pub struct AnalysisThread {
     pub id: usize,
