@@ -40,7 +40,8 @@ impl Workspace {
         .unwrap();
     }
 
-    /// Starts `blink run` and waits until it says it is running.
+    /// Starts `blink run` and waits until it says it is running. The caller stops and reaps it.
+    #[allow(clippy::zombie_processes)]
     fn start(&self) -> Child {
         let mut child = Command::new(env!("CARGO_BIN_EXE_blink"))
             .args(["run", "--config", "blink.toml"])
@@ -58,13 +59,18 @@ impl Workspace {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("blink run did not start");
-            if line.contains("blink is running") {
-                // Keep draining stderr so the child never blocks on a full pipe.
-                std::thread::spawn(move || while rx.recv().is_ok() {});
-                return child;
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains("blink is running") => {
+                    // Keep draining stderr so the child never blocks on a full pipe.
+                    std::thread::spawn(move || while rx.recv().is_ok() {});
+                    return child;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("blink run did not start");
+                }
             }
         }
     }
