@@ -7,6 +7,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A running `blink run`, killed if a test fails before stopping it.
+struct Blink(Child);
+
+impl Drop for Blink {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Blink {
+    fn kill_9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
 struct Workspace {
     dir: tempfile::TempDir,
 }
@@ -42,7 +61,7 @@ impl Workspace {
 
     /// Starts `blink run` and waits until it says it is running. The caller stops and reaps it.
     #[allow(clippy::zombie_processes)]
-    fn start(&self) -> Child {
+    fn start(&self) -> Blink {
         let mut child = Command::new(env!("CARGO_BIN_EXE_blink"))
             .args(["run", "--config", "blink.toml"])
             .current_dir(self.path())
@@ -63,7 +82,7 @@ impl Workspace {
                 Ok(line) if line.contains("blink is running") => {
                     // Keep draining stderr so the child never blocks on a full pipe.
                     std::thread::spawn(move || while rx.recv().is_ok() {});
-                    return child;
+                    return Blink(child);
                 }
                 Ok(_) => {}
                 Err(_) => {
@@ -88,7 +107,8 @@ impl Workspace {
     }
 }
 
-fn sigterm(child: &mut Child) {
+fn sigterm(blink: &mut Blink) {
+    let child = &mut blink.0;
     assert!(
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -176,8 +196,7 @@ fn kill_9_mid_stream_loses_nothing() {
     wait_for("some output", Duration::from_secs(120), || {
         w.lines("out.txt").len() >= 2000
     });
-    blink.kill().unwrap(); // SIGKILL, mid-stream
-    blink.wait().unwrap();
+    blink.kill_9(); // SIGKILL, mid-stream
     let at_kill = w.lines("out.txt").len();
 
     let mut blink = w.start();
@@ -333,4 +352,71 @@ fn a_failing_plugin_is_terminated_alone() {
     assert!(!w.path().join("hs_run/analysis/good.err").exists());
     let stamp = &err("bad")[..19];
     assert_eq!(stamp.len(), 19, "YYYY-MM-DDTHH:MM:SS");
+}
+
+#[test]
+fn preserve_data_survives_a_clean_restart() {
+    let w = workspace();
+    let input = r#"
+        function process_message(cp)
+            for n = (cp or 0) + 1, read_config("count") do inject_message({Type = "x"}, n) end
+            return 0
+        end
+    "#;
+    w.plugin("input", "gen", "count = 3", input);
+    w.plugin(
+        "analysis",
+        "counter",
+        "message_matcher = 'Type == \"x\"'\nprocess_message_inject_limit = 1\npreserve_data = true",
+        r#"
+        count = 0
+        history = {seen = {}, label = "a \"quoted\"\nlabel"}
+        function process_message()
+            count = count + 1
+            history.seen[#history.seen + 1] = count
+            inject_message({Type = "seen", Payload = count .. "/" .. #history.seen .. "/" .. history.label:sub(1, 1)})
+            return 0
+        end
+        "#,
+    );
+    let out = w.file("out.txt");
+    w.plugin(
+        "output",
+        "file",
+        &format!(
+            "message_matcher = 'Type == \"seen\"'\npath = {:?}",
+            out.to_str().unwrap()
+        ),
+        FILE_OUTPUT,
+    );
+    let mut blink = w.start();
+    wait_for("three counts", Duration::from_secs(60), || {
+        w.lines("out.txt").len() >= 3
+    });
+    sigterm(&mut blink);
+    let saved =
+        std::fs::read_to_string(w.path().join("data/preserve/analysis.counter.data")).unwrap();
+    assert!(saved.contains("_G[\"count\"] = 3"), "{saved}");
+
+    w.plugin("input", "gen", "count = 5", input);
+    let mut blink = w.start();
+    wait_for("two more counts", Duration::from_secs(60), || {
+        w.lines("out.txt").len() >= 6
+    });
+    sigterm(&mut blink);
+    let seen: Vec<String> = w
+        .lines("out.txt")
+        .into_iter()
+        .filter(|l| l.starts_with("seen"))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "seen 1/1/a",
+            "seen 2/2/a",
+            "seen 3/3/a",
+            "seen 4/4/a",
+            "seen 5/5/a"
+        ]
+    );
 }

@@ -54,6 +54,7 @@ fn context(
     Context {
         log: log.clone(),
         checkpoints: checkpoints.clone(),
+        data_dir: log.dir().to_owned(),
         run_dir,
         lua_paths: vec![],
         hostname: "bench".into(),

@@ -41,6 +41,7 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let context = Context {
         log: log.clone(),
         checkpoints: checkpoints.clone(),
+        data_dir: config.output_path.clone(),
         run_dir: config.sandbox_run_path.clone(),
         lua_paths: vec![config.lua_path.clone()],
         hostname: config.hostname.clone(),

@@ -98,6 +98,7 @@ fn load(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool>) ->
         Some(appender),
         running.clone(),
     ) {
+        Ok(sandbox) if !ctx.restore(config, &sandbox) => None,
         Ok(sandbox) => {
             let interval =
                 (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
@@ -212,8 +213,9 @@ fn run_thread(
     }
     let now = crate::time::now_nanos();
     for plugin in &plugins {
-        if let Err(t) = plugin.sandbox.timer_event(now, true) {
-            ctx.terminated(&plugin.config, &t.0);
+        match plugin.sandbox.timer_event(now, true) {
+            Ok(()) => ctx.preserve(&plugin.config, &plugin.sandbox),
+            Err(t) => ctx.terminated(&plugin.config, &t.0),
         }
     }
     checkpoint(ctx, &name, &plugins, &reader);

@@ -83,6 +83,9 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool
         Ok(s) => s,
         Err(t) => return ctx.terminated(config, &t.0),
     };
+    if !ctx.restore(config, &sandbox) {
+        return;
+    }
     tracing::info!("started");
     let interval = Duration::from_secs(config.ticker_interval);
     while running.load(Ordering::SeqCst) {
@@ -110,5 +113,6 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool
             std::thread::sleep(Duration::from_millis(20).min(deadline - Instant::now()));
         }
     }
+    ctx.preserve(config, &sandbox);
     tracing::info!(injected = sandbox.host().injected, "stopped");
 }

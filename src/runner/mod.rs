@@ -27,6 +27,8 @@ use crate::sandbox::SandboxSettings;
 pub struct Context {
     pub log: Arc<Log>,
     pub checkpoints: Arc<CheckpointStore>,
+    /// `output_path`: where `preserve_data` files live (`preserve/<name>.data`).
+    pub data_dir: PathBuf,
     /// `hs_run`: plugin files, and where `.err` files go.
     pub run_dir: PathBuf,
     pub lua_paths: Vec<PathBuf>,
@@ -44,6 +46,40 @@ impl Context {
             hostname: self.hostname.clone(),
             pid: std::process::id() as i32,
             max_message_size: self.max_message_size,
+        }
+    }
+
+    fn preserve_path(&self, config: &PluginConfig) -> PathBuf {
+        self.data_dir
+            .join("preserve")
+            .join(format!("{}.data", config.name))
+    }
+
+    /// Restores a `preserve_data` plugin's globals; false (and reported) if that failed.
+    fn restore(&self, config: &PluginConfig, sandbox: &crate::sandbox::Sandbox) -> bool {
+        if !config.preserve_data {
+            return true;
+        }
+        match sandbox.restore(&self.preserve_path(config)) {
+            Ok(restored) => {
+                if restored {
+                    tracing::info!(plugin = %config.name, "restored preserved data");
+                }
+                true
+            }
+            Err(t) => {
+                self.terminated(config, &t.0);
+                false
+            }
+        }
+    }
+
+    /// Saves a `preserve_data` plugin's globals at a clean stop.
+    fn preserve(&self, config: &PluginConfig, sandbox: &crate::sandbox::Sandbox) {
+        if config.preserve_data
+            && let Err(e) = sandbox.preserve(&self.preserve_path(config))
+        {
+            tracing::error!(plugin = %config.name, error = %e, "cannot preserve data");
         }
     }
 

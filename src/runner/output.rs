@@ -134,6 +134,9 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
         Ok(s) => s,
         Err(t) => return ctx.terminated(config, &t.0),
     };
+    if !ctx.restore(config, &sandbox) {
+        return;
+    }
     let topics: &[&'static str] = match config.read_queue {
         ReadQueue::Input => &[INPUT_TOPIC],
         ReadQueue::Analysis => &[ANALYSIS_TOPIC],
@@ -299,8 +302,9 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
             next_timer = (next_timer + interval).max(Instant::now());
         }
     }
-    if let Err(t) = sandbox.timer_event(crate::time::now_nanos(), true) {
-        ctx.terminated(config, &t.0);
+    match sandbox.timer_event(crate::time::now_nanos(), true) {
+        Ok(()) => ctx.preserve(config, &sandbox),
+        Err(t) => ctx.terminated(config, &t.0),
     }
     // A final update_checkpoint() in the shutdown timer_event confirms what is pending.
     if sandbox.host().checkpoint_update.take().is_some()

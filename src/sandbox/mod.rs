@@ -13,6 +13,7 @@
 
 mod api;
 pub mod heka;
+mod preserve;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -390,6 +391,37 @@ impl Sandbox {
             .map_err(|e| self.terminated("timer_event", &e))?;
         let _ = self.lua.gc_collect();
         Ok(())
+    }
+
+    /// Saves the plugin's globals to `path` (`preserve_data`, at a clean shutdown).
+    pub fn preserve(&self, path: &std::path::Path) -> Result<(), String> {
+        let (source, cut) =
+            preserve::save(&self.lua).map_err(|e| crate::plugin::lua_error_text(&e))?;
+        if !cut.is_empty() {
+            tracing::warn!(cycles = ?cut, "preserve_data: cyclic tables were cut");
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let tmp = path.with_extension("data.tmp");
+        std::fs::write(&tmp, source)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Restores globals saved by [`Sandbox::preserve`], after the plugin's code has run.
+    pub fn restore(&self, path: &std::path::Path) -> Result<bool, Terminated> {
+        let Ok(source) = std::fs::read(path) else {
+            return Ok(false);
+        };
+        self.arm();
+        self.lua
+            .load(source)
+            .set_name(format!("@{}", path.display()))
+            .set_mode(ChunkMode::Text)
+            .exec()
+            .map_err(|e| self.terminated("lsb_init", &e))?;
+        Ok(true)
     }
 
     /// Memory the plugin's state uses now, in bytes.
