@@ -1,0 +1,31 @@
+-- Example output: detections appended to a file, one JSON object per line.
+require "io"
+require "os"
+
+local path = read_config("path") or "data/alerts.log"
+local file = assert(io.open(path, "a"))
+
+local function quote(s)
+    s = tostring(s):gsub('[%c"\\]', function(c)
+        if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" end
+        return string.format("\\u%04x", c:byte())
+    end)
+    return '"' .. s .. '"'
+end
+
+function process_message()
+    local line = string.format('{"time":%s,"rule":%s,"severity":%d,"src_ip":%s,"summary":%s}\n',
+        quote(os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(read_message("Timestamp") / 1e9))),
+        quote(read_message("Fields[rule]") or "?"),
+        read_message("Severity"),
+        quote(read_message("Fields[src_ip]") or ""),
+        quote(read_message("Payload") or ""))
+    local ok, err = file:write(line)
+    if not ok then return -1, err end
+    file:flush()
+    return 0
+end
+
+function timer_event(ns, shutdown)
+    if shutdown then file:close() end
+end
