@@ -148,11 +148,13 @@ fn test_log() -> TestLog {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = dir.path().join("blink.toml");
-    std::fs::write(
-        &config,
-        format!("output_path = {:?}\n", data.to_str().unwrap()),
-    )
-    .unwrap();
+    // Its own empty hs_run, so `blink run` does not start the repository's example plugins.
+    let run = dir.path().join("hs_run");
+    for kind in ["input", "analysis", "output"] {
+        std::fs::create_dir_all(run.join(kind)).unwrap();
+    }
+    let text = format!("output_path = {:?}\nsandbox_run_path = {:?}\n", data.to_str().unwrap(), run.to_str().unwrap());
+    std::fs::write(&config, text).unwrap();
     TestLog { dir, config }
 }
 
