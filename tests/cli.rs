@@ -153,7 +153,11 @@ fn test_log() -> TestLog {
     for kind in ["input", "analysis", "output"] {
         std::fs::create_dir_all(run.join(kind)).unwrap();
     }
-    let text = format!("output_path = {:?}\nsandbox_run_path = {:?}\n", data.to_str().unwrap(), run.to_str().unwrap());
+    let text = format!(
+        "output_path = {:?}\nsandbox_run_path = {:?}\n",
+        data.to_str().unwrap(),
+        run.to_str().unwrap()
+    );
     std::fs::write(&config, text).unwrap();
     TestLog { dir, config }
 }

@@ -420,3 +420,78 @@ fn preserve_data_survives_a_clean_restart() {
         ]
     );
 }
+
+#[test]
+fn output_return_codes_decide_the_checkpoint() {
+    let w = workspace();
+    w.plugin("input", "five", "", r#"function process_message(cp) if cp then return 0 end for n = 1, 5 do inject_message({Type = "m", Payload = tostring(n)}, n) end return 0 end"#);
+    let writer = |extra: &str| {
+        format!(
+            r#"
+            require "io"
+            local f = assert(io.open(read_config("path"), "a"))
+            local function write(s) f:write(s, "\n") f:flush() end
+            {extra}
+            "#
+        )
+    };
+    let cfg = |file: &str| {
+        format!(
+            "message_matcher = 'Type == \"m\"'\npath = {:?}",
+            w.file(file).to_str().unwrap()
+        )
+    };
+    // -4 and never confirmed: everything is delivered again after a restart.
+    w.plugin(
+        "output",
+        "batch",
+        &cfg("batch.txt"),
+        &writer("function process_message() write(read_message('Payload')) return -4 end"),
+    );
+    // -5 with each message confirming the one before: only the last is delivered again.
+    w.plugin(
+        "output",
+        "async",
+        &cfg("async.txt"),
+        &writer("function process_message(seq) write(read_message('Payload')) if seq > 1 then update_checkpoint(seq - 1) end return -5 end"),
+    );
+    // -3 once per message: each is retried, then sent, and not delivered again.
+    w.plugin(
+        "output",
+        "retry",
+        &cfg("retry.txt"),
+        &writer(
+            "tried = {} function process_message() local p = read_message('Payload') if not tried[p] then tried[p] = true write('retry ' .. p) return -3 end write('sent ' .. p) return 0 end",
+        ),
+    );
+    let mut blink = w.start();
+    wait_for("first deliveries", Duration::from_secs(60), || {
+        w.lines("batch.txt").len() == 5
+            && w.lines("async.txt").len() == 5
+            && w.lines("retry.txt").len() == 10
+    });
+    sigterm(&mut blink);
+    assert_eq!(w.lines("retry.txt")[..2], ["retry 1", "sent 1"]);
+
+    let mut blink = w.start();
+    wait_for("re-deliveries", Duration::from_secs(60), || {
+        w.lines("batch.txt").len() == 10 && w.lines("async.txt").len() == 6
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    sigterm(&mut blink);
+    assert_eq!(
+        w.lines("batch.txt")[5..],
+        ["1", "2", "3", "4", "5"],
+        "unconfirmed batch delivered again"
+    );
+    assert_eq!(
+        w.lines("async.txt")[5..],
+        ["5"],
+        "only the unconfirmed async message again"
+    );
+    assert_eq!(
+        w.lines("retry.txt").len(),
+        10,
+        "sent messages are not delivered again"
+    );
+}
