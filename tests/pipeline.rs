@@ -495,3 +495,41 @@ fn output_return_codes_decide_the_checkpoint() {
         "sent messages are not delivered again"
     );
 }
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let w = workspace();
+    // An input that ignores is_running(): the first SIGTERM waits for it (up to 5 s).
+    w.plugin(
+        "input",
+        "stubborn",
+        "instruction_limit = 0",
+        "function process_message() while true do end end",
+    );
+    let mut blink = w.start();
+    let pid = blink.0.id().to_string();
+    let term = || {
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    term();
+    std::thread::sleep(Duration::from_millis(300));
+    term();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = blink.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "blink ignored the second signal"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(130));
+}

@@ -334,6 +334,81 @@ fn payload_building_and_output_limit() {
 }
 
 #[test]
+fn oversized_injects_are_refused() {
+    let e = env();
+    let lua = r#"
+        function process_message()
+            local ok, err = pcall(inject_message, {Type = "big", Payload = string.rep("x", 70000)})
+            assert(not ok and err:find("inject_message() output_limit exceeded", 1, true), err)
+            inject_message({Type = "fits", Payload = string.rep("x", 1000)})
+            return 0
+        end
+    "#;
+    let sandbox = e
+        .sandbox(
+            PluginKind::Analysis,
+            "message_matcher = 'TRUE' process_message_inject_limit = 2",
+            lua,
+        )
+        .unwrap();
+    assert_eq!(sandbox.process_message(()).unwrap().0, 0);
+    sandbox.host().appender.as_ref().unwrap().flush().unwrap();
+    let messages = e.messages(ANALYSIS_TOPIC);
+    assert_eq!(
+        messages.len(),
+        1,
+        "nothing of the refused message was written"
+    );
+    assert_eq!(messages[0].r#type.as_deref(), Some(&b"fits"[..]));
+
+    // Above max_message_size (64 KiB here) even with a larger output_limit.
+    let lua = r#"
+        function process_message()
+            inject_message({Type = "big", Payload = string.rep("x", 70000)})
+            return 0
+        end
+    "#;
+    let sandbox = e
+        .sandbox(PluginKind::Input, "output_limit = 1048576", lua)
+        .unwrap();
+    let err = sandbox.process_message(()).unwrap_err();
+    assert!(
+        err.0.contains("inject_message() message of") && err.0.contains("max_message_size"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_argument_types_are_errors() {
+    let e = env();
+    let lua = r#"
+        function process_message()
+            for _, bad in ipairs({
+                function() inject_message({Type = "x", Fields = {f = function() end}}) end,
+                function() inject_message({Type = "x", Fields = {f = {}}}) end,
+                function() inject_message({Type = "x", Uuid = "short"}) end,
+                function() inject_message({Type = "x", Timestamp = "soon"}) end,
+                function() inject_message({Type = "x", Fields = {{value = 1}}}) end,
+                function() inject_message({Type = "x", Fields = {f = {value = 1, value_type = 9}}}) end,
+                function() add_to_payload({}) end,
+            }) do
+                local ok, err = pcall(bad)
+                assert(not ok and type(err) == "string" and err:match("%(%)"), tostring(err))
+            end
+            return 0
+        end
+    "#;
+    let sandbox = e
+        .sandbox(
+            PluginKind::Analysis,
+            "message_matcher = 'TRUE' process_message_inject_limit = 10",
+            lua,
+        )
+        .unwrap();
+    assert_eq!(sandbox.process_message(()).unwrap().0, 0);
+}
+
+#[test]
 fn output_api() {
     let e = env();
     let lua = r#"
