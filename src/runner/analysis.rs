@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Context;
+use super::worker::Worker;
 use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, PartitionReader};
 use crate::matcher::Matcher;
 use crate::message::MessageView;
@@ -25,8 +25,7 @@ const CHECKPOINT_EVERY: u32 = 1024;
 pub struct AnalysisThread {
     pub id: usize,
     pub plugins: Vec<Arc<PluginConfig>>,
-    running: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    worker: Worker,
 }
 
 /// A plugin loaded on the thread.
@@ -50,31 +49,25 @@ impl AnalysisThread {
         id: usize,
         plugins: Vec<Arc<PluginConfig>>,
     ) -> std::io::Result<Self> {
-        let running = Arc::new(AtomicBool::new(true));
-        let (ctx, cfgs, run) = (context.clone(), plugins.clone(), running.clone());
-        let handle = std::thread::Builder::new()
-            .name(format!("analysis-{id}"))
-            .spawn(move || {
-                let span = tracing::info_span!("analysis_thread", id);
-                let _entered = span.enter();
-                run_thread(&ctx, id, cfgs, &run);
-            })?;
+        let (ctx, cfgs) = (context.clone(), plugins.clone());
+        let worker = Worker::spawn(format!("analysis-{id}"), move |running| {
+            let span = tracing::info_span!("analysis_thread", id);
+            let _entered = span.enter();
+            run_thread(&ctx, id, cfgs, &running);
+        })?;
         Ok(AnalysisThread {
             id,
             plugins,
-            running,
-            handle: Some(handle),
+            worker,
         })
     }
 
     pub fn stop(&self) {
-        self.running.store(false, Ordering::SeqCst);
+        self.worker.stop();
     }
 
-    pub fn join(mut self) {
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
+    pub fn join(self) {
+        self.worker.join();
     }
 }
 

@@ -7,8 +7,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::worker::Worker;
 
 use mlua::Value;
 
@@ -20,46 +21,29 @@ use crate::sandbox::Sandbox;
 
 pub struct InputRunner {
     pub config: Arc<PluginConfig>,
-    running: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    worker: Worker,
 }
 
 impl InputRunner {
     pub fn start(context: &Context, config: Arc<PluginConfig>) -> std::io::Result<Self> {
-        let running = Arc::new(AtomicBool::new(true));
-        let (ctx, cfg, run) = (context.clone(), config.clone(), running.clone());
-        let handle = std::thread::Builder::new()
-            .name(config.name.clone())
-            .spawn(move || {
-                let span = tracing::info_span!("plugin", kind = "input", name = %cfg.name);
-                let _entered = span.enter();
-                run_input(&ctx, &cfg, &run);
-            })?;
-        Ok(InputRunner {
-            config,
-            running,
-            handle: Some(handle),
-        })
+        let (ctx, cfg) = (context.clone(), config.clone());
+        let worker = Worker::spawn(config.name.clone(), move |running| {
+            let span = tracing::info_span!("plugin", kind = "input", name = %cfg.name);
+            let _entered = span.enter();
+            run_input(&ctx, &cfg, &running);
+        })?;
+        Ok(InputRunner { config, worker })
     }
 
     /// Asks the plugin to stop: `is_running()` turns false and no further call is made.
     pub fn stop(&self) {
-        self.running.store(false, Ordering::SeqCst);
+        self.worker.stop();
     }
 
     /// Waits up to `timeout` for the thread; an input blocked in I/O is left behind (it holds no
     /// unwritten data: what it injected was flushed as it went).
-    pub fn join(mut self, timeout: Duration) {
-        let Some(handle) = self.handle.take() else {
-            return;
-        };
-        let deadline = Instant::now() + timeout;
-        while !handle.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if handle.is_finished() {
-            let _ = handle.join();
-        } else {
+    pub fn join(self, timeout: Duration) {
+        if !self.worker.join_timeout(timeout) {
             tracing::warn!(plugin = %self.config.name, "input did not stop in time; leaving it");
         }
     }

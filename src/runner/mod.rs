@@ -10,6 +10,7 @@ mod analysis;
 mod input;
 mod output;
 mod pipeline;
+mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -9,10 +9,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Context;
+use super::worker::Worker;
 use crate::log::batch::Record;
 use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, PartitionReader};
 use crate::matcher::Matcher;
@@ -47,36 +47,26 @@ impl OutputStatus {
 
 pub struct OutputRunner {
     pub config: Arc<PluginConfig>,
-    running: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    worker: Worker,
 }
 
 impl OutputRunner {
     pub fn start(context: &Context, config: Arc<PluginConfig>) -> std::io::Result<Self> {
-        let running = Arc::new(AtomicBool::new(true));
-        let (ctx, cfg, run) = (context.clone(), config.clone(), running.clone());
-        let handle = std::thread::Builder::new()
-            .name(config.name.clone())
-            .spawn(move || {
-                let span = tracing::info_span!("plugin", kind = "output", name = %cfg.name);
-                let _entered = span.enter();
-                run_output(&ctx, &cfg, &run);
-            })?;
-        Ok(OutputRunner {
-            config,
-            running,
-            handle: Some(handle),
-        })
+        let (ctx, cfg) = (context.clone(), config.clone());
+        let worker = Worker::spawn(config.name.clone(), move |running| {
+            let span = tracing::info_span!("plugin", kind = "output", name = %cfg.name);
+            let _entered = span.enter();
+            run_output(&ctx, &cfg, &running);
+        })?;
+        Ok(OutputRunner { config, worker })
     }
 
     pub fn stop(&self) {
-        self.running.store(false, Ordering::SeqCst);
+        self.worker.stop();
     }
 
-    pub fn join(mut self) {
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
+    pub fn join(self) {
+        self.worker.join();
     }
 }
 

@@ -1,0 +1,57 @@
+//! A runner's thread and its stop flag: the lifecycle the three runners share.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub struct Worker {
+    running: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts `body` on a thread called `name`; `body` runs until the flag it gets turns false.
+    pub fn spawn(
+        name: String,
+        body: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = running.clone();
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || body(flag))?;
+        Ok(Worker {
+            running,
+            handle: Some(handle),
+        })
+    }
+
+    /// Asks the thread to finish.
+    pub fn stop(&self) {
+        self.running.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits for the thread.
+    pub fn join(mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Waits up to `timeout`; false if the thread is still running (it is then left behind).
+    pub fn join_timeout(mut self, timeout: Duration) -> bool {
+        let Some(handle) = self.handle.take() else {
+            return true;
+        };
+        let deadline = Instant::now() + timeout;
+        while !handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let finished = handle.is_finished();
+        if finished {
+            let _ = handle.join();
+        }
+        finished
+    }
+}
