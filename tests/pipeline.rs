@@ -352,6 +352,29 @@ fn a_failing_plugin_is_terminated_alone() {
     assert!(!w.path().join("hs_run/analysis/good.err").exists());
     let stamp = &err("bad")[..19];
     assert_eq!(stamp.len(), 19, "YYYY-MM-DDTHH:MM:SS");
+    // plugins.tsv: one row a plugin, with its state and counters.
+    let stats = std::fs::read_to_string(w.path().join("data/plugins.tsv")).unwrap();
+    let row = |name: &str| -> Vec<String> {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}\t")))
+            .unwrap_or_else(|| panic!("no row for {name}: {stats}"));
+        line.split('\t').map(str::to_owned).collect()
+    };
+    assert!(
+        stats.starts_with("Plugin\tState\tInject Message Count"),
+        "{stats}"
+    );
+    assert_eq!(
+        row("analysis.bad")[1],
+        "terminated: process_message() bad.lua:1: broken on purpose"
+    );
+    let good = row("analysis.good");
+    assert_eq!(good[1], "stopped");
+    assert!(good[2].parse::<u64>().unwrap() >= 2, "injected: {good:?}");
+    assert!(good[4].parse::<u64>().unwrap() >= 2, "processed: {good:?}");
+    assert!(good[6].parse::<u64>().unwrap() > 0, "memory: {good:?}");
+    assert!(row("input.gen")[2].parse::<u64>().unwrap() >= 2);
 }
 
 #[test]

@@ -60,6 +60,7 @@ fn context(
         hostname: "bench".into(),
         max_message_size: 65536,
         shutdown: Arc::new(AtomicBool::new(false)),
+        stats: Arc::new(blink::runner::Stats::default()),
     }
 }
 

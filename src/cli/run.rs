@@ -10,7 +10,7 @@ use blink::checkpoint::CheckpointStore;
 use blink::config::Config;
 use blink::durability::Durability;
 use blink::log::Log;
-use blink::runner::{Context, Pipeline};
+use blink::runner::{Context, Pipeline, Stats};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
@@ -47,17 +47,30 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         hostname: config.hostname.clone(),
         max_message_size: config.max_message_size as usize,
         shutdown: Arc::new(AtomicBool::new(false)),
+        stats: Arc::new(Stats::default()),
     };
+    let stats = context.stats.clone();
+    let stats_path = config.output_path.join("plugins.tsv");
     let pipeline =
         Pipeline::start(context, config.analysis_threads).context("starting plugin threads")?;
     tracing::info!(output_path = %config.output_path.display(), fsync = ?config.fsync, "blink is running; SIGINT or SIGTERM stops it");
 
+    let mut last_stats = std::time::Instant::now();
     while !stop.load(Ordering::SeqCst) && !pipeline.shutdown_requested() {
         std::thread::sleep(Duration::from_millis(50));
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = std::time::Instant::now();
+            if let Err(e) = stats.write(&stats_path) {
+                tracing::warn!(path = %stats_path.display(), error = %e, "cannot write plugin stats");
+            }
+        }
     }
     tracing::info!("stopping: inputs, then analysis, then outputs");
     pipeline.stop();
     durability.stop().context("final sync and checkpoint")?;
+    if let Err(e) = stats.write(&stats_path) {
+        tracing::warn!(path = %stats_path.display(), error = %e, "cannot write plugin stats");
+    }
     log.close().context("closing the log")?;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::Context;
 use super::worker::Worker;
+use super::{Context, PluginStats};
 use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, PartitionReader};
 use crate::matcher::Matcher;
 use crate::message::MessageView;
@@ -35,7 +35,11 @@ struct Loaded {
     matcher: Matcher,
     interval: Option<Duration>,
     next_timer: Instant,
+    processed: u64,
     failures: u64,
+    /// Terminated: removed from the thread after the current message.
+    dead: bool,
+    stats: Arc<PluginStats>,
 }
 
 /// The checkpoint name of an analysis thread's reader.
@@ -96,13 +100,18 @@ fn load(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool>) ->
             let interval =
                 (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
             tracing::info!(plugin = %config.name, "started");
+            let stats = ctx.stats.plugin(&config.name);
+            stats.set_state("running");
             Some(Loaded {
                 config: config.clone(),
                 sandbox,
                 matcher,
                 next_timer: Instant::now() + interval.unwrap_or_default(),
                 interval,
+                processed: 0,
                 failures: 0,
+                dead: false,
+                stats,
             })
         }
         Err(t) => {
@@ -153,6 +162,7 @@ fn run_thread(
                                 continue;
                             }
                             plugin.sandbox.set_current(Some(value.clone()));
+                            plugin.processed += 1;
                             match plugin.sandbox.process_message(()) {
                                 Ok((0, _)) => {}
                                 Ok((_, message)) => {
@@ -161,14 +171,13 @@ fn run_thread(
                                 }
                                 Err(t) => {
                                     ctx.terminated(&plugin.config, &t.0);
-                                    plugin.interval = None;
+                                    plugin.dead = true;
                                     dead = true;
-                                    plugin.failures = u64::MAX;
                                 }
                             }
                         }
                         if dead {
-                            plugins.retain(|p| p.failures != u64::MAX);
+                            plugins.retain(|p| !p.dead);
                         }
                     }
                     Err(e) => {
@@ -207,7 +216,10 @@ fn run_thread(
     let now = crate::time::now_nanos();
     for plugin in &plugins {
         match plugin.sandbox.timer_event(now, true) {
-            Ok(()) => ctx.preserve(&plugin.config, &plugin.sandbox),
+            Ok(()) => {
+                ctx.preserve(&plugin.config, &plugin.sandbox);
+                plugin.stats.set_state("stopped");
+            }
             Err(t) => ctx.terminated(&plugin.config, &t.0),
         }
     }
@@ -217,6 +229,14 @@ fn run_thread(
 
 /// Writes what the plugins injected, then records the reader's position.
 fn checkpoint(ctx: &Context, name: &str, plugins: &[Loaded], reader: &PartitionReader) {
+    for plugin in plugins {
+        super::publish(
+            &plugin.stats,
+            &plugin.sandbox,
+            plugin.processed,
+            plugin.failures,
+        );
+    }
     for plugin in plugins {
         if let Some(appender) = plugin.sandbox.host().appender.as_ref()
             && let Err(e) = appender.flush()
@@ -246,11 +266,11 @@ fn run_timers(ctx: &Context, plugins: &mut Vec<Loaded>, shutdown: bool) {
             .timer_event(crate::time::now_nanos(), shutdown)
         {
             ctx.terminated(&plugin.config, &t.0);
-            plugin.failures = u64::MAX;
+            plugin.dead = true;
             dead = true;
         }
     }
     if dead {
-        plugins.retain(|p| p.failures != u64::MAX);
+        plugins.retain(|p| !p.dead);
     }
 }

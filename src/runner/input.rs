@@ -70,6 +70,9 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool
     if !ctx.restore(config, &sandbox) {
         return;
     }
+    let stats = ctx.stats.plugin(&config.name);
+    stats.set_state("running");
+    let (mut processed, mut failures) = (0u64, 0u64);
     tracing::info!("started");
     let interval = Duration::from_secs(config.ticker_interval);
     while running.load(Ordering::SeqCst) {
@@ -79,6 +82,11 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool
             None => sandbox.process_message(Value::Nil),
         };
         let flushed = sandbox.host().appender.as_ref().map(|a| a.flush());
+        processed += 1;
+        if matches!(result, Ok((status, _)) if status < 0) {
+            failures += 1;
+        }
+        super::publish(&stats, &sandbox, processed, failures);
         match (result, flushed) {
             (Err(t), _) => return ctx.terminated(config, &t.0),
             (_, Some(Err(e))) => {
@@ -98,5 +106,6 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool
         }
     }
     ctx.preserve(config, &sandbox);
+    stats.set_state("stopped");
     tracing::info!(injected = sandbox.host().injected, "stopped");
 }

@@ -10,6 +10,7 @@ mod analysis;
 mod input;
 mod output;
 mod pipeline;
+mod stats;
 mod worker;
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use pipeline::Pipeline;
+pub use stats::{PluginStats, Stats};
 
 use crate::checkpoint::CheckpointStore;
 use crate::log::Log;
@@ -37,6 +39,20 @@ pub struct Context {
     pub max_message_size: usize,
     /// Set when a plugin with `shutdown_on_terminate` fails: Blink then shuts down.
     pub shutdown: Arc<AtomicBool>,
+    /// Every plugin's counters (`plugins.tsv`).
+    pub stats: Arc<Stats>,
+}
+
+/// Copies a sandbox's counters into its stats (called at checkpoints, not per message).
+fn publish(stats: &PluginStats, sandbox: &crate::sandbox::Sandbox, processed: u64, failures: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let host = sandbox.host();
+    stats.inject_count.store(host.injected, Relaxed);
+    stats.inject_bytes.store(host.injected_bytes, Relaxed);
+    drop(host);
+    stats.process_count.store(processed, Relaxed);
+    stats.process_failures.store(failures, Relaxed);
+    stats.memory_now(sandbox.memory());
 }
 
 impl Context {
@@ -87,6 +103,9 @@ impl Context {
     /// Records a plugin's termination: `.err` file, log line, and Blink's shutdown if asked.
     fn terminated(&self, config: &PluginConfig, message: &str) {
         tracing::error!(plugin = %config.name, error = %message, "plugin terminated");
+        self.stats
+            .plugin(&config.name)
+            .set_state(format!("terminated: {message}"));
         let stem = config
             .name
             .split_once('.')

@@ -6,6 +6,7 @@
 //! message every second; -4 (batching) holds it until a later 0 or `update_checkpoint()`; -5
 //! (asynchronous) holds it until `update_checkpoint(sequence_id)` confirms that message.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,6 +128,8 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
     if !ctx.restore(config, &sandbox) {
         return;
     }
+    let stats = ctx.stats.plugin(&config.name);
+    stats.set_state("running");
     let topics: &[&'static str] = match config.read_queue {
         ReadQueue::Input => &[INPUT_TOPIC],
         ReadQueue::Analysis => &[ANALYSIS_TOPIC],
@@ -154,15 +157,16 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
     let interval =
         (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
     let mut next_timer = Instant::now() + interval.unwrap_or_default();
-    let mut sequence = 0u64;
+    let sequence = Cell::new(0u64);
     // Positions waiting for confirmation (batch/async), by sequence id.
     let mut pending: VecDeque<(u64, Positions)> = VecDeque::new();
-    let mut failures = 0u64;
+    let failures = Cell::new(0u64);
     // Positions confirmed but not yet handed to the checkpoint store: written every
     // COMMIT_EVERY records, when idle, and at the end, to keep the store off the hot path.
     let mut confirmed: Option<Positions> = None;
     let mut since_store = 0u32;
     let store = |positions: &Positions| {
+        super::publish(&stats, &sandbox, sequence.get(), failures.get());
         for (source, &position) in topics.iter().zip(positions) {
             ctx.checkpoints
                 .set_position(&config.name, source, 0, position);
@@ -223,10 +227,10 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
             }
             continue;
         }
-        sequence += 1;
+        sequence.set(sequence.get() + 1);
         sandbox.set_current(Some(value));
         loop {
-            let status = match sandbox.process_message(sequence as f64) {
+            let status = match sandbox.process_message(sequence.get() as f64) {
                 Ok((code, message)) => match OutputStatus::from_code(code) {
                     Some(status) => status,
                     None => {
@@ -243,16 +247,16 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
                 }
                 OutputStatus::Fail | OutputStatus::Skip => {
                     if status == OutputStatus::Fail {
-                        failures += 1;
+                        failures.set(failures.get() + 1);
                     }
                     if pending.is_empty() {
                         commit(&positions, &mut confirmed);
                     } else {
-                        pending.push_back((sequence, positions));
+                        pending.push_back((sequence.get(), positions));
                     }
                 }
                 OutputStatus::Batch | OutputStatus::Async => {
-                    pending.push_back((sequence, positions))
+                    pending.push_back((sequence.get(), positions))
                 }
                 OutputStatus::Retry => {
                     // Same message again in a second; timers keep firing meanwhile.
@@ -306,5 +310,11 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
     if let Some(positions) = confirmed {
         store(&positions);
     }
-    tracing::info!(sequence, failures, unconfirmed = pending.len(), "stopped");
+    stats.set_state("stopped");
+    tracing::info!(
+        sequence = sequence.get(),
+        failures = failures.get(),
+        unconfirmed = pending.len(),
+        "stopped"
+    );
 }

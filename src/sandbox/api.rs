@@ -37,8 +37,9 @@ pub struct Host {
     pub current: Option<Bytes>,
     /// Where injected messages go (input → blink.input, analysis → blink.analysis).
     pub appender: Option<Appender>,
-    /// Messages injected since the plugin started.
+    /// Messages injected since the plugin started, and their bytes.
     pub injected: u64,
+    pub injected_bytes: u64,
     /// Injects left in the current call, for analysis plugins.
     inject_budget: u32,
     payload: Vec<u8>,
@@ -68,6 +69,7 @@ impl Host {
             current: None,
             appender,
             injected: 0,
+            injected_bytes: 0,
             inject_budget: 0,
             payload: Vec::new(),
             defaults,
@@ -108,6 +110,7 @@ impl Host {
             .append_message(message, checkpoint)
             .map_err(|e| e.to_string())?;
         self.injected += 1;
+        self.injected_bytes += len as u64;
         Ok(())
     }
 }

@@ -1,0 +1,95 @@
+//! Per-plugin statistics, written to `output_path/plugins.tsv` as Hindsight does.
+//!
+//! Runners publish their counters now and then (at checkpoints, not per message), so the file is
+//! at most a checkpoint interval behind. Columns: plugin, state, inject count and bytes,
+//! process_message count and failures, current and peak Lua memory; Hindsight's timing columns
+//! are not collected.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One plugin's counters.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    pub inject_count: AtomicU64,
+    pub inject_bytes: AtomicU64,
+    pub process_count: AtomicU64,
+    pub process_failures: AtomicU64,
+    pub memory: AtomicU64,
+    pub max_memory: AtomicU64,
+    state: Mutex<String>,
+}
+
+impl PluginStats {
+    pub fn set_state(&self, state: impl Into<String>) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state.into();
+    }
+
+    pub fn state(&self) -> String {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records the Lua state's current memory use.
+    pub fn memory_now(&self, bytes: usize) {
+        self.memory.store(bytes as u64, Ordering::Relaxed);
+        self.max_memory.fetch_max(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// Every plugin's counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    plugins: Mutex<BTreeMap<String, Arc<PluginStats>>>,
+}
+
+impl Stats {
+    /// The counters of `plugin`, created (state "starting") on first use.
+    pub fn plugin(&self, plugin: &str) -> Arc<PluginStats> {
+        let mut plugins = self.plugins.lock().unwrap_or_else(|e| e.into_inner());
+        plugins
+            .entry(plugin.to_owned())
+            .or_insert_with(|| {
+                let stats = PluginStats::default();
+                stats.set_state("starting");
+                Arc::new(stats)
+            })
+            .clone()
+    }
+
+    /// The table as TSV text.
+    pub fn to_tsv(&self) -> String {
+        let mut out = String::from(
+            "Plugin\tState\tInject Message Count\tInject Message Bytes\tProcess Message Count\tProcess Message Failures\tCurrent Memory\tMax Memory\n",
+        );
+        for (name, s) in self
+            .plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "{name}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                s.state().replace(['\t', '\n'], " "),
+                n(&s.inject_count),
+                n(&s.inject_bytes),
+                n(&s.process_count),
+                n(&s.process_failures),
+                n(&s.memory),
+                n(&s.max_memory),
+            ));
+        }
+        out
+    }
+
+    /// Replaces `path` with the current table (temp file and rename: readers never see half).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("tsv.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(self.to_tsv().as_bytes())?;
+        std::fs::rename(&tmp, path)
+    }
+}
