@@ -15,7 +15,7 @@ mod encode;
 pub mod stream;
 mod uuid;
 
-pub use decode::{DecodeError, FieldIter, FieldView, MessageView, Value, ValueIter};
+pub use decode::{DecodeError, FieldIter, FieldView, MessageIndex, MessageView, Value, ValueIter};
 pub use uuid::{format_uuid, new_uuid};
 
 /// Severity a message has when it does not say (syslog "debug", as Hindsight).

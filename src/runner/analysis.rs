@@ -161,7 +161,7 @@ fn run_thread(
                             if !plugin.matcher.matches(&view) {
                                 continue;
                             }
-                            plugin.sandbox.set_current(Some(value.clone()));
+                            plugin.sandbox.set_current_view(&value, &view);
                             plugin.processed += 1;
                             match plugin.sandbox.process_message(()) {
                                 Ok((0, _)) => {}

@@ -211,24 +211,25 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
         };
         let record = sources[index].next.take().expect("peeked");
         let value = record.value.unwrap_or_default();
-        let matched = // Queue records were validated when written (Blink encodes injects itself; a Kafka
-                // produce into a queue is checked), and their batch CRC was checked on read.
-                match MessageView::parse_trusted(&value) {
-            Ok(view) => matcher.matches(&view),
+        // Queue records were validated when written (Blink encodes injects itself; a Kafka
+        // produce into a queue is checked), and their batch CRC was checked on read.
+        let view = match MessageView::parse_trusted(&value) {
+            Ok(view) if matcher.matches(&view) => Some(view),
+            Ok(_) => None,
             Err(e) => {
                 tracing::warn!(topic = sources[index].topic, offset = record.offset, error = %e, "skipping a record that is not a Heka message");
-                false
+                None
             }
         };
         let positions = positions_of(&sources);
-        if !matched {
+        let Some(view) = view else {
             if pending.is_empty() {
                 commit(&positions, &mut confirmed);
             }
             continue;
-        }
+        };
         sequence.set(sequence.get() + 1);
-        sandbox.set_current(Some(value));
+        sandbox.set_current_view(&value, &view);
         loop {
             let status = match sandbox.process_message(sequence.get() as f64) {
                 Ok((code, message)) => match OutputStatus::from_code(code) {

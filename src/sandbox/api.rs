@@ -20,7 +20,7 @@ use super::{SandboxSettings, format_number};
 use crate::checkpoint::CheckpointValue;
 use crate::log::Appender;
 use crate::matcher::Matcher;
-use crate::message::{Field, FieldValues, Message, MessageView, stream};
+use crate::message::{Field, FieldValues, Message, MessageIndex, MessageView, stream};
 use crate::plugin::{CfgValue, PluginConfig, PluginKind};
 
 /// Which entry point is running: inject limits differ between them.
@@ -33,8 +33,8 @@ pub enum Phase {
 /// The state API functions read and change; one per sandbox, kept as the Lua state's app data.
 pub struct Host {
     pub config: Arc<PluginConfig>,
-    /// The message `read_message` sees (analysis and output).
-    pub current: Option<Bytes>,
+    /// The message `read_message` sees (analysis and output), with where its parts are.
+    pub current: Option<(Bytes, MessageIndex)>,
     /// Where injected messages go (input → blink.input, analysis → blink.analysis).
     pub appender: Option<Appender>,
     /// Messages injected since the plugin started, and their bytes.
@@ -112,6 +112,19 @@ impl Host {
         self.injected += 1;
         self.injected_bytes += len as u64;
         Ok(())
+    }
+}
+
+/// A message from a plugin's table: the raw fast path when the table has the common shape,
+/// else the general converter.
+fn message_of(lua: &Lua, t: &Table, host: &Host) -> Result<Message, String> {
+    match super::raw_table::message_from_table(lua, t, &host.defaults) {
+        Some(m) => Ok(m),
+        None => heka::message_from_table(
+            t,
+            &host.defaults,
+            host.keys.as_ref().expect("keys made at install"),
+        ),
     }
 }
 
@@ -267,21 +280,15 @@ pub(super) fn install(lua: &Lua, kind: PluginKind, mut state: Host) -> mlua::Res
             lua.create_function(
                 |lua, (name, fi, ai): (LuaString, Option<usize>, Option<usize>)| {
                     let current = host(lua).current.clone();
-                    let Some(bytes) = current else {
+                    let Some((bytes, index)) = current else {
                         return Ok((Value::Nil, None));
                     };
-                    one(MessageView::parse(&bytes)
-                        .map_err(|e| api_error(lua, "read_message", e))
-                        .and_then(|view| {
-                            heka::read_message(
-                                lua,
-                                &view,
-                                &name.as_bytes(),
-                                fi.unwrap_or(0),
-                                ai.unwrap_or(0),
-                            )
-                            .map_err(|e| api_error(lua, "read_message", e))
-                        }))
+                    let view = MessageView::with_index(&bytes, &index);
+                    let name = name.as_bytes();
+                    one(
+                        heka::read_message(lua, &view, &name, fi.unwrap_or(0), ai.unwrap_or(0))
+                            .map_err(|e| api_error(lua, "read_message", e)),
+                    )
                 },
             )?,
         )?;
@@ -303,12 +310,9 @@ fn install_input(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<()> {
                 let checkpoint = checkpoint_of(&checkpoint);
                 let mut host = host(lua);
                 let result = match message {
-                    Value::Table(t) => heka::message_from_table(
-                        &t,
-                        &host.defaults,
-                        host.keys.as_ref().expect("keys made at install"),
-                    )
-                    .and_then(|m| host.inject(&m, checkpoint)),
+                    Value::Table(t) => {
+                        message_of(lua, &t, &host).and_then(|m| host.inject(&m, checkpoint))
+                    }
                     Value::String(s) => {
                         let bytes = s.as_bytes();
                         MessageView::parse(&bytes)
@@ -352,12 +356,7 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
                     "exceeded InjectMessage count",
                 )));
             }
-            let result = heka::message_from_table(
-                &t,
-                &host.defaults,
-                host.keys.as_ref().expect("keys made at install"),
-            )
-            .and_then(|mut m| {
+            let result = message_of(lua, &t, &host).and_then(|mut m| {
                 restrict_headers(&mut m, &host.defaults);
                 host.inject(&m, None)
             });
@@ -437,8 +436,9 @@ impl UserData for LuaMatcher {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("eval", |lua, this, ()| {
             let current = host(lua).current.clone();
-            Ok(current
-                .is_some_and(|bytes| MessageView::parse(&bytes).is_ok_and(|m| this.0.matches(&m))))
+            Ok(current.is_some_and(|(bytes, index)| {
+                this.0.matches(&MessageView::with_index(&bytes, &index))
+            }))
         });
     }
 }
@@ -448,12 +448,7 @@ fn install_output(lua: &Lua, g: &Table, one_result: &Table) -> mlua::Result<()> 
         "encode_message",
         lua.create_function(|lua, (t, framed): (Table, Option<bool>)| {
             let host = host(lua);
-            let encoded = heka::message_from_table(
-                &t,
-                &host.defaults,
-                host.keys.as_ref().expect("keys made at install"),
-            )
-            .map(|m| {
+            let encoded = message_of(lua, &t, &host).map(|m| {
                 let bytes = m.to_bytes();
                 if framed.unwrap_or(false) {
                     let mut out = Vec::with_capacity(bytes.len() + 16);

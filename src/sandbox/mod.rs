@@ -14,6 +14,7 @@
 mod api;
 pub mod heka;
 mod preserve;
+mod raw_table;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use mlua::{
 };
 
 use crate::log::Appender;
+use crate::message::MessageView;
 use crate::plugin::{PluginConfig, PluginKind};
 
 pub use api::Host;
@@ -343,7 +345,16 @@ impl Sandbox {
 
     /// Makes `message` (protobuf bytes, already validated) the one `read_message` sees.
     pub fn set_current(&self, message: Option<Bytes>) {
-        self.host().current = message;
+        let current = message.and_then(|bytes| {
+            let index = MessageView::parse(&bytes).ok()?.index();
+            Some((bytes, index))
+        });
+        self.host().current = current;
+    }
+
+    /// Makes a message the current one, with the view its reader already parsed (no re-scan).
+    pub fn set_current_view(&self, bytes: &Bytes, view: &MessageView) {
+        self.host().current = Some((bytes.clone(), view.index()));
     }
 
     /// Calls `process_message(arg)`; returns its status code and optional error text.
