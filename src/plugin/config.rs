@@ -68,6 +68,8 @@ pub struct PluginConfig {
     pub process_message_inject_limit: u32,
     pub timer_event_inject_limit: u32,
     pub read_queue: ReadQueue,
+    /// Analysis: Blink sets Uuid, Timestamp, Logger, Hostname and Pid of injected messages.
+    pub restricted_headers: bool,
     /// Every key of the file, for `read_config`.
     pub values: Vec<(String, CfgValue)>,
 }
@@ -213,6 +215,10 @@ impl PluginConfig {
             timer_event_inject_limit: limit("timer_event_inject_limit", 10, u32::MAX as u64)?
                 as u32,
             read_queue,
+            restricted_headers: match get("restricted_headers") {
+                None => kind == PluginKind::Analysis,
+                Some(_) => boolean("restricted_headers")?,
+            },
             values,
         })
     }

@@ -357,7 +357,9 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
                 )));
             }
             let result = message_of(lua, &t, &host).and_then(|mut m| {
-                restrict_headers(&mut m, &host.defaults);
+                if host.config.restricted_headers {
+                    restrict_headers(&mut m, &host.defaults);
+                }
                 host.inject(&m, None)
             });
             if result.is_ok() {
@@ -408,7 +410,9 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
                     Field::new("payload_type", text(payload_type, "txt")),
                     Field::new("payload_name", text(payload_name, "")),
                 ];
-                restrict_headers(&mut m, &host.defaults);
+                if host.config.restricted_headers {
+                    restrict_headers(&mut m, &host.defaults);
+                }
                 let result = host.inject(&m, None);
                 if result.is_ok() {
                     host.inject_budget -= 1;
