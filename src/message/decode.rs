@@ -158,20 +158,7 @@ impl<'a> MessageView<'a> {
     fn parse_with(raw: &'a [u8], check_fields: bool) -> Result<Self, DecodeError> {
         let mut uuid = None;
         let mut timestamp = None;
-        let mut view = MessageView {
-            raw,
-            uuid: &[0; 16],
-            timestamp: 0,
-            r#type: None,
-            logger: None,
-            severity: None,
-            payload: None,
-            env_version: None,
-            pid: None,
-            hostname: None,
-            first_field: raw.len(),
-            field_count: 0,
-        };
+        let mut view = MessageView::empty(raw);
         let mut pos = 0;
         while pos < raw.len() {
             let entry = next_entry(raw, &mut pos)?;
