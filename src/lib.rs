@@ -8,6 +8,8 @@
 //! - [`log`]: topics, partitions and segments in Kafka's RecordBatch format; appends, reads,
 //!   recovery and retention.
 //! - [`checkpoint`]: reader positions and input checkpoints, persisted atomically.
+//! - [`sandbox`]: one Lua 5.1 state per plugin, with Hindsight's libraries, limits and API.
+//! - [`runner`]: input, analysis and output threads, and the pipeline that starts and stops them.
 //! - [`durability`]: the periodic tick that syncs the log, writes checkpoints and applies retention.
 //! - [`time`]: RFC 3339 formatting of nanosecond timestamps.
 //! - [`varint`]: base-128 varints shared by protobuf and Kafka records.

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::worker::Worker;
-
 use mlua::Value;
 
 use super::Context;
+use super::worker::Worker;
 use crate::checkpoint::CheckpointValue;
 use crate::log::{CheckpointTarget, INPUT_TOPIC};
 use crate::plugin::PluginConfig;
