@@ -126,6 +126,11 @@ impl CheckpointStore {
         self.with(|s, dirty| *dirty |= s.readers.remove(reader).is_some())
     }
 
+    /// The names of all readers with a position.
+    pub fn readers(&self) -> Vec<String> {
+        self.with(|s, _| s.readers.keys().cloned().collect())
+    }
+
     pub fn input(&self, name: &str) -> Option<CheckpointValue> {
         self.with(|s, _| s.inputs.get(name).cloned())
     }

@@ -203,7 +203,8 @@ impl Config {
             max_message_size: self.max_message_size as usize,
             batch: BatchPolicy {
                 max_messages: self.batch_messages,
-                max_bytes: self.batch_bytes,
+                // A batch must fit in a segment, whatever batch_bytes says.
+                max_bytes: self.batch_bytes.min(self.output_size as usize - 512),
                 linger: Duration::from_millis(self.linger_ms),
             },
             storage: Arc::new(OsStorage),

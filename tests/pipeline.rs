@@ -556,3 +556,40 @@ fn a_second_signal_exits_at_once() {
     };
     assert_eq!(status.code(), Some(130));
 }
+
+#[test]
+fn backpressure_holds_inputs_back_for_a_stuck_reader() {
+    let w = workspace();
+    let mut cfg = std::fs::read_to_string(w.path().join("blink.toml")).unwrap();
+    cfg.push_str("output_size = 4096\nmax_message_size = 1024\nbackpressure = 2\n");
+    std::fs::write(w.path().join("blink.toml"), cfg).unwrap();
+    w.plugin(
+        "input",
+        "flood",
+        &format!("count = {}\ninstruction_limit = 0", 20_000),
+        SEQ_INPUT,
+    );
+    // An output that never gets past the first message.
+    w.plugin(
+        "output",
+        "stuck",
+        "message_matcher = 'TRUE'",
+        "function process_message() return -3 end",
+    );
+    let mut blink = w.start();
+    std::thread::sleep(Duration::from_secs(3));
+    sigterm(&mut blink);
+    let log =
+        blink::log::Log::open_read_only(blink::config::LogConfig::in_dir(w.path().join("data")))
+            .unwrap();
+    let written = log
+        .partition(blink::log::INPUT_TOPIC, 0)
+        .unwrap()
+        .next_offset();
+    // A 4 KiB segment holds a few dozen of these messages; three segments' worth plus the
+    // batch in flight, not the whole flood.
+    assert!(
+        written > 0 && written < 2_000,
+        "{written} messages written despite backpressure"
+    );
+}

@@ -61,6 +61,7 @@ fn context(
         max_message_size: 65536,
         shutdown: Arc::new(AtomicBool::new(false)),
         stats: Arc::new(blink::runner::Stats::default()),
+        backpressure: 0,
     }
 }
 

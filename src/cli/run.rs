@@ -48,6 +48,7 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         max_message_size: config.max_message_size as usize,
         shutdown: Arc::new(AtomicBool::new(false)),
         stats: Arc::new(Stats::default()),
+        backpressure: config.backpressure,
     };
     let stats = context.stats.clone();
     let stats_path = config.output_path.join("plugins.tsv");

@@ -214,6 +214,12 @@ impl Partition {
         lock(&self.shared).segments.len()
     }
 
+    /// How many segments start after `offset`: how far, in segments, a reader at `offset` lags.
+    pub fn segments_after(&self, offset: i64) -> usize {
+        let shared = lock(&self.shared);
+        shared.segments.len() - shared.segments.partition_point(|s| s.base <= offset)
+    }
+
     /// Base offset of the active (newest) segment.
     pub fn active_base(&self) -> i64 {
         lock(&self.shared)

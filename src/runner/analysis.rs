@@ -141,6 +141,8 @@ fn run_thread(
         .position(&name, INPUT_TOPIC, 0)
         .unwrap_or_else(|| partition.log_start());
     let start = start.max(partition.log_start());
+    // Recorded at once, so retention and backpressure know this reader from the start.
+    ctx.checkpoints.set_position(&name, INPUT_TOPIC, 0, start);
     let mut reader = PartitionReader::new(partition, start);
     tracing::info!(
         from = start,

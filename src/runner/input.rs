@@ -48,6 +48,42 @@ impl InputRunner {
     }
 }
 
+/// Backpressure: waits while the slowest reader of `blink.input` is more than `backpressure`
+/// segments behind its end (or until Blink stops).
+fn throttle(ctx: &Context, running: Arc<AtomicBool>) -> Box<dyn Fn() -> bool> {
+    let (checkpoints, max) = (ctx.checkpoints.clone(), ctx.backpressure as usize);
+    let partition = ctx.log.partition(INPUT_TOPIC, 0).ok();
+    Box::new(move || {
+        let Some(partition) = &partition else {
+            return true;
+        };
+        let mut waited = false;
+        while running.load(Ordering::Relaxed) {
+            let Some(slowest) = checkpoints.oldest_position(INPUT_TOPIC, 0) else {
+                break;
+            };
+            let behind = partition.segments_after(slowest);
+            if behind <= max {
+                break;
+            }
+            if !waited {
+                tracing::warn!(
+                    behind,
+                    backpressure = max,
+                    "backpressure: waiting for the slowest reader of {INPUT_TOPIC}"
+                );
+                waited = true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let go_on = running.load(Ordering::Relaxed);
+        if waited && go_on {
+            tracing::info!("backpressure released");
+        }
+        go_on
+    })
+}
+
 fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool>) {
     let target = CheckpointTarget {
         store: ctx.checkpoints.clone(),
@@ -69,6 +105,9 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool
     if !ctx.restore(config, &sandbox) {
         return;
     }
+    if ctx.backpressure > 0 {
+        sandbox.host().throttle = Some(throttle(ctx, running.clone()));
+    }
     let stats = ctx.stats.plugin(&config.name);
     stats.set_state("running");
     let (mut processed, mut failures) = (0u64, 0u64);
@@ -87,6 +126,12 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool
         }
         super::publish(&stats, &sandbox, processed, failures);
         match (result, flushed) {
+            (Err(_), _) if !running.load(Ordering::SeqCst) => {
+                // Refused while stopping (backpressure held it until then): a clean stop; the
+                // checkpoint names the last message written.
+                tracing::info!("stopped while waiting for backpressure");
+                break;
+            }
             (Err(t), _) => return ctx.terminated(config, &t.0),
             (_, Some(Err(e))) => {
                 return ctx.terminated(config, &format!("writing to {INPUT_TOPIC}: {e}"));

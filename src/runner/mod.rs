@@ -41,6 +41,8 @@ pub struct Context {
     pub shutdown: Arc<AtomicBool>,
     /// Every plugin's counters (`plugins.tsv`).
     pub stats: Arc<Stats>,
+    /// Segments of `blink.input` the slowest reader may lag before inputs wait; 0 = off.
+    pub backpressure: u64,
 }
 
 /// Copies a sandbox's counters into its stats (called at checkpoints, not per message).

@@ -146,6 +146,8 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
             .position(&config.name, topic, 0)
             .unwrap_or_else(|| partition.log_start());
         let start = start.max(partition.log_start());
+        // Recorded at once, so retention and backpressure know this reader from the start.
+        ctx.checkpoints.set_position(&config.name, topic, 0, start);
         sources.push(Source {
             topic,
             reader: PartitionReader::new(partition, start),

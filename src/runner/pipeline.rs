@@ -72,6 +72,27 @@ pub fn load_configs(run_dir: &Path, kind: PluginKind) -> Vec<Arc<PluginConfig>> 
     configs
 }
 
+/// Drops the positions of readers that no longer exist (an output removed from `hs_run`, an
+/// analysis thread no longer used): a stale position would hold back retention and
+/// backpressure for ever. As in Hindsight, a removed output starts afresh if it comes back.
+fn forget_stale_readers(
+    context: &Context,
+    outputs: &[OutputRunner],
+    threads: impl Iterator<Item = usize>,
+) {
+    let mut live: Vec<String> = outputs.iter().map(|o| o.config.name.clone()).collect();
+    live.extend(threads.map(super::analysis::reader_name));
+    for reader in context.checkpoints.readers() {
+        if !live.contains(&reader) {
+            tracing::info!(
+                reader,
+                "forgetting the checkpoint of a reader that no longer exists"
+            );
+            context.checkpoints.remove_reader(&reader);
+        }
+    }
+}
+
 impl Pipeline {
     /// Starts outputs, then analysis threads, then inputs, so that readers exist before data
     /// flows (they would catch up from their checkpoints anyway).
@@ -99,9 +120,13 @@ impl Pipeline {
                 .expect("thread exists")
                 .push(config);
         }
-        let analysis = assignment
+        let assignment: Vec<_> = assignment
             .into_iter()
             .filter(|(_, plugins)| !plugins.is_empty())
+            .collect();
+        forget_stale_readers(&context, &outputs, assignment.iter().map(|(id, _)| *id));
+        let analysis = assignment
+            .into_iter()
             .map(|(id, plugins)| AnalysisThread::start(&context, id, plugins))
             .collect::<Result<Vec<_>, _>>()?;
 

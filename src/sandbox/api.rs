@@ -23,6 +23,9 @@ use crate::matcher::Matcher;
 use crate::message::{Field, FieldValues, Message, MessageIndex, MessageView, stream};
 use crate::plugin::{CfgValue, PluginConfig, PluginKind};
 
+/// Injects between two backpressure checks.
+const THROTTLE_EVERY: u64 = 256;
+
 /// Which entry point is running: inject limits differ between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -48,6 +51,9 @@ pub struct Host {
     lua_paths: Vec<std::path::PathBuf>,
     max_message_size: usize,
     running: Arc<AtomicBool>,
+    /// Input plugins: called every `THROTTLE_EVERY` injects; blocks while backpressure applies,
+    /// and returns false if Blink is stopping meanwhile (the inject is then refused).
+    pub throttle: Option<Box<dyn Fn() -> bool>>,
     /// Output plugins: the last `update_checkpoint(sequence_id, failures)` call.
     pub checkpoint_update: Option<(u64, u64)>,
 }
@@ -78,6 +84,7 @@ impl Host {
             max_message_size: settings.max_message_size,
             running,
             checkpoint_update: None,
+            throttle: None,
         }
     }
 
@@ -104,6 +111,12 @@ impl Host {
                 "message of {len} bytes exceeds max_message_size ({})",
                 self.max_message_size
             ));
+        }
+        if (self.injected + 1).is_multiple_of(THROTTLE_EVERY)
+            && let Some(throttle) = &self.throttle
+            && !throttle()
+        {
+            return Err("refused: Blink is stopping".into());
         }
         let appender = self.appender.as_ref().ok_or("this plugin cannot inject")?;
         appender
