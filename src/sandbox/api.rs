@@ -12,15 +12,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
 use mlua::{Lua, LuaString, MultiValue, Table, UserData, UserDataMethods, Value};
 
+use super::current::SharedCurrent;
 use super::heka::{self, Defaults};
 use super::{SandboxSettings, format_number};
 use crate::checkpoint::CheckpointValue;
 use crate::log::Appender;
 use crate::matcher::Matcher;
-use crate::message::{Field, FieldValues, Message, MessageIndex, MessageView, stream};
+use crate::message::{Field, FieldValues, Message, MessageView, stream};
 use crate::plugin::{CfgValue, PluginConfig, PluginKind};
 
 /// Injects between two backpressure checks.
@@ -36,8 +36,6 @@ pub enum Phase {
 /// The state API functions read and change; one per sandbox, kept as the Lua state's app data.
 pub struct Host {
     pub config: Arc<PluginConfig>,
-    /// The message `read_message` sees (analysis and output), with where its parts are.
-    pub current: Option<(Bytes, MessageIndex)>,
     /// Where injected messages go (input → blink.input, analysis → blink.analysis).
     pub appender: Option<Appender>,
     /// Messages injected since the plugin started, and their bytes.
@@ -72,7 +70,6 @@ impl Host {
         };
         Host {
             config,
-            current: None,
             appender,
             injected: 0,
             injected_bytes: 0,
@@ -224,7 +221,12 @@ fn append_values(out: &mut Vec<u8>, values: &MultiValue) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn install(lua: &Lua, kind: PluginKind, mut state: Host) -> mlua::Result<()> {
+pub(super) fn install(
+    lua: &Lua,
+    kind: PluginKind,
+    mut state: Host,
+    current: &SharedCurrent,
+) -> mlua::Result<()> {
     state.keys = Some(heka::Keys::new(lua)?);
     lua.set_app_data(state);
     let g = lua.globals();
@@ -285,26 +287,7 @@ pub(super) fn install(lua: &Lua, kind: PluginKind, mut state: Host) -> mlua::Res
     match kind {
         PluginKind::Input => install_input(lua, &g, &no_result)?,
         PluginKind::Analysis => install_analysis(lua, &no_result)?,
-        PluginKind::Output => install_output(lua, &g, &one_result)?,
-    }
-    if kind != PluginKind::Input {
-        one_result.raw_set(
-            "read_message",
-            lua.create_function(
-                |lua, (name, fi, ai): (LuaString, Option<usize>, Option<usize>)| {
-                    let current = host(lua).current.clone();
-                    let Some((bytes, index)) = current else {
-                        return Ok((Value::Nil, None));
-                    };
-                    let view = MessageView::with_index(&bytes, &index);
-                    let name = name.as_bytes();
-                    one(
-                        heka::read_message(lua, &view, &name, fi.unwrap_or(0), ai.unwrap_or(0))
-                            .map_err(|e| api_error(lua, "read_message", e)),
-                    )
-                },
-            )?,
-        )?;
+        PluginKind::Output => install_output(lua, &g, &one_result, current)?,
     }
     let raw = lua.create_table()?;
     raw.raw_set("no_result", no_result)?;
@@ -312,7 +295,11 @@ pub(super) fn install(lua: &Lua, kind: PluginKind, mut state: Host) -> mlua::Res
     let error: Value = g.raw_get("error")?;
     lua.load(PRELUDE)
         .set_name("=blink")
-        .call::<()>((raw, error))
+        .call::<()>((raw, error))?;
+    if kind != PluginKind::Input {
+        super::current::install_read_message(lua, current)?;
+    }
+    Ok(())
 }
 
 fn install_input(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<()> {
@@ -446,21 +433,24 @@ fn restrict_headers(m: &mut Message, defaults: &Defaults) {
     m.pid = Some(defaults.pid);
 }
 
-/// A compiled matcher a plugin holds (`create_message_matcher`).
-struct LuaMatcher(Matcher);
+/// A compiled matcher a plugin holds (`create_message_matcher`), with the current message.
+struct LuaMatcher(Matcher, SharedCurrent);
 
 impl UserData for LuaMatcher {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("eval", |lua, this, ()| {
-            let current = host(lua).current.clone();
-            Ok(current.is_some_and(|(bytes, index)| {
-                this.0.matches(&MessageView::with_index(&bytes, &index))
-            }))
+        methods.add_method("eval", |_, this, ()| {
+            Ok(super::current::with(&this.1, |m| this.0.matches(m)).unwrap_or(false))
         });
     }
 }
 
-fn install_output(lua: &Lua, g: &Table, one_result: &Table) -> mlua::Result<()> {
+fn install_output(
+    lua: &Lua,
+    g: &Table,
+    one_result: &Table,
+    current: &SharedCurrent,
+) -> mlua::Result<()> {
+    let current = current.clone();
     one_result.raw_set(
         "encode_message",
         lua.create_function(|lua, (t, framed): (Table, Option<bool>)| {
@@ -497,10 +487,10 @@ fn install_output(lua: &Lua, g: &Table, one_result: &Table) -> mlua::Result<()> 
     )?;
     one_result.raw_set(
         "create_message_matcher",
-        lua.create_function(|lua, expression: String| {
+        lua.create_function(move |lua, expression: String| {
             one(match Matcher::new(&expression) {
                 Ok(m) => lua
-                    .create_userdata(LuaMatcher(m))
+                    .create_userdata(LuaMatcher(m, current.clone()))
                     .map(Value::UserData)
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(api_error(lua, "create_message_matcher", e)),

@@ -12,6 +12,7 @@
 //! `process_message() instruction_limit exceeded`.
 
 mod api;
+mod current;
 pub mod heka;
 mod preserve;
 mod raw_table;
@@ -119,6 +120,9 @@ pub struct Sandbox {
     ticks: Arc<std::sync::atomic::AtomicU32>,
     process_message: Option<Function>,
     timer_event: Option<Function>,
+    /// The message `read_message` sees. Declared after `lua`, so the Lua state (whose
+    /// `read_message` closure points here) is dropped first.
+    current: current::SharedCurrent,
 }
 
 impl Sandbox {
@@ -145,10 +149,11 @@ impl Sandbox {
             ticks: Arc::new(std::sync::atomic::AtomicU32::new(0)),
             process_message: None,
             timer_event: None,
+            current: current::new(),
         };
         sandbox.restrict().map_err(fail)?;
         let host = Host::new(config.clone(), settings, appender, running);
-        api::install(&sandbox.lua, kind, host).map_err(fail)?;
+        api::install(&sandbox.lua, kind, host, &sandbox.current).map_err(fail)?;
         if config.memory_limit > 0 {
             // The state itself (libraries, API) is already allocated; the limit bounds the plugin.
             let base = sandbox.lua.used_memory();
@@ -345,16 +350,16 @@ impl Sandbox {
 
     /// Makes `message` (protobuf bytes, already validated) the one `read_message` sees.
     pub fn set_current(&self, message: Option<Bytes>) {
-        let current = message.and_then(|bytes| {
+        let message = message.and_then(|bytes| {
             let index = MessageView::parse(&bytes).ok()?.index();
             Some((bytes, index))
         });
-        self.host().current = current;
+        current::set(&self.current, message);
     }
 
     /// Makes a message the current one, with the view its reader already parsed (no re-scan).
     pub fn set_current_view(&self, bytes: &Bytes, view: &MessageView) {
-        self.host().current = Some((bytes.clone(), view.index()));
+        current::set(&self.current, Some((bytes.clone(), view.index())));
     }
 
     /// Calls `process_message(arg)`; returns its status code and optional error text.

@@ -1,0 +1,180 @@
+//! The message an analysis or output plugin is looking at, and `read_message` over it as a raw
+//! Lua C function.
+//!
+//! `read_message` runs once or more per message, so it bypasses mlua: a C closure whose upvalue
+//! points at this sandbox's [`Current`], reading its arguments from the Lua stack and pushing the
+//! answer straight from the message's bytes. Nothing with a destructor is alive on the Rust side
+//! when it calls into Lua (a push can raise a memory error, which unwinds with `longjmp`), and
+//! errors are plain Lua strings with the caller's `file:line:`, as lua_sandbox raises them.
+
+use std::cell::UnsafeCell;
+use std::ffi::{c_int, c_void};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use mlua::Lua;
+use mlua::ffi::{self, lua_State};
+
+use crate::message::{MessageIndex, MessageView, Value, stream};
+
+/// The current message and a scratch buffer for `read_message("framed")`.
+#[derive(Default)]
+pub struct Current {
+    message: Option<(Bytes, MessageIndex)>,
+    framed: Vec<u8>,
+}
+
+/// Shared between the sandbox (which sets the message) and the Lua closures (which read it);
+/// everything runs on the sandbox's one thread, never both at once.
+pub type SharedCurrent = Rc<UnsafeCell<Current>>;
+
+pub fn new() -> SharedCurrent {
+    Rc::new(UnsafeCell::new(Current::default()))
+}
+
+/// Replaces the current message.
+pub fn set(current: &SharedCurrent, message: Option<(Bytes, MessageIndex)>) {
+    // SAFETY: single-threaded, and no Lua code (the only other user) is running now.
+    unsafe { (*current.get()).message = message };
+}
+
+/// Runs `f` on a view of the current message, if there is one.
+pub fn with<R>(current: &SharedCurrent, f: impl FnOnce(&MessageView) -> R) -> Option<R> {
+    // SAFETY: shared read on the sandbox's thread; see `set`.
+    let message = unsafe { &(*current.get()).message };
+    message
+        .as_ref()
+        .map(|(bytes, index)| f(&MessageView::with_index(bytes, index)))
+}
+
+/// What `read_message` pushes; byte strings point into the message or the scratch buffer.
+enum Answer {
+    Nil,
+    Number(f64),
+    Bool(bool),
+    Bytes(*const u8, usize),
+    Unknown,
+}
+
+fn answer_of(value: Option<Value>) -> Answer {
+    match value {
+        None => Answer::Nil,
+        Some(Value::String(s) | Value::Bytes(s)) => Answer::Bytes(s.as_ptr(), s.len()),
+        Some(Value::Integer(i)) => Answer::Number(i as f64),
+        Some(Value::Double(d)) => Answer::Number(d),
+        Some(Value::Bool(b)) => Answer::Bool(b),
+    }
+}
+
+fn text(s: Option<&[u8]>) -> Answer {
+    s.map_or(Answer::Nil, |s| Answer::Bytes(s.as_ptr(), s.len()))
+}
+
+impl Current {
+    fn read(&mut self, name: &[u8], fi: usize, ai: usize) -> Answer {
+        let Some((bytes, index)) = &self.message else {
+            return Answer::Nil;
+        };
+        let m = MessageView::with_index(bytes, index);
+        match name {
+            b"Uuid" => Answer::Bytes(m.uuid().as_ptr(), 16),
+            b"Type" => text(m.r#type()),
+            b"Logger" => text(m.logger()),
+            b"Payload" => text(m.payload()),
+            b"EnvVersion" => text(m.env_version()),
+            b"Hostname" => text(m.hostname()),
+            b"Timestamp" => Answer::Number(m.timestamp() as f64),
+            b"Severity" => Answer::Number(m.severity() as f64),
+            b"Pid" => m.pid().map_or(Answer::Nil, |p| Answer::Number(p as f64)),
+            b"raw" => Answer::Bytes(m.raw().as_ptr(), m.raw().len()),
+            b"size" => Answer::Number(m.raw().len() as f64),
+            b"framed" => {
+                self.framed.clear();
+                stream::frame(m.raw(), &mut self.framed);
+                Answer::Bytes(self.framed.as_ptr(), self.framed.len())
+            }
+            _ => match name
+                .strip_prefix(b"Fields[")
+                .and_then(|rest| rest.strip_suffix(b"]"))
+            {
+                Some(field) => answer_of(m.field(field, fi).and_then(|f| f.value(ai))),
+                None => Answer::Unknown,
+            },
+        }
+    }
+}
+
+/// An optional index argument: a number ≥ 0, else 0 (nil or absent) or `None` (negative).
+unsafe fn index_arg(state: *mut lua_State, arg: c_int) -> Option<usize> {
+    unsafe {
+        if ffi::lua_type(state, arg) != ffi::LUA_TNUMBER {
+            return Some(0);
+        }
+        usize::try_from(ffi::lua_tointeger(state, arg)).ok()
+    }
+}
+
+/// Raises `read_message() <prefix><middle><suffix>` at the caller's position.
+unsafe fn raise(state: *mut lua_State, prefix: &str, middle: &[u8], suffix: &str) -> ! {
+    unsafe {
+        ffi::luaL_where(state, 1);
+        ffi::lua_pushlstring(state, prefix.as_ptr().cast(), prefix.len());
+        ffi::lua_pushlstring(state, middle.as_ptr().cast(), middle.len());
+        ffi::lua_pushlstring(state, suffix.as_ptr().cast(), suffix.len());
+        ffi::lua_concat(state, 4);
+        ffi::lua_error(state)
+    }
+}
+
+/// `read_message(name, field_index, array_index)`.
+unsafe extern "C-unwind" fn read_message(state: *mut lua_State) -> c_int {
+    unsafe {
+        let cell =
+            ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)).cast::<UnsafeCell<Current>>();
+        let current = &mut *(*cell).get();
+        let mut len = 0usize;
+        let name = ffi::lua_tolstring(state, 1, &mut len);
+        if name.is_null() {
+            raise(
+                state,
+                "read_message() bad argument #1 (string expected)",
+                b"",
+                "",
+            );
+        }
+        let name = std::slice::from_raw_parts(name.cast::<u8>(), len);
+        let (Some(fi), Some(ai)) = (index_arg(state, 2), index_arg(state, 3)) else {
+            ffi::lua_pushnil(state);
+            return 1;
+        };
+        match current.read(name, fi, ai) {
+            Answer::Nil => ffi::lua_pushnil(state),
+            Answer::Number(n) => ffi::lua_pushnumber(state, n),
+            Answer::Bool(b) => ffi::lua_pushboolean(state, b as c_int),
+            Answer::Bytes(ptr, len) => {
+                ffi::lua_pushlstring(state, ptr.cast(), len);
+            }
+            Answer::Unknown => raise(
+                state,
+                "read_message() field: '",
+                name,
+                "' not supported/recognized",
+            ),
+        }
+        1
+    }
+}
+
+/// Makes `read_message` a global of `lua` reading `current`.
+pub fn install_read_message(lua: &Lua, current: &SharedCurrent) -> mlua::Result<()> {
+    let ptr = Rc::as_ptr(current).cast_mut().cast::<c_void>();
+    // SAFETY: the closure's upvalue points at `current`, which the sandbox keeps alive for as
+    // long as the Lua state (the state is dropped first; see `Sandbox`).
+    unsafe {
+        lua.exec_raw::<()>((), |state| {
+            ffi::lua_pushlightuserdata(state, ptr);
+            ffi::lua_pushcclosure(state, read_message, 1);
+            ffi::lua_setfield(state, ffi::LUA_GLOBALSINDEX, c"read_message".as_ptr());
+        })
+    }
+}
