@@ -118,7 +118,8 @@ pub struct Sandbox {
     hooked: std::cell::Cell<bool>,
     /// Hook firings during the running call (see [`Sandbox::arm`]).
     ticks: Arc<std::sync::atomic::AtomicU32>,
-    process_message: Option<Function>,
+    /// Registry reference of the plugin's `process_message`, for the raw call.
+    process_ref: std::ffi::c_int,
     timer_event: Option<Function>,
     /// The message `read_message` sees. Declared after `lua`, so the Lua state (whose
     /// `read_message` closure points here) is dropped first.
@@ -147,7 +148,7 @@ impl Sandbox {
             exceeded: Arc::new(AtomicBool::new(false)),
             hooked: std::cell::Cell::new(false),
             ticks: Arc::new(std::sync::atomic::AtomicU32::new(0)),
-            process_message: None,
+            process_ref: 0,
             timer_event: None,
             current: current::new(),
         };
@@ -178,7 +179,7 @@ impl Sandbox {
         }
         let mut sandbox = sandbox;
         let globals = sandbox.lua.globals();
-        sandbox.process_message = globals
+        let process_message = globals
             .raw_get::<Option<Function>>("process_message")
             .ok()
             .flatten();
@@ -186,12 +187,22 @@ impl Sandbox {
             .raw_get::<Option<Function>>("timer_event")
             .ok()
             .flatten();
-        if sandbox.process_message.is_none() {
+        let Some(process_message) = process_message else {
             return Err(Terminated::new(
                 "lsb_init",
                 "process_message() function was not found",
             ));
+        };
+        // SAFETY: pops the function mlua pushed and leaves its registry reference on the stack.
+        sandbox.process_ref = unsafe {
+            sandbox
+                .lua
+                .exec_raw::<std::ffi::c_int>(process_message, |state| {
+                    let reference = mlua::ffi::luaL_ref(state, mlua::ffi::LUA_REGISTRYINDEX);
+                    mlua::ffi::lua_pushinteger(state, reference as mlua::ffi::lua_Integer);
+                })
         }
+        .map_err(|e| Terminated::new("lsb_init", &crate::plugin::lua_error_text(&e)))?;
         if kind != PluginKind::Input && config.ticker_interval > 0 && sandbox.timer_event.is_none()
         {
             return Err(Terminated::new(
@@ -367,32 +378,105 @@ impl Sandbox {
         &self,
         arg: impl IntoLuaMulti,
     ) -> Result<(i64, Option<String>), Terminated> {
-        let f = self.process_message.as_ref().expect("checked at creation");
         self.host().begin_call(api::Phase::ProcessMessage);
         self.arm();
-        // Two fixed results instead of a MultiValue: no allocation per call.
-        let (first, second) = f
-            .call::<(Value, Value)>(arg)
-            .map_err(|e| self.terminated("process_message", &e))?;
-        let status = match first {
-            Value::Integer(i) => i,
-            Value::Number(n) => n as i64,
-            _ => {
-                return Err(Terminated::new(
-                    "process_message",
-                    "must return a numeric status code",
-                ));
-            }
+        let (first, second) = self.call_process_message(arg)?;
+        let Some(status) = first else {
+            return Err(Terminated::new(
+                "process_message",
+                "must return a numeric status code",
+            ));
         };
-        let message = match second {
-            Value::String(s) => Some(s.to_string_lossy().to_string()),
-            _ => None,
-        };
+        let status = status as i64;
+        let message = second;
         if status > 0 {
             let detail = message.as_deref().unwrap_or("returned a fatal status");
             return Err(Terminated::new("process_message", detail));
         }
         Ok((status, message))
+    }
+
+    /// Calls the plugin's `process_message` with a raw `lua_pcall` (it runs for every message;
+    /// mlua's general call path costs several times more) and returns its first result if it is
+    /// a number and its second if it is a string.
+    fn call_process_message(
+        &self,
+        arg: impl IntoLuaMulti,
+    ) -> Result<(Option<f64>, Option<String>), Terminated> {
+        enum Failure {
+            Memory,
+            Message(String),
+        }
+        let function = self.process_ref;
+        let outcome = self.lua.exec_raw_lua(|raw| {
+            // SAFETY: the stack is restored to `top` on every path; the call is protected by
+            // lua_pcall, so no Lua error unwinds through these Rust frames.
+            unsafe {
+                let state = raw.state();
+                let top = mlua::ffi::lua_gettop(state);
+                if mlua::ffi::lua_checkstack(state, 8) == 0 {
+                    return Err(Failure::Message("Lua stack overflow".into()));
+                }
+                mlua::ffi::lua_rawgeti(
+                    state,
+                    mlua::ffi::LUA_REGISTRYINDEX,
+                    function as mlua::ffi::lua_Integer,
+                );
+                let nargs = match arg.push_into_stack_multi(raw) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        mlua::ffi::lua_settop(state, top);
+                        return Err(Failure::Message(crate::plugin::lua_error_text(&e)));
+                    }
+                };
+                let status = mlua::ffi::lua_pcall(state, nargs, 2, 0);
+                let string_at = |idx| {
+                    let mut len = 0usize;
+                    let ptr = mlua::ffi::lua_tolstring(state, idx, &mut len);
+                    String::from_utf8_lossy(std::slice::from_raw_parts(ptr.cast::<u8>(), len))
+                        .into_owned()
+                };
+                let outcome = if status == 0 {
+                    let first = (mlua::ffi::lua_type(state, -2) == mlua::ffi::LUA_TNUMBER)
+                        .then(|| mlua::ffi::lua_tonumber(state, -2));
+                    let second = (mlua::ffi::lua_type(state, -1) == mlua::ffi::LUA_TSTRING)
+                        .then(|| string_at(-1));
+                    Ok((first, second))
+                } else if status == mlua::ffi::LUA_ERRMEM {
+                    Err(Failure::Memory)
+                } else if mlua::ffi::lua_type(state, -1) == mlua::ffi::LUA_TSTRING {
+                    Err(Failure::Message(string_at(-1)))
+                } else {
+                    // An error raised from Rust (mlua wraps it in a userdata): let it describe itself.
+                    let value = raw.pop_value();
+                    Err(Failure::Message(
+                        value.to_string().unwrap_or_else(|_| "unknown error".into()),
+                    ))
+                };
+                mlua::ffi::lua_settop(state, top);
+                outcome
+            }
+        });
+        outcome.map_err(|failure| {
+            if self.exceeded.load(Ordering::Relaxed) {
+                return Terminated::new("process_message", INSTRUCTION_LIMIT);
+            }
+            match failure {
+                Failure::Memory => Terminated::new("process_message", "not enough memory"),
+                Failure::Message(m) if m.contains("not enough memory") => {
+                    Terminated::new("process_message", "not enough memory")
+                }
+                Failure::Message(m) => {
+                    let m = m
+                        .split("\nstack traceback:")
+                        .next()
+                        .unwrap_or(&m)
+                        .trim_end()
+                        .to_owned();
+                    Terminated::new("process_message", &m)
+                }
+            }
+        })
     }
 
     /// Calls `timer_event(ns, shutdown)` if the plugin defines it, then collects garbage.
