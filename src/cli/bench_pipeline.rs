@@ -116,6 +116,21 @@ pub fn bench_pipeline(root: &Path, n: u64) -> anyhow::Result<()> {
         root.display()
     );
 
+    // 0. The input alone, into a log of its own: the rate the input side can sustain.
+    {
+        let alone = Arc::new(Log::open(LogConfig::in_dir(root.join("data-input-only")))?);
+        let input_only = alone.partition(INPUT_TOPIC, 0)?;
+        let dir = run_dir(root, "input-only", &[("input", "gen", GEN_LUA, GEN_CFG)], n)?;
+        let checkpoints = Arc::new(CheckpointStore::open(&dir)?);
+        let start = Instant::now();
+        let pipeline = Pipeline::start(context(&alone, &checkpoints, dir), 1)?;
+        let done = wait_until(limit, || input_only.next_offset() >= n as i64)?;
+        pipeline.stop();
+        let secs = (done - start).as_secs_f64();
+        println!("{:<40} {:>10.0} msgs/s   {:.3} s", "inject, input alone (gen.lua)", n as f64 / secs, secs);
+        alone.close()?;
+    }
+
     // 1. End to end.
     let dir = run_dir(
         root,
@@ -143,7 +158,7 @@ pub fn bench_pipeline(root: &Path, n: u64) -> anyhow::Result<()> {
     let analysis_secs = (mark_end - mark_start) as f64 / 1e9;
     println!(
         "{:<40} {:>10.0} msgs/s   {:.3} s",
-        "inject (gen.lua)",
+        "inject, analysis and output running",
         n as f64 / inject_secs,
         inject_secs
     );
