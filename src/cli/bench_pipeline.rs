@@ -127,7 +127,12 @@ pub fn bench_pipeline(root: &Path, n: u64) -> anyhow::Result<()> {
         let done = wait_until(limit, || input_only.next_offset() >= n as i64)?;
         pipeline.stop();
         let secs = (done - start).as_secs_f64();
-        println!("{:<40} {:>10.0} msgs/s   {:.3} s", "inject, input alone (gen.lua)", n as f64 / secs, secs);
+        println!(
+            "{:<40} {:>10.0} msgs/s   {:.3} s",
+            "inject, input alone (gen.lua)",
+            n as f64 / secs,
+            secs
+        );
         alone.close()?;
     }
 
