@@ -33,7 +33,11 @@ pub enum Phase {
     TimerEvent,
 }
 
-/// The state API functions read and change; one per sandbox, kept as the Lua state's app data.
+/// The host state, shared by the sandbox, the mlua callbacks (through app data) and the raw C
+/// functions (through an upvalue pointing at it). Everything runs on the sandbox's thread.
+pub type SharedHost = std::rc::Rc<std::cell::RefCell<Host>>;
+
+/// The state API functions read and change; one per sandbox.
 pub struct Host {
     pub config: Arc<PluginConfig>,
     /// Where injected messages go (input → blink.input, analysis → blink.analysis).
@@ -138,8 +142,11 @@ fn message_of(lua: &Lua, t: &Table, host: &Host) -> Result<Message, String> {
     }
 }
 
-fn host(lua: &Lua) -> mlua::AppDataRefMut<'_, Host> {
-    lua.app_data_mut::<Host>().expect("host installed")
+/// The sandbox's host state, shared with the raw C functions (see [`SharedHost`]).
+fn shared(lua: &Lua) -> SharedHost {
+    lua.app_data_ref::<SharedHost>()
+        .expect("host installed")
+        .clone()
 }
 
 /// An API error: `function() detail`. The Lua wrapper raises it at the plugin's line (see
@@ -224,11 +231,11 @@ fn append_values(out: &mut Vec<u8>, values: &MultiValue) -> Result<(), String> {
 pub(super) fn install(
     lua: &Lua,
     kind: PluginKind,
-    mut state: Host,
+    host: &SharedHost,
     current: &SharedCurrent,
 ) -> mlua::Result<()> {
-    state.keys = Some(heka::Keys::new(lua)?);
-    lua.set_app_data(state);
+    host.borrow_mut().keys = Some(heka::Keys::new(lua)?);
+    lua.set_app_data(host.clone());
     let g = lua.globals();
     let no_result = lua.create_table()?;
     let one_result = lua.create_table()?;
@@ -236,7 +243,8 @@ pub(super) fn install(
     g.raw_set(
         "read_config",
         lua.create_function(|lua, key: String| {
-            let host = host(lua);
+            let host = shared(lua);
+            let host = host.borrow();
             match host.config.get(&key) {
                 Some(v) => cfg_to_lua(lua, v),
                 None => Ok(Value::Nil),
@@ -256,7 +264,7 @@ pub(super) fn install(
                     line.extend_from_slice(super::lua_type(v).as_bytes());
                 }
             }
-            let name = host(lua).config.name.clone();
+            let name = shared(lua).borrow().config.name.clone();
             tracing::debug!(plugin = %name, "{}", String::from_utf8_lossy(&line));
             Ok(())
         })?,
@@ -308,7 +316,8 @@ fn install_input(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<()> {
         lua.create_function(
             |lua, (message, checkpoint): (Value, Value)| -> mlua::Result<NoResult> {
                 let checkpoint = checkpoint_of(&checkpoint);
-                let mut host = host(lua);
+                let host = shared(lua);
+                let mut host = host.borrow_mut();
                 let result = match message {
                     Value::Table(t) => {
                         message_of(lua, &t, &host).and_then(|m| host.inject(&m, checkpoint))
@@ -336,7 +345,7 @@ fn install_input(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<()> {
     )?;
     g.raw_set(
         "is_running",
-        lua.create_function(|lua, ()| Ok(host(lua).running.load(Ordering::Relaxed)))?,
+        lua.create_function(|lua, ()| Ok(shared(lua).borrow().running.load(Ordering::Relaxed)))?,
     )?;
     Ok(())
 }
@@ -348,7 +357,8 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
             let Value::Table(t) = message else {
                 return Ok(Some(api_error(lua, "inject_message", "takes a table")));
             };
-            let mut host = host(lua);
+            let host = shared(lua);
+            let mut host = host.borrow_mut();
             if host.inject_budget == 0 {
                 return Ok(Some(api_error(
                     lua,
@@ -371,7 +381,8 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
     no_result.raw_set(
         "add_to_payload",
         lua.create_function(|lua, values: MultiValue| -> mlua::Result<NoResult> {
-            let mut host = host(lua);
+            let host = shared(lua);
+            let mut host = host.borrow_mut();
             if let Err(e) = append_values(&mut host.payload, &values) {
                 return Ok(Some(api_error(lua, "add_to_payload", e)));
             }
@@ -388,7 +399,8 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
             |lua,
              (payload_type, payload_name, rest): (Option<String>, Option<String>, MultiValue)|
              -> mlua::Result<NoResult> {
-                let mut host = host(lua);
+                let host = shared(lua);
+                let mut host = host.borrow_mut();
                 if host.inject_budget == 0 {
                     return Ok(Some(api_error(
                         lua,
@@ -454,7 +466,8 @@ fn install_output(
     one_result.raw_set(
         "encode_message",
         lua.create_function(|lua, (t, framed): (Table, Option<bool>)| {
-            let host = host(lua);
+            let host = shared(lua);
+            let host = host.borrow();
             let encoded = message_of(lua, &t, &host).map(|m| {
                 let bytes = m.to_bytes();
                 if framed.unwrap_or(false) {
@@ -477,7 +490,8 @@ fn install_output(
     g.raw_set(
         "update_checkpoint",
         lua.create_function(|lua, (sequence, failures): (Option<f64>, Option<f64>)| {
-            let mut host = host(lua);
+            let host = shared(lua);
+            let mut host = host.borrow_mut();
             host.checkpoint_update = Some((
                 sequence.unwrap_or(0.0) as u64,
                 failures.unwrap_or(0.0) as u64,
@@ -533,7 +547,7 @@ fn require(lua: &Lua, name: &str) -> Result<Value, String> {
         };
     }
     let relative = format!("{}.lua", name.replace('.', "/"));
-    let paths = host(lua).lua_paths.clone();
+    let paths = shared(lua).borrow().lua_paths.clone();
     for dir in &paths {
         let path = dir.join(&relative);
         let Ok(source) = std::fs::read(&path) else {

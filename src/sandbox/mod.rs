@@ -124,6 +124,8 @@ pub struct Sandbox {
     /// The message `read_message` sees. Declared after `lua`, so the Lua state (whose
     /// `read_message` closure points here) is dropped first.
     current: current::SharedCurrent,
+    /// The API's state; after `lua` for the same reason (`inject_message` points here).
+    host: api::SharedHost,
 }
 
 impl Sandbox {
@@ -151,10 +153,15 @@ impl Sandbox {
             process_ref: 0,
             timer_event: None,
             current: current::new(),
+            host: std::rc::Rc::new(std::cell::RefCell::new(Host::new(
+                config.clone(),
+                settings,
+                appender,
+                running,
+            ))),
         };
         sandbox.restrict().map_err(fail)?;
-        let host = Host::new(config.clone(), settings, appender, running);
-        api::install(&sandbox.lua, kind, host, &sandbox.current).map_err(fail)?;
+        api::install(&sandbox.lua, kind, &sandbox.host, &sandbox.current).map_err(fail)?;
         if config.memory_limit > 0 {
             // The state itself (libraries, API) is already allocated; the limit bounds the plugin.
             let base = sandbox.lua.used_memory();
@@ -353,10 +360,8 @@ impl Sandbox {
     }
 
     /// The host state the API functions work on.
-    pub fn host(&self) -> mlua::AppDataRefMut<'_, Host> {
-        self.lua
-            .app_data_mut::<Host>()
-            .expect("host installed at creation")
+    pub fn host(&self) -> std::cell::RefMut<'_, Host> {
+        self.host.borrow_mut()
     }
 
     /// Makes `message` (protobuf bytes, already validated) the one `read_message` sees.
