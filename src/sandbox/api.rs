@@ -96,6 +96,32 @@ impl Host {
         };
     }
 
+    /// What `inject_message(table, checkpoint)` does with the message built from the table: an
+    /// analysis plugin spends one of its injects for this call and (with `restricted_headers`)
+    /// gets Blink's identity headers; an input's checkpoint goes with its message.
+    pub(super) fn inject_from_plugin(
+        &mut self,
+        mut m: Message,
+        checkpoint: Option<CheckpointValue>,
+    ) -> Result<(), String> {
+        if self.config.kind != PluginKind::Analysis {
+            return self.inject(&m, checkpoint);
+        }
+        if self.inject_budget == 0 {
+            return Err("exceeded InjectMessage count".into());
+        }
+        if self.config.restricted_headers {
+            restrict_headers(&mut m, &self.defaults);
+        }
+        self.inject(&m, None)?;
+        self.inject_budget -= 1;
+        Ok(())
+    }
+
+    pub(super) fn defaults(&self) -> &Defaults {
+        &self.defaults
+    }
+
     /// Appends a message to the plugin's queue, with the input checkpoint to publish once it is
     /// written.
     fn inject(
@@ -307,6 +333,9 @@ pub(super) fn install(
     if kind != PluginKind::Input {
         super::current::install_read_message(lua, current)?;
     }
+    if kind != PluginKind::Output {
+        super::inject::install(lua, host)?;
+    }
     Ok(())
 }
 
@@ -319,9 +348,8 @@ fn install_input(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<()> {
                 let host = shared(lua);
                 let mut host = host.borrow_mut();
                 let result = match message {
-                    Value::Table(t) => {
-                        message_of(lua, &t, &host).and_then(|m| host.inject(&m, checkpoint))
-                    }
+                    Value::Table(t) => message_of(lua, &t, &host)
+                        .and_then(|m| host.inject_from_plugin(m, checkpoint)),
                     Value::String(s) => {
                         let bytes = s.as_bytes();
                         MessageView::parse(&bytes)
@@ -366,15 +394,7 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
                     "exceeded InjectMessage count",
                 )));
             }
-            let result = message_of(lua, &t, &host).and_then(|mut m| {
-                if host.config.restricted_headers {
-                    restrict_headers(&mut m, &host.defaults);
-                }
-                host.inject(&m, None)
-            });
-            if result.is_ok() {
-                host.inject_budget -= 1;
-            }
+            let result = message_of(lua, &t, &host).and_then(|m| host.inject_from_plugin(m, None));
             Ok(result.err().map(|e| api_error(lua, "inject_message", e)))
         })?,
     )?;

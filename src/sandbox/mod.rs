@@ -14,6 +14,7 @@
 mod api;
 mod current;
 pub mod heka;
+mod inject;
 mod preserve;
 mod raw_table;
 

@@ -16,6 +16,45 @@ use mlua::{Lua, Table};
 use super::heka::Defaults;
 use crate::message::{Field, FieldValues, Message};
 
+/// The table keys the reader looks up, in [`Key`] order.
+pub const KEY_NAMES: [&[u8]; 11] = [
+    b"Uuid",
+    b"Timestamp",
+    b"Type",
+    b"Logger",
+    b"Payload",
+    b"EnvVersion",
+    b"Hostname",
+    b"Severity",
+    b"Pid",
+    b"Fields",
+    b"value",
+];
+
+#[derive(Clone, Copy)]
+enum Key {
+    Uuid,
+    Timestamp,
+    Type,
+    Logger,
+    Payload,
+    EnvVersion,
+    Hostname,
+    Severity,
+    Pid,
+    Fields,
+    Value,
+}
+
+/// Where key strings come from: pushed as literals (may allocate, so only inside a protected
+/// call), or from a C closure's upvalues starting at the given index (no allocation, so no Lua
+/// error can unwind through the reader).
+#[derive(Clone, Copy)]
+pub enum Keys {
+    Literal,
+    Upvalues(c_int),
+}
+
 /// Reads the value pushed on top of the stack as bytes (strings only).
 unsafe fn top_bytes(state: *mut lua_State) -> Vec<u8> {
     let mut len = 0usize;
@@ -25,17 +64,30 @@ unsafe fn top_bytes(state: *mut lua_State) -> Vec<u8> {
 }
 
 /// Pushes `table[key]` and returns its Lua type.
-unsafe fn get(state: *mut lua_State, table: c_int, key: &[u8]) -> c_int {
+unsafe fn get(state: *mut lua_State, table: c_int, key: Key, keys: Keys) -> c_int {
     unsafe {
-        ffi::lua_pushlstring(state, key.as_ptr().cast(), key.len());
+        match keys {
+            Keys::Literal => {
+                let name = KEY_NAMES[key as usize];
+                ffi::lua_pushlstring(state, name.as_ptr().cast(), name.len());
+            }
+            Keys::Upvalues(first) => {
+                ffi::lua_pushvalue(state, ffi::lua_upvalueindex(first + key as c_int))
+            }
+        }
         ffi::lua_rawget(state, table)
     }
 }
 
 /// An optional text header: nil → None, a string → its bytes; anything else falls back.
-unsafe fn text(state: *mut lua_State, table: c_int, key: &[u8]) -> Option<Option<Vec<u8>>> {
+unsafe fn text(
+    state: *mut lua_State,
+    table: c_int,
+    key: Key,
+    keys: Keys,
+) -> Option<Option<Vec<u8>>> {
     unsafe {
-        let t = get(state, table, key);
+        let t = get(state, table, key, keys);
         let out = match t {
             ffi::LUA_TNIL => Some(None),
             ffi::LUA_TSTRING => Some(Some(top_bytes(state))),
@@ -47,9 +99,9 @@ unsafe fn text(state: *mut lua_State, table: c_int, key: &[u8]) -> Option<Option
 }
 
 /// An optional number: nil → Ok(None), a number → Some, anything else falls back.
-unsafe fn number(state: *mut lua_State, table: c_int, key: &[u8]) -> Option<Option<f64>> {
+unsafe fn number(state: *mut lua_State, table: c_int, key: Key, keys: Keys) -> Option<Option<f64>> {
     unsafe {
-        let t = get(state, table, key);
+        let t = get(state, table, key, keys);
         let out = match t {
             ffi::LUA_TNIL => Some(None),
             ffi::LUA_TNUMBER => Some(Some(ffi::lua_tonumber(state, -1))),
@@ -61,7 +113,7 @@ unsafe fn number(state: *mut lua_State, table: c_int, key: &[u8]) -> Option<Opti
 }
 
 /// The scalar or array of scalars on top of the stack as field values.
-unsafe fn values(state: *mut lua_State) -> Option<FieldValues> {
+unsafe fn values(state: *mut lua_State, keys: Keys) -> Option<FieldValues> {
     unsafe {
         let top = ffi::lua_gettop(state);
         match ffi::lua_type(state, top) {
@@ -70,7 +122,7 @@ unsafe fn values(state: *mut lua_State) -> Option<FieldValues> {
             ffi::LUA_TBOOLEAN => Some(FieldValues::Bool(vec![ffi::lua_toboolean(state, top) != 0])),
             ffi::LUA_TTABLE => {
                 let n = ffi::lua_objlen(state, top);
-                if n == 0 || get(state, top, b"value") != ffi::LUA_TNIL {
+                if n == 0 || get(state, top, Key::Value, keys) != ffi::LUA_TNIL {
                     // An empty array or a {value = …} spec: the general path handles those.
                     ffi::lua_pop(state, 1);
                     return None;
@@ -113,11 +165,15 @@ unsafe fn values(state: *mut lua_State) -> Option<FieldValues> {
     }
 }
 
-/// Reads the message table at stack index 1; `None` means "use the general converter".
-unsafe fn read(state: *mut lua_State, defaults: &Defaults) -> Option<Message> {
+/// Reads the message table at stack index `TABLE`; `None` means "use the general converter".
+/// Leaves the stack as it found it only on success; callers reset the top either way.
+pub unsafe fn read(state: *mut lua_State, defaults: &Defaults, keys: Keys) -> Option<Message> {
     const TABLE: c_int = 1;
     unsafe {
-        let uuid = match get(state, TABLE, b"Uuid") {
+        if ffi::lua_checkstack(state, 8) == 0 {
+            return None;
+        }
+        let uuid = match get(state, TABLE, Key::Uuid, keys) {
             ffi::LUA_TNIL => crate::message::new_uuid(),
             ffi::LUA_TSTRING => {
                 let bytes = top_bytes(state);
@@ -126,17 +182,18 @@ unsafe fn read(state: *mut lua_State, defaults: &Defaults) -> Option<Message> {
             _ => return None,
         };
         ffi::lua_pop(state, 1);
-        let timestamp =
-            number(state, TABLE, b"Timestamp")?.map_or_else(crate::time::now_nanos, |n| n as i64);
+        let timestamp = number(state, TABLE, Key::Timestamp, keys)?
+            .map_or_else(crate::time::now_nanos, |n| n as i64);
         let mut m = Message::new(uuid, timestamp);
-        m.r#type = text(state, TABLE, b"Type")?;
-        m.logger = text(state, TABLE, b"Logger")?.or_else(|| Some(defaults.logger.clone()));
-        m.payload = text(state, TABLE, b"Payload")?;
-        m.env_version = text(state, TABLE, b"EnvVersion")?;
-        m.hostname = text(state, TABLE, b"Hostname")?.or_else(|| Some(defaults.hostname.clone()));
-        m.severity = number(state, TABLE, b"Severity")?.map(|n| n as i32);
-        m.pid = Some(number(state, TABLE, b"Pid")?.map_or(defaults.pid, |n| n as i32));
-        match get(state, TABLE, b"Fields") {
+        m.r#type = text(state, TABLE, Key::Type, keys)?;
+        m.logger = text(state, TABLE, Key::Logger, keys)?.or_else(|| Some(defaults.logger.clone()));
+        m.payload = text(state, TABLE, Key::Payload, keys)?;
+        m.env_version = text(state, TABLE, Key::EnvVersion, keys)?;
+        m.hostname =
+            text(state, TABLE, Key::Hostname, keys)?.or_else(|| Some(defaults.hostname.clone()));
+        m.severity = number(state, TABLE, Key::Severity, keys)?.map(|n| n as i32);
+        m.pid = Some(number(state, TABLE, Key::Pid, keys)?.map_or(defaults.pid, |n| n as i32));
+        match get(state, TABLE, Key::Fields, keys) {
             ffi::LUA_TNIL => {}
             ffi::LUA_TTABLE => {
                 let fields = ffi::lua_gettop(state);
@@ -149,7 +206,7 @@ unsafe fn read(state: *mut lua_State, defaults: &Defaults) -> Option<Message> {
                     if ffi::lua_type(state, -2) != ffi::LUA_TSTRING {
                         return None;
                     }
-                    let values = values(state)?;
+                    let values = values(state, keys)?;
                     ffi::lua_pop(state, 1);
                     let name = top_bytes(state);
                     m.fields.push(Field {
@@ -173,7 +230,7 @@ pub fn message_from_table(lua: &Lua, table: &Table, defaults: &Defaults) -> Opti
     // restored by exec_raw's guard.
     let done = unsafe {
         lua.exec_raw::<()>(table, |state| {
-            out = read(state, defaults);
+            out = read(state, defaults, Keys::Literal);
         })
     };
     done.ok()?;
