@@ -274,9 +274,14 @@ fn shutdown_runs_timer_events_in_order_inputs_analysis_outputs() {
         "the input's message to be read",
         Duration::from_secs(60),
         || {
+            // The analysis thread's checkpointed position moves past the message once read.
             let cp =
                 std::fs::read_to_string(w.path().join("data/checkpoints.json")).unwrap_or_default();
-            cp.contains("analysis-thread.0")
+            let cp: serde_json::Value = serde_json::from_str(&cp).unwrap_or_default();
+            cp["readers"]["analysis-thread.0"]["blink.input"]["0"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 1
         },
     );
     sigterm(&mut blink);
