@@ -9,7 +9,7 @@
 //! everything from `attributes` to the end, so the base offset can be written in without touching
 //! it. Records are varint-framed (see [`Record`]). This module is pure: bytes in, values out.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::varint;
 
@@ -528,18 +528,6 @@ impl Iterator for RecordIter {
     fn size_hint(&self) -> (usize, Option<usize>) {
         (0, Some(self.left))
     }
-}
-
-/// Splits the batches out of a buffer of whole batches; stops at the first incomplete one.
-pub fn split_batches(buf: &mut BytesMut) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    while let Ok(header) = BatchHeader::parse(buf) {
-        if buf.len() < header.total_len() {
-            break;
-        }
-        out.push(buf.split_to(header.total_len()).freeze());
-    }
-    out
 }
 
 #[cfg(test)]

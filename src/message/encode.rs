@@ -141,9 +141,9 @@ impl Message {
                 .sum::<usize>()
     }
 
-    /// Appends the protobuf encoding to `out`.
+    /// Appends the protobuf encoding to `out` (callers size `out`: the length is known to
+    /// them, and walking the fields again here would double the hot path's work).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.reserve(self.encoded_len());
         put_bytes(out, 1, &self.uuid);
         put_varint(out, 2, self.timestamp as u64);
         let opt = |out: &mut Vec<u8>, tag, b: &Option<Vec<u8>>| {

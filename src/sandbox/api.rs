@@ -146,8 +146,10 @@ impl Host {
             return Err("refused: Blink is stopping".into());
         }
         let appender = self.appender.as_ref().ok_or("this plugin cannot inject")?;
+        // The length is known from the checks above: encode straight into the batch.
+        let timestamp_ms = message.timestamp.div_euclid(1_000_000);
         appender
-            .append_message(message, checkpoint)
+            .append_encoded(timestamp_ms, len, checkpoint, |out| message.encode(out))
             .map_err(|e| e.to_string())?;
         self.injected += 1;
         self.injected_bytes += len as u64;

@@ -1,4 +1,4 @@
-//! Heka messages between Lua and Rust: the tables plugins inject and decode, and `read_message`.
+//! Heka messages between Lua and Rust: the tables plugins inject, encode and decode.
 //!
 //! Tables follow lua_sandbox: header keys `Uuid Timestamp Type Logger Severity Payload EnvVersion
 //! Pid Hostname`, and `Fields` either as a map `{name = value}` (string → STRING, number → DOUBLE,
@@ -8,7 +8,6 @@
 
 use mlua::{Lua, LuaString, Table, Value};
 
-use crate::message::stream;
 use crate::message::{Field, FieldValues, Message, MessageView, Value as HekaValue, ValueType};
 
 /// Table keys as Lua strings made once, so reading a message table does not intern its key
@@ -352,54 +351,4 @@ pub fn message_to_table(lua: &Lua, m: &MessageView) -> mlua::Result<Table> {
         t.raw_set("Fields", fields)?;
     }
     Ok(t)
-}
-
-/// `read_message(name, fi, ai)` on the current message.
-pub fn read_message(
-    lua: &Lua,
-    m: &MessageView,
-    name: &[u8],
-    fi: usize,
-    ai: usize,
-) -> Result<Value, String> {
-    let string = |v: Option<&[u8]>| -> Result<Value, String> {
-        v.map_or(Ok(Value::Nil), |s| {
-            lua.create_string(s)
-                .map(Value::String)
-                .map_err(|e| e.to_string())
-        })
-    };
-    Ok(match name {
-        b"Uuid" => string(Some(m.uuid()))?,
-        b"Type" => string(m.r#type())?,
-        b"Logger" => string(m.logger())?,
-        b"Payload" => string(m.payload())?,
-        b"EnvVersion" => string(m.env_version())?,
-        b"Hostname" => string(m.hostname())?,
-        b"Timestamp" => Value::Number(m.timestamp() as f64),
-        b"Severity" => Value::Number(m.severity() as f64),
-        b"Pid" => m.pid().map_or(Value::Nil, |p| Value::Number(p as f64)),
-        b"raw" => string(Some(m.raw()))?,
-        b"size" => Value::Number(m.raw().len() as f64),
-        b"framed" => {
-            let mut out = Vec::with_capacity(m.raw().len() + 16);
-            stream::frame(m.raw(), &mut out);
-            string(Some(&out))?
-        }
-        _ => {
-            let field = name
-                .strip_prefix(b"Fields[")
-                .and_then(|rest| rest.strip_suffix(b"]"));
-            let Some(field) = field else {
-                return Err(format!(
-                    "field: '{}' not supported/recognized",
-                    String::from_utf8_lossy(name)
-                ));
-            };
-            match m.field(field, fi).and_then(|f| f.value(ai)) {
-                Some(v) => heka_value(lua, v).map_err(|e| e.to_string())?,
-                None => Value::Nil,
-            }
-        }
-    })
 }

@@ -352,14 +352,6 @@ impl Sandbox {
         Terminated::new(function, &crate::plugin::lua_error_text(e))
     }
 
-    pub fn kind(&self) -> PluginKind {
-        self.kind
-    }
-
-    pub fn has_timer_event(&self) -> bool {
-        self.timer_event.is_some()
-    }
-
     /// The host state the API functions work on.
     pub fn host(&self) -> std::cell::RefMut<'_, Host> {
         self.host.borrow_mut()
