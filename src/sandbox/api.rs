@@ -16,6 +16,7 @@ use mlua::{Lua, LuaString, MultiValue, Table, UserData, UserDataMethods, Value};
 
 use super::current::SharedCurrent;
 use super::heka::{self, Defaults};
+use super::table_encoder::{self, Headers, Scratch};
 use super::{SandboxSettings, format_number};
 use crate::checkpoint::CheckpointValue;
 use crate::log::Appender;
@@ -48,6 +49,8 @@ pub struct Host {
     /// Injects left in the current call, for analysis plugins.
     inject_budget: u32,
     payload: Vec<u8>,
+    /// Where `inject_message` encodes a table (reused: no allocation per inject).
+    pub(super) scratch: Scratch,
     defaults: Defaults,
     keys: Option<heka::Keys>,
     lua_paths: Vec<std::path::PathBuf>,
@@ -79,6 +82,7 @@ impl Host {
             injected_bytes: 0,
             inject_budget: 0,
             payload: Vec::new(),
+            scratch: Scratch::default(),
             defaults,
             keys: None,
             lua_paths: settings.lua_paths.clone(),
@@ -104,32 +108,81 @@ impl Host {
         mut m: Message,
         checkpoint: Option<CheckpointValue>,
     ) -> Result<(), String> {
-        if self.config.kind != PluginKind::Analysis {
-            return self.inject(&m, checkpoint);
-        }
-        if self.inject_budget == 0 {
-            return Err("exceeded InjectMessage count".into());
-        }
-        if self.config.restricted_headers {
+        self.check_inject_budget()?;
+        if self.table_headers() == Headers::Restricted {
             restrict_headers(&mut m, &self.defaults);
         }
-        self.inject(&m, None)?;
-        self.inject_budget -= 1;
+        self.inject(&m, checkpoint)
+    }
+
+    /// Appends a message to the plugin's queue (see [`Host::append`]).
+    fn inject(&mut self, m: &Message, checkpoint: Option<CheckpointValue>) -> Result<(), String> {
+        let timestamp_ms = m.timestamp.div_euclid(1_000_000);
+        self.append(timestamp_ms, m.encoded_len(), checkpoint, |out| {
+            m.encode(out)
+        })
+    }
+
+    /// `inject_message(table, checkpoint)` of a table [`table_encoder::encode`] wrote into
+    /// `self.scratch`, with the same rules as [`Host::inject_from_plugin`].
+    pub(super) fn inject_scratch(
+        &mut self,
+        timestamp: i64,
+        checkpoint: Option<CheckpointValue>,
+    ) -> Result<(), String> {
+        let scratch = std::mem::take(&mut self.scratch);
+        let bytes = &scratch.message;
+        let timestamp_ms = timestamp.div_euclid(1_000_000);
+        let result = self.append(timestamp_ms, bytes.len(), checkpoint, |out| {
+            out.extend_from_slice(bytes)
+        });
+        self.scratch = scratch;
+        result
+    }
+
+    /// Encodes the message table at stack index 1 into `self.scratch` (see
+    /// [`table_encoder::encode`]); `None`: the general converter must do it.
+    ///
+    /// # Safety
+    /// As [`table_encoder::encode`]: index 1 is a table, and `keys` are valid for this state.
+    pub(super) unsafe fn encode_table(
+        &mut self,
+        state: *mut mlua::ffi::lua_State,
+        keys: table_encoder::Keys,
+    ) -> Option<table_encoder::Encoded> {
+        let headers = self.table_headers();
+        // SAFETY: per this function's contract.
+        unsafe { table_encoder::encode(state, &self.defaults, keys, headers, &mut self.scratch) }
+    }
+
+    /// Analysis plugins may inject `process_message_inject_limit` messages per call (timer
+    /// events: `timer_event_inject_limit`).
+    pub(super) fn check_inject_budget(&self) -> Result<(), String> {
+        if self.config.kind == PluginKind::Analysis && self.inject_budget == 0 {
+            return Err("exceeded InjectMessage count".into());
+        }
         Ok(())
     }
 
-    pub(super) fn defaults(&self) -> &Defaults {
-        &self.defaults
+    /// Which headers of an injected table are kept.
+    pub(super) fn table_headers(&self) -> Headers {
+        if self.config.kind == PluginKind::Analysis && self.config.restricted_headers {
+            Headers::Restricted
+        } else {
+            Headers::FromTable
+        }
     }
 
-    /// Appends a message to the plugin's queue, with the input checkpoint to publish once it is
-    /// written.
-    fn inject(
+    /// Appends an encoded message (`len` bytes, which `write` produces) to the plugin's queue,
+    /// with an input's checkpoint to publish once it is written; spends an analysis plugin's
+    /// inject.
+    fn append(
         &mut self,
-        message: &Message,
+        timestamp_ms: i64,
+        len: usize,
         checkpoint: Option<CheckpointValue>,
+        write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), String> {
-        let len = message.encoded_len();
         if len > self.config.output_limit {
             return Err("output_limit exceeded".into());
         }
@@ -145,29 +198,29 @@ impl Host {
         {
             return Err("refused: Blink is stopping".into());
         }
+        let analysis = self.config.kind == PluginKind::Analysis;
+        let checkpoint = if analysis { None } else { checkpoint };
         let appender = self.appender.as_ref().ok_or("this plugin cannot inject")?;
-        // The length is known from the checks above: encode straight into the batch.
-        let timestamp_ms = message.timestamp.div_euclid(1_000_000);
         appender
-            .append_encoded(timestamp_ms, len, checkpoint, |out| message.encode(out))
+            .append_encoded(timestamp_ms, len, checkpoint, write)
             .map_err(|e| e.to_string())?;
         self.injected += 1;
         self.injected_bytes += len as u64;
+        if analysis {
+            self.inject_budget -= 1;
+        }
         Ok(())
     }
 }
 
 /// A message from a plugin's table: the raw fast path when the table has the common shape,
 /// else the general converter.
-fn message_of(lua: &Lua, t: &Table, host: &Host) -> Result<Message, String> {
-    match super::raw_table::message_from_table(lua, t, &host.defaults) {
-        Some(m) => Ok(m),
-        None => heka::message_from_table(
-            t,
-            &host.defaults,
-            host.keys.as_ref().expect("keys made at install"),
-        ),
-    }
+fn message_of(t: &Table, host: &Host) -> Result<Message, String> {
+    heka::message_from_table(
+        t,
+        &host.defaults,
+        host.keys.as_ref().expect("keys made at install"),
+    )
 }
 
 /// The sandbox's host state, shared with the raw C functions (see [`SharedHost`]).
@@ -325,6 +378,7 @@ pub(super) fn install(
         PluginKind::Analysis => install_analysis(lua, &no_result)?,
         PluginKind::Output => install_output(lua, &g, &one_result, current)?,
     }
+    let general_inject: Option<mlua::Function> = no_result.raw_get("inject_message")?;
     let raw = lua.create_table()?;
     raw.raw_set("no_result", no_result)?;
     raw.raw_set("one_result", one_result)?;
@@ -335,8 +389,8 @@ pub(super) fn install(
     if kind != PluginKind::Input {
         super::current::install_read_message(lua, current)?;
     }
-    if kind != PluginKind::Output {
-        super::inject::install(lua, host)?;
+    if let Some(general) = general_inject {
+        super::inject::install(lua, host, general)?;
     }
     Ok(())
 }
@@ -350,8 +404,9 @@ fn install_input(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<()> {
                 let host = shared(lua);
                 let mut host = host.borrow_mut();
                 let result = match message {
-                    Value::Table(t) => message_of(lua, &t, &host)
-                        .and_then(|m| host.inject_from_plugin(m, checkpoint)),
+                    Value::Table(t) => {
+                        message_of(&t, &host).and_then(|m| host.inject_from_plugin(m, checkpoint))
+                    }
                     Value::String(s) => {
                         let bytes = s.as_bytes();
                         MessageView::parse(&bytes)
@@ -396,7 +451,7 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
                     "exceeded InjectMessage count",
                 )));
             }
-            let result = message_of(lua, &t, &host).and_then(|m| host.inject_from_plugin(m, None));
+            let result = message_of(&t, &host).and_then(|m| host.inject_from_plugin(m, None));
             Ok(result.err().map(|e| api_error(lua, "inject_message", e)))
         })?,
     )?;
@@ -448,9 +503,6 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
                     restrict_headers(&mut m, &host.defaults);
                 }
                 let result = host.inject(&m, None);
-                if result.is_ok() {
-                    host.inject_budget -= 1;
-                }
                 Ok(result.err().map(|e| api_error(lua, "inject_payload", e)))
             },
         )?,
@@ -489,9 +541,12 @@ fn install_output(
         "encode_message",
         lua.create_function(|lua, (t, framed): (Table, Option<bool>)| {
             let host = shared(lua);
-            let host = host.borrow();
-            let encoded = message_of(lua, &t, &host).map(|m| {
-                let bytes = m.to_bytes();
+            let mut host = host.borrow_mut();
+            let host = &mut *host;
+            let fast = table_encoder::encode_table(lua, &t, &host.defaults, &mut host.scratch)
+                .map(|_| host.scratch.message.clone());
+            let encoded = fast.map_or_else(|| message_of(&t, host).map(|m| m.to_bytes()), Ok);
+            let encoded = encoded.map(|bytes| {
                 if framed.unwrap_or(false) {
                     let mut out = Vec::with_capacity(bytes.len() + 16);
                     stream::frame(&bytes, &mut out);

@@ -16,7 +16,7 @@ mod current;
 pub mod heka;
 mod inject;
 mod preserve;
-mod raw_table;
+mod table_encoder;
 
 use std::path::PathBuf;
 use std::sync::Arc;
