@@ -38,6 +38,10 @@ pub enum BenchCommand {
         /// Messages the generator injects.
         #[arg(long, default_value_t = 2_000_000)]
         messages: u64,
+        /// Times the analysis and output replays run over the written queue; each run and the
+        /// median are printed (replays are cheap, and the median steadies a noisy machine).
+        #[arg(long, default_value_t = 3)]
+        replays: usize,
         /// Scratch directory (default: a new one under the system temp dir).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -60,14 +64,18 @@ pub fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
             };
             bench_log(scratch.path(), messages, recovery_mib, runs.max(1))?;
         }
-        BenchCommand::Pipeline { messages, dir } => {
+        BenchCommand::Pipeline {
+            messages,
+            replays,
+            dir,
+        } => {
             let scratch = match dir {
                 Some(dir) => tempfile::Builder::new()
                     .prefix("blink-bench-")
                     .tempdir_in(dir)?,
                 None => tempfile::Builder::new().prefix("blink-bench-").tempdir()?,
             };
-            super::bench_pipeline::bench_pipeline(scratch.path(), messages)?;
+            super::bench_pipeline::bench_pipeline(scratch.path(), messages, replays.max(1))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,9 @@
 //! 1. end to end, all three plugins together;
 //! 2. analysis replay: only `count.lua`, over the queue run 1 wrote;
 //! 3. output replay: only `outcount.lua` with `read_queue = "input"`, over the same queue.
+//!
+//! The replays run `--replays` times each (fresh checkpoints every time); every rate and the
+//! median are printed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -106,7 +109,19 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-pub fn bench_pipeline(root: &Path, n: u64) -> anyhow::Result<()> {
+/// Prints the median rate, then every run's.
+fn print_rates(what: &str, rates: &mut [f64]) {
+    let runs: Vec<String> = rates.iter().map(|r| format!("{:.0}", r)).collect();
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "{what:<40} {:>10.0} msgs/s   median of {}: {}",
+        rates[rates.len() / 2],
+        rates.len(),
+        runs.join(" ")
+    );
+}
+
+pub fn bench_pipeline(root: &Path, n: u64, replays: usize) -> anyhow::Result<()> {
     let limit = Duration::from_secs(600);
     let log = Arc::new(Log::open(LogConfig::in_dir(root.join("data")))?);
     let input = log.partition(INPUT_TOPIC, 0)?;
@@ -180,49 +195,45 @@ pub fn bench_pipeline(root: &Path, n: u64) -> anyhow::Result<()> {
     );
 
     // 2. Analysis replay over the written queue.
-    let dir = run_dir(
-        root,
-        "analysis",
-        &[("analysis", "count", COUNT_LUA, COUNT_CFG)],
-        n,
-    )?;
-    let checkpoints = Arc::new(CheckpointStore::open(&dir)?);
-    let from = analysis.next_offset();
-    let pipeline = Pipeline::start(context(&log, &checkpoints, dir), 1)?;
-    wait_until(limit, || analysis.next_offset() >= from + 2)?;
-    pipeline.stop();
-    let (mark_start, mark_end) =
-        marks(&log, from)?.context("count.lua injected no marks on replay")?;
-    let secs = (mark_end - mark_start) as f64 / 1e9;
-    println!(
-        "{:<40} {:>10.0} msgs/s   {:.3} s",
-        "analysis replay (count.lua marks)",
-        (n - 1) as f64 / secs,
-        secs
-    );
+    let mut rates = Vec::new();
+    for run in 0..replays {
+        let dir = run_dir(
+            root,
+            &format!("analysis-{run}"),
+            &[("analysis", "count", COUNT_LUA, COUNT_CFG)],
+            n,
+        )?;
+        let checkpoints = Arc::new(CheckpointStore::open(&dir)?);
+        let from = analysis.next_offset();
+        let pipeline = Pipeline::start(context(&log, &checkpoints, dir), 1)?;
+        wait_until(limit, || analysis.next_offset() >= from + 2)?;
+        pipeline.stop();
+        let (mark_start, mark_end) =
+            marks(&log, from)?.context("count.lua injected no marks on replay")?;
+        rates.push((n - 1) as f64 / ((mark_end - mark_start) as f64 / 1e9));
+    }
+    print_rates("analysis replay (count.lua marks)", &mut rates);
 
     // 3. Output replay of the input queue.
     let cfg = OUTCOUNT_CFG.to_owned() + "read_queue = \"input\"\n";
-    let dir = run_dir(
-        root,
-        "output",
-        &[("output", "outcount", OUTCOUNT_LUA, &cfg)],
-        n,
-    )?;
-    let checkpoints = Arc::new(CheckpointStore::open(&dir)?);
-    let start = Instant::now();
-    let pipeline = Pipeline::start(context(&log, &checkpoints, dir), 1)?;
-    let done = wait_until(limit, || {
-        checkpoints.position("output.outcount", INPUT_TOPIC, 0) == Some(n as i64)
-    })?;
-    pipeline.stop();
-    let secs = (done - start).as_secs_f64();
-    println!(
-        "{:<40} {:>10.0} msgs/s   {:.3} s",
-        "output replay (outcount.lua, input)",
-        n as f64 / secs,
-        secs
-    );
+    let mut rates = Vec::new();
+    for run in 0..replays {
+        let dir = run_dir(
+            root,
+            &format!("output-{run}"),
+            &[("output", "outcount", OUTCOUNT_LUA, &cfg)],
+            n,
+        )?;
+        let checkpoints = Arc::new(CheckpointStore::open(&dir)?);
+        let start = Instant::now();
+        let pipeline = Pipeline::start(context(&log, &checkpoints, dir), 1)?;
+        let done = wait_until(limit, || {
+            checkpoints.position("output.outcount", INPUT_TOPIC, 0) == Some(n as i64)
+        })?;
+        pipeline.stop();
+        rates.push(n as f64 / (done - start).as_secs_f64());
+    }
+    print_rates("output replay (outcount.lua, input)", &mut rates);
     println!(
         "{:<40} {:>10.1} MB",
         "peak RSS (whole process)",

@@ -72,16 +72,27 @@ struct Entry<'a> {
 }
 
 /// Reads the entry starting at `*pos` and advances past it.
-#[inline]
+#[inline(always)]
 fn next_entry<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Entry<'a>, DecodeError> {
-    let at = *pos;
-    let (key, n) =
-        varint::decode_u64(&buf[at..]).ok_or(DecodeError::Truncated { what: "tag", at })?;
+    match read_entry(buf, *pos) {
+        Some((entry, end)) => {
+            *pos = end;
+            Ok(entry)
+        }
+        None => Err(entry_error(buf, *pos)),
+    }
+}
+
+/// The entry at `at` and where it ends, or `None` if it is malformed. Every message read goes
+/// through here a dozen times, so it is kept small for inlining; the detailed error is worked
+/// out separately ([`entry_error`]) in the rare case it is needed.
+#[inline(always)]
+fn read_entry(buf: &[u8], at: usize) -> Option<(Entry<'_>, usize)> {
+    let (key, n) = varint::decode_u64(buf.get(at..)?)?;
     let mut p = at + n;
     let wire_type = (key & 7) as u8;
-    let tag = key >> 3;
     let mut entry = Entry {
-        tag,
+        tag: key >> 3,
         wire_type,
         at,
         varint: 0,
@@ -89,40 +100,49 @@ fn next_entry<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Entry<'a>, DecodeErr
     };
     match wire_type {
         VARINT => {
-            let (value, n) = varint::decode_u64(&buf[p..]).ok_or(DecodeError::Truncated {
-                what: "varint",
-                at: p,
-            })?;
+            let (value, n) = varint::decode_u64(buf.get(p..)?)?;
             entry.varint = value;
             p += n;
         }
         FIXED64 => {
-            entry.bytes = buf.get(p..p + 8).ok_or(DecodeError::Truncated {
-                what: "fixed64",
-                at: p,
-            })?;
+            entry.bytes = buf.get(p..p.checked_add(8)?)?;
             p += 8;
         }
         LEN => {
-            let (len, n) = varint::decode_u64(&buf[p..]).ok_or(DecodeError::Truncated {
-                what: "length",
-                at: p,
-            })?;
+            let (len, n) = varint::decode_u64(buf.get(p..)?)?;
             p += n;
-            let end = p
-                .checked_add(usize::try_from(len).unwrap_or(usize::MAX))
-                .filter(|&end| end <= buf.len())
-                .ok_or(DecodeError::Truncated {
-                    what: "length-delimited value",
-                    at,
-                })?;
-            entry.bytes = &buf[p..end];
+            let end = p.checked_add(usize::try_from(len).ok()?)?;
+            entry.bytes = buf.get(p..end)?;
             p = end;
         }
-        _ => return Err(DecodeError::UnknownTag { tag, wire_type, at }),
+        _ => return None,
     }
-    *pos = p;
-    Ok(entry)
+    Some((entry, p))
+}
+
+/// Why the entry at `at` cannot be read.
+#[cold]
+#[inline(never)]
+fn entry_error(buf: &[u8], at: usize) -> DecodeError {
+    let Some((key, n)) = varint::decode_u64(&buf[at..]) else {
+        return DecodeError::Truncated { what: "tag", at };
+    };
+    let p = at + n;
+    let wire_type = (key & 7) as u8;
+    let truncated = |what, at| DecodeError::Truncated { what, at };
+    match wire_type {
+        VARINT => truncated("varint", p),
+        FIXED64 => truncated("fixed64", p),
+        LEN => match varint::decode_u64(&buf[p..]) {
+            None => truncated("length", p),
+            Some(_) => truncated("length-delimited value", at),
+        },
+        _ => DecodeError::UnknownTag {
+            tag: key >> 3,
+            wire_type,
+            at,
+        },
+    }
 }
 
 fn expect(entry: &Entry, what: &'static str, wire_type: u8) -> Result<(), DecodeError> {

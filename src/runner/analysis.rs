@@ -153,19 +153,27 @@ fn run_thread(
     while running.load(Ordering::Relaxed) {
         match reader.next_record() {
             Ok(Some(record)) => {
-                let value = record.value.unwrap_or_default();
+                let mut value = record.value.unwrap_or_default();
                 // Queue records were validated when written (Blink encodes injects itself; a Kafka
                 // produce into a queue is checked), and their batch CRC was checked on read.
-                match MessageView::parse_trusted(&value) {
-                    Ok(view) => {
+                match MessageView::parse_trusted(&value).map(|view| view.index()) {
+                    Ok(index) => {
                         let mut dead = false;
                         for plugin in plugins.iter_mut() {
-                            if !plugin.matcher.matches(&view) {
+                            if !plugin
+                                .matcher
+                                .matches(&MessageView::with_index(&value, &index))
+                            {
                                 continue;
                             }
-                            plugin.sandbox.set_current_view(&value, &view);
+                            // Moved in and taken back: no reference count traffic per plugin.
+                            plugin.sandbox.set_current_view(value, index);
+                            let result = plugin.sandbox.process_message(());
+                            let back = plugin.sandbox.take_current();
+                            debug_assert!(back.is_some(), "process_message keeps the message");
+                            value = back.unwrap_or_default();
                             plugin.processed += 1;
-                            match plugin.sandbox.process_message(()) {
+                            match result {
                                 Ok((0, _)) => {}
                                 Ok((_, message)) => {
                                     plugin.failures += 1;

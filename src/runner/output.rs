@@ -224,14 +224,14 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
             }
         };
         let positions = positions_of(&sources);
-        let Some(view) = view else {
+        let Some(index) = view.map(|v| v.index()) else {
             if pending.is_empty() {
                 commit(&positions, &mut confirmed);
             }
             continue;
         };
         sequence.set(sequence.get() + 1);
-        sandbox.set_current_view(&value, &view);
+        sandbox.set_current_view(value, index);
         loop {
             let status = match sandbox.process_message(sequence.get() as f64) {
                 Ok((code, message)) => match OutputStatus::from_code(code) {

@@ -38,6 +38,12 @@ pub fn set(current: &SharedCurrent, message: Option<(Bytes, MessageIndex)>) {
     unsafe { (*current.get()).message = message };
 }
 
+/// Takes the current message out, leaving none.
+pub fn take(current: &SharedCurrent) -> Option<Bytes> {
+    // SAFETY: as `set`.
+    unsafe { (*current.get()).message.take() }.map(|(bytes, _)| bytes)
+}
+
 /// Runs `f` on a view of the current message, if there is one.
 pub fn with<R>(current: &SharedCurrent, f: impl FnOnce(&MessageView) -> R) -> Option<R> {
     // SAFETY: shared read on the sandbox's thread; see `set`.

@@ -29,7 +29,7 @@ use mlua::{
 };
 
 use crate::log::Appender;
-use crate::message::MessageView;
+use crate::message::{MessageIndex, MessageView};
 use crate::plugin::{PluginConfig, PluginKind};
 
 pub use api::Host;
@@ -366,9 +366,16 @@ impl Sandbox {
         current::set(&self.current, message);
     }
 
-    /// Makes a message the current one, with the view its reader already parsed (no re-scan).
-    pub fn set_current_view(&self, bytes: &Bytes, view: &MessageView) {
-        current::set(&self.current, Some((bytes.clone(), view.index())));
+    /// Makes a message the current one, with the index of the view its reader already parsed
+    /// (no re-scan). The bytes are moved in, not cloned: a clone and its drop are two atomic
+    /// operations per message, a measurable share of an analysis thread's time.
+    pub fn set_current_view(&self, bytes: Bytes, index: MessageIndex) {
+        current::set(&self.current, Some((bytes, index)));
+    }
+
+    /// Takes the current message's bytes back (`read_message` then sees none).
+    pub fn take_current(&self) -> Option<Bytes> {
+        current::take(&self.current)
     }
 
     /// Calls `process_message(arg)`; returns its status code and optional error text.
