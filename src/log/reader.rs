@@ -17,8 +17,11 @@ use super::batch::{self, Batch, BatchHeader, HEADER_LEN, Record, RecordIter};
 use super::error::LogError;
 use super::partition::Partition;
 
-/// Bytes read from a segment at a time.
-const CHUNK: usize = 256 << 10;
+/// Bytes read from a segment at a time. A chunk is zeroed, filled by `pread`, CRC-checked, then
+/// decoded record by record: small enough to still be in the core's cache when the decoder gets
+/// there (with 256 KiB, perf put a fifth of an analysis thread's time in the first decode of each
+/// message and another tenth in the kernel's copy), large enough that the syscall is amortised.
+const CHUNK: usize = 64 << 10;
 
 /// Where in a segment the reader continues.
 struct Cursor {
