@@ -112,7 +112,7 @@ struct FieldRef {
 
 impl FieldRef {
     fn value<'a>(&self, m: &MessageView<'a>) -> Option<Value<'a>> {
-        m.field(&self.name, self.fi)?.value(self.ai)
+        m.field_value(&self.name, self.fi, self.ai)
     }
 }
 

@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -261,9 +260,33 @@ impl PartitionReader {
     }
 }
 
+/// Reads `len` bytes at `position` into a new buffer, without zeroing it first: `pread` into the
+/// buffer's spare capacity (zeroing cost as much as a tenth of a reader's time).
 fn read_exact(file: &File, position: u64, len: usize) -> std::io::Result<BytesMut> {
-    let mut buf = BytesMut::zeroed(len);
-    file.read_exact_at(&mut buf, position)?;
+    use std::os::fd::AsRawFd;
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let want = len - buf.len();
+        let at = libc::off_t::try_from(position + buf.len() as u64)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: pread writes at most `want` bytes, and the spare capacity holds at least `len -
+        // buf.len()` = `want`; the pointer is not kept.
+        let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), want, at) };
+        match n {
+            n if n > 0 => {
+                // SAFETY: pread initialised the `n` bytes after the current length.
+                unsafe { buf.set_len(buf.len() + n as usize) };
+            }
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
     Ok(buf)
 }
 

@@ -327,6 +327,111 @@ impl<'a> MessageView<'a> {
     }
 }
 
+impl<'a> MessageView<'a> {
+    /// `Fields[name][fi][ai]`: the `ai`-th value of the `fi`-th field called `name`.
+    ///
+    /// The matcher and `read_message` make this lookup for every message, so it reads the field
+    /// in one pass when its entries are in tag order (as every encoder writes them): name, value
+    /// type, representation, values. Anything else takes the general path through [`FieldView`].
+    pub fn field_value(&self, name: &[u8], fi: usize, ai: usize) -> Option<Value<'a>> {
+        let mut pos = self.first_field;
+        let mut left = self.field_count;
+        let mut seen = 0;
+        while left > 0 {
+            let (entry, end) = read_entry(self.raw, pos)?;
+            pos = end;
+            if entry.tag != 10 {
+                continue;
+            }
+            left -= 1;
+            match leading_name(entry.bytes) {
+                Some(n) if n != name => continue,
+                Some(_) if seen < fi => seen += 1,
+                Some(_) => {
+                    return match value_in_order(entry.bytes, ai) {
+                        InOrder::Found(value) => value,
+                        InOrder::NotInOrder => FieldView::parse(entry.bytes, 0).ok()?.value(ai),
+                    };
+                }
+                // No leading name: not how encoders write fields; the general path copes.
+                None => return self.field(name, fi)?.value(ai),
+            }
+        }
+        None
+    }
+}
+
+/// What [`value_in_order`] found.
+enum InOrder<'a> {
+    /// The value, or `None` when the field has no `ai`-th value.
+    Found(Option<Value<'a>>),
+    /// The field's entries are not in tag order; read it the general way.
+    NotInOrder,
+}
+
+/// The `ai`-th value of a field body whose entries are in tag order, in one pass. A value entry
+/// of another kind than the field's value type (invalid) also gives `NotInOrder`, so the general
+/// path decides.
+#[inline]
+fn value_in_order(body: &[u8], mut ai: usize) -> InOrder<'_> {
+    let mut value_type = ValueType::String;
+    let mut last_tag = 0;
+    let mut pos = 0;
+    while pos < body.len() {
+        let Some((entry, end)) = read_entry(body, pos) else {
+            return InOrder::NotInOrder;
+        };
+        pos = end;
+        if entry.tag < last_tag {
+            return InOrder::NotInOrder;
+        }
+        last_tag = entry.tag;
+        match entry.tag {
+            1 | 3 => {}
+            2 => match ValueType::from_wire(entry.varint) {
+                Some(t) => value_type = t,
+                None => return InOrder::NotInOrder,
+            },
+            tag if tag == value_tag(value_type) => {
+                let mut values = ValueIter {
+                    body: &[],
+                    pos: 0,
+                    tag,
+                    value_type,
+                    packed: &[],
+                };
+                let one = match (value_type, entry.wire_type) {
+                    (ValueType::String, _) => Value::String(entry.bytes),
+                    (ValueType::Bytes, _) => Value::Bytes(entry.bytes),
+                    (_, LEN) => {
+                        // A packed run: skip whole values, then read the one wanted.
+                        values.packed = entry.bytes;
+                        loop {
+                            match values.next_packed() {
+                                Some(v) if ai == 0 => return InOrder::Found(Some(v)),
+                                Some(_) => ai -= 1,
+                                None => break,
+                            }
+                        }
+                        continue;
+                    }
+                    (ValueType::Double, _) => match entry.bytes.try_into() {
+                        Ok(b) => Value::Double(f64::from_le_bytes(b)),
+                        Err(_) => return InOrder::NotInOrder,
+                    },
+                    _ => values.scalar(entry.varint),
+                };
+                if ai == 0 {
+                    return InOrder::Found(Some(one));
+                }
+                ai -= 1;
+            }
+            _ => return InOrder::NotInOrder,
+        }
+    }
+    InOrder::Found(None)
+}
+
 /// Where a parsed message's parts are, as offsets: kept beside the bytes so the same message can
 /// be viewed again ([`MessageView::with_index`]) without scanning it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

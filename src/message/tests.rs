@@ -263,6 +263,23 @@ proptest! {
     }
 
     #[test]
+    fn field_value_reads_what_field_reads(message in message_strategy()) {
+        let bytes = message.to_bytes();
+        let view = MessageView::parse(&bytes).unwrap();
+        for field in &message.fields {
+            for fi in 0..3 {
+                for ai in 0..6 {
+                    prop_assert_eq!(
+                        view.field_value(&field.name, fi, ai),
+                        view.field(&field.name, fi).and_then(|f| f.value(ai))
+                    );
+                }
+            }
+        }
+        prop_assert_eq!(view.field_value(b"no such field name at all, surely", 0, 0), None);
+    }
+
+    #[test]
     fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         if let Ok(view) = MessageView::parse(&bytes) {
             // Whatever parses must be fully readable and re-encode to something that parses.
@@ -281,4 +298,22 @@ proptest! {
             prop_assert_eq!(view.uuid(), &message.uuid);
         }
     }
+}
+
+#[test]
+fn field_value_reads_fields_written_out_of_tag_order() {
+    // value_integer 7 before value_type INTEGER; then the name last.
+    let b = with_field(&[0x30, 7, 0x10, 2, 0x0a, 1, b'i']);
+    let m = MessageView::parse(&b).unwrap();
+    assert_eq!(m.field_value(b"i", 0, 0), Some(Value::Integer(7)));
+    assert_eq!(m.field_value(b"i", 0, 1), None);
+    // Name first, then a packed double run before the value type.
+    let mut field = vec![0x0a, 1, b'd', 0x3a, 16];
+    field.extend_from_slice(&1.5f64.to_le_bytes());
+    field.extend_from_slice(&2.5f64.to_le_bytes());
+    field.extend_from_slice(&[0x10, 3]);
+    let b = with_field(&field);
+    let m = MessageView::parse(&b).unwrap();
+    assert_eq!(m.field_value(b"d", 0, 1), Some(Value::Double(2.5)));
+    assert_eq!(m.field_value(b"d", 0, 2), None);
 }

@@ -103,7 +103,7 @@ impl Current {
                 .strip_prefix(b"Fields[")
                 .and_then(|rest| rest.strip_suffix(b"]"))
             {
-                Some(field) => answer_of(m.field(field, fi).and_then(|f| f.value(ai))),
+                Some(field) => answer_of(m.field_value(field, fi, ai)),
                 None => Answer::Unknown,
             },
         }
