@@ -17,6 +17,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod durability;
+pub mod hotload;
 pub mod log;
 pub mod matcher;
 pub mod message;

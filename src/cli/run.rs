@@ -1,4 +1,5 @@
-//! `blink run`: open the log, start every plugin in `hs_run/`, stop cleanly on a signal.
+//! `blink run`: open the log, start every plugin in `hs_run/`, apply and watch `hs_load/`, stop
+//! cleanly on a signal.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use anyhow::Context as _;
 use blink::checkpoint::CheckpointStore;
 use blink::config::Config;
 use blink::durability::Durability;
+use blink::hotload::HotLoader;
 use blink::log::Log;
 use blink::runner::{Context, Pipeline, Stats};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -51,9 +53,18 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         backpressure: config.backpressure,
     };
     let stats = context.stats.clone();
-    let stats_path = config.output_path.join("plugins.tsv");
-    let pipeline =
-        Pipeline::start(context, config.analysis_threads).context("starting plugin threads")?;
+    let stats_dir = config.output_path.clone();
+    let pipeline = Arc::new(
+        Pipeline::start(context, config.analysis_threads).context("starting plugin threads")?,
+    );
+    // After hs_run's plugins: what is waiting in hs_load is applied on top of them.
+    let hotload = HotLoader::start(config.sandbox_load_path.clone(), pipeline.clone())
+        .with_context(|| {
+            format!(
+                "watching the hot-load directory {}",
+                config.sandbox_load_path.display()
+            )
+        })?;
     tracing::info!(output_path = %config.output_path.display(), fsync = ?config.fsync, "blink is running; SIGINT or SIGTERM stops it");
 
     let mut last_stats = std::time::Instant::now();
@@ -61,16 +72,17 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(50));
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
-            if let Err(e) = stats.write(&stats_path) {
-                tracing::warn!(path = %stats_path.display(), error = %e, "cannot write plugin stats");
+            if let Err(e) = stats.write(&stats_dir) {
+                tracing::warn!(dir = %stats_dir.display(), error = %e, "cannot write plugin stats");
             }
         }
     }
     tracing::info!("stopping: inputs, then analysis, then outputs");
+    hotload.stop();
     pipeline.stop();
     durability.stop().context("final sync and checkpoint")?;
-    if let Err(e) = stats.write(&stats_path) {
-        tracing::warn!(path = %stats_path.display(), error = %e, "cannot write plugin stats");
+    if let Err(e) = stats.write(&stats_dir) {
+        tracing::warn!(dir = %stats_dir.display(), error = %e, "cannot write plugin stats");
     }
     log.close().context("closing the log")?;
     tracing::info!("stopped cleanly");

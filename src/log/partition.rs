@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub segments: Vec<SegmentState>,
     /// The high watermark: the offset the next appended record will get.
     pub next_offset: i64,
+    /// Bumped by [`Partition::wake_readers`]: waiting readers return early when it changes.
+    pub wakeups: u64,
 }
 
 #[derive(Debug)]
@@ -170,6 +172,7 @@ impl Partition {
             shared: Mutex::new(Shared {
                 segments,
                 next_offset,
+                wakeups: 0,
             }),
             grown: Condvar::new(),
         })
@@ -233,14 +236,25 @@ impl Partition {
         lock(&self.shared)
     }
 
-    /// Waits until the log holds an offset ≥ `offset` or `timeout` passes; true if it does.
+    /// Waits until the log holds an offset ≥ `offset`, `timeout` passes, or
+    /// [`Partition::wake_readers`] is called; true if the offset is there.
     pub fn wait_for(&self, offset: i64, timeout: Duration) -> bool {
         let shared = lock(&self.shared);
+        let wakeups = shared.wakeups;
         let (shared, _) = self
             .grown
-            .wait_timeout_while(shared, timeout, |s| s.next_offset <= offset)
+            .wait_timeout_while(shared, timeout, |s| {
+                s.next_offset <= offset && s.wakeups == wakeups
+            })
             .unwrap_or_else(|e| e.into_inner());
         shared.next_offset > offset
+    }
+
+    /// Wakes every reader waiting for data, so it can look at something else (a plugin to load,
+    /// say) without waiting for its timeout.
+    pub fn wake_readers(&self) {
+        lock(&self.shared).wakeups += 1;
+        self.grown.notify_all();
     }
 
     /// Appends one complete, CRC-valid batch (as built by [`batch::BatchBuilder`] or checked by

@@ -44,6 +44,15 @@ pub enum ReadQueue {
     Both,
 }
 
+/// Where a plugin with no checkpoint of its own starts reading (cfg `initial_position`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialPosition {
+    /// The oldest retained message.
+    Start,
+    /// The next message written.
+    End,
+}
+
 /// A validated plugin cfg.
 #[derive(Debug, Clone)]
 pub struct PluginConfig {
@@ -70,6 +79,10 @@ pub struct PluginConfig {
     pub read_queue: ReadQueue,
     /// Analysis: Blink sets Uuid, Timestamp, Logger, Hostname and Pid of injected messages.
     pub restricted_headers: bool,
+    /// Analysis and output plugins with no checkpoint: where to start. `None`: the oldest
+    /// message for plugins in `hs_run` when Blink starts, the end for plugins loaded while it
+    /// runs.
+    pub initial_position: Option<InitialPosition>,
     /// Every key of the file, for `read_config`.
     pub values: Vec<(String, CfgValue)>,
 }
@@ -195,9 +208,21 @@ impl PluginConfig {
                 ));
             }
         };
+        let initial_position = match string("initial_position")?.as_deref() {
+            None => None,
+            Some("start") => Some(InitialPosition::Start),
+            Some("end") => Some(InitialPosition::End),
+            Some(other) => {
+                return Err(key_error(
+                    "initial_position",
+                    format!("{other:?} is not \"start\" or \"end\""),
+                ));
+            }
+        };
         Ok(PluginConfig {
             kind,
             name: format!("{}.{stem}", kind.dir()),
+            initial_position,
             path: path.to_owned(),
             filename,
             message_matcher,

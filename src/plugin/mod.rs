@@ -2,7 +2,7 @@
 
 mod config;
 
-pub use config::{CfgValue, ConfigError, PluginConfig, ReadQueue, lua_error_text};
+pub use config::{CfgValue, ConfigError, InitialPosition, PluginConfig, ReadQueue, lua_error_text};
 
 /// The three kinds of plugin, named as Hindsight's directories are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

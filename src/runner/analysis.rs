@@ -6,25 +6,56 @@
 //! there has been written to `blink.analysis`: after a crash, messages are processed again rather
 //! than their detections lost.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use super::worker::Worker;
 use super::{Context, PluginStats};
-use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, PartitionReader};
+use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, Partition, PartitionReader};
 use crate::matcher::Matcher;
 use crate::message::MessageView;
-use crate::plugin::PluginConfig;
+use crate::plugin::{InitialPosition, PluginConfig};
 use crate::sandbox::Sandbox;
 
 /// Records between checkpoints while data is flowing (and after each idle moment): small enough
 /// that a crash replays little, large enough that the flush it implies is rare.
 const CHECKPOINT_EVERY: u32 = 1024;
 
+/// How long a caller waits for a thread to answer a command: longer than any sandbox load, and
+/// bounded so a wedged thread cannot hang the hot-loader.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A change to a running thread's plugins, applied between two messages.
+enum Command {
+    /// Loads a plugin; one with the same name is replaced by it (the old instance stops cleanly
+    /// first, and the new one sees exactly the next message). `from`: where a plugin that is not
+    /// running yet starts.
+    Load {
+        config: Arc<PluginConfig>,
+        from: i64,
+        reply: mpsc::Sender<Result<(), String>>,
+    },
+    /// Stops a plugin cleanly (`timer_event(ns, true)`, preserve_data, its checkpoint written);
+    /// the reply says whether it was running here.
+    Unload {
+        name: String,
+        reply: mpsc::Sender<bool>,
+    },
+}
+
+/// The commands waiting for a thread, and how to get its attention.
+struct Mailbox {
+    commands: mpsc::Sender<Command>,
+    /// Set with every command, so the thread checks its mailbox with one load per message.
+    pending: Arc<AtomicBool>,
+    /// The queue the thread reads: waking its readers ends the thread's wait for data.
+    input: Arc<Partition>,
+}
+
 pub struct AnalysisThread {
     pub id: usize,
-    pub plugins: Vec<Arc<PluginConfig>>,
+    mailbox: Mailbox,
     worker: Worker,
 }
 
@@ -37,9 +68,19 @@ struct Loaded {
     next_timer: Instant,
     processed: u64,
     failures: u64,
+    /// The first offset this plugin processes: the thread's reader may be behind it (another
+    /// plugin of the thread is replaying older messages).
+    from: i64,
     /// Terminated: removed from the thread after the current message.
     dead: bool,
     stats: Arc<PluginStats>,
+}
+
+impl Loaded {
+    /// Where this plugin is: the next offset it will process.
+    fn position(&self, reader: &PartitionReader) -> i64 {
+        self.from.max(reader.position())
+    }
 }
 
 /// The checkpoint name of an analysis thread's reader.
@@ -47,27 +88,106 @@ pub fn reader_name(id: usize) -> String {
     format!("analysis-thread.{id}")
 }
 
+/// Where an analysis plugin starts: its own checkpoint, else (when Blink starts) its thread's,
+/// else its `initial_position` (`default` when the cfg does not say).
+pub fn start_position(
+    ctx: &Context,
+    config: &PluginConfig,
+    thread: Option<usize>,
+    default: InitialPosition,
+) -> i64 {
+    let Ok(partition) = ctx.log.partition(INPUT_TOPIC, 0) else {
+        return 0;
+    };
+    let own = ctx.checkpoints.position(&config.name, INPUT_TOPIC, 0);
+    let thread = thread.and_then(|t| ctx.checkpoints.position(&reader_name(t), INPUT_TOPIC, 0));
+    let position =
+        own.or(thread)
+            .unwrap_or_else(|| match config.initial_position.unwrap_or(default) {
+                InitialPosition::Start => partition.log_start(),
+                InitialPosition::End => partition.next_offset(),
+            });
+    position.max(partition.log_start())
+}
+
 impl AnalysisThread {
+    /// Starts thread `id` with `plugins`, each with the offset it starts from.
     pub fn start(
         context: &Context,
         id: usize,
-        plugins: Vec<Arc<PluginConfig>>,
+        plugins: Vec<(Arc<PluginConfig>, i64)>,
     ) -> std::io::Result<Self> {
-        let (ctx, cfgs) = (context.clone(), plugins.clone());
+        let input = context
+            .log
+            .partition(INPUT_TOPIC, 0)
+            .map_err(std::io::Error::other)?;
+        let (commands, inbox) = mpsc::channel();
+        let pending = Arc::new(AtomicBool::new(false));
+        let (ctx, flag, queue) = (context.clone(), pending.clone(), input.clone());
         let worker = Worker::spawn(format!("analysis-{id}"), move |running| {
             let span = tracing::info_span!("analysis_thread", id);
             let _entered = span.enter();
-            run_thread(&ctx, id, cfgs, &running);
+            let mut thread = ThreadState {
+                ctx: &ctx,
+                name: reader_name(id),
+                plugins: Vec::new(),
+                reader: None,
+                input: queue,
+                running: &running,
+            };
+            for (config, from) in plugins {
+                if let Err(e) = thread.add(config.clone(), from) {
+                    ctx.terminated(&config, &e);
+                }
+            }
+            thread.run(&inbox, &flag);
         })?;
         Ok(AnalysisThread {
             id,
-            plugins,
+            mailbox: Mailbox {
+                commands,
+                pending,
+                input,
+            },
             worker,
         })
     }
 
+    fn send(&self, command: Command) -> bool {
+        let sent = self.mailbox.commands.send(command).is_ok();
+        self.mailbox.pending.store(true, Ordering::Release);
+        self.mailbox.input.wake_readers();
+        sent
+    }
+
+    /// Loads `config` on this thread between two messages (replacing a running instance of the
+    /// same name), starting at `from` if it is new; an error if its sandbox cannot be created.
+    pub fn load(&self, config: Arc<PluginConfig>, from: i64) -> Result<(), String> {
+        let (reply, answer) = mpsc::channel();
+        if !self.send(Command::Load {
+            config,
+            from,
+            reply,
+        }) {
+            return Err(format!("analysis thread {} is not running", self.id));
+        }
+        answer
+            .recv_timeout(REPLY_TIMEOUT)
+            .unwrap_or_else(|_| Err(format!("analysis thread {} did not answer", self.id)))
+    }
+
+    /// Stops plugin `name` cleanly; false if it was not running on this thread.
+    pub fn unload(&self, name: &str) -> bool {
+        let (reply, answer) = mpsc::channel();
+        self.send(Command::Unload {
+            name: name.to_owned(),
+            reply,
+        }) && answer.recv_timeout(REPLY_TIMEOUT).unwrap_or(false)
+    }
+
     pub fn stop(&self) {
         self.worker.stop();
+        self.mailbox.input.wake_readers();
     }
 
     pub fn join(self) {
@@ -75,212 +195,368 @@ impl AnalysisThread {
     }
 }
 
-fn load(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool>) -> Option<Loaded> {
-    let matcher = Matcher::new(config.message_matcher.as_deref().unwrap_or("TRUE"));
-    let appender = ctx.log.appender(ANALYSIS_TOPIC, 0, None);
-    let (matcher, appender) = match (matcher, appender) {
-        (Ok(m), Ok(a)) => (m, a),
-        (Err(e), _) => {
-            ctx.terminated(config, &e.to_string());
-            return None;
-        }
-        (_, Err(e)) => {
-            ctx.terminated(config, &e.to_string());
-            return None;
-        }
-    };
-    match Sandbox::new(
+/// Creates a plugin's sandbox and matcher (preserved data is restored by the caller, once an
+/// instance it replaces has saved its own).
+fn load(
+    ctx: &Context,
+    config: &Arc<PluginConfig>,
+    from: i64,
+    running: &Arc<AtomicBool>,
+) -> Result<Loaded, String> {
+    let matcher = Matcher::new(config.message_matcher.as_deref().unwrap_or("TRUE"))
+        .map_err(|e| e.to_string())?;
+    let appender = ctx
+        .log
+        .appender(ANALYSIS_TOPIC, 0, None)
+        .map_err(|e| e.to_string())?;
+    let sandbox = Sandbox::new(
         config.clone(),
         &ctx.settings(config.kind),
         Some(appender),
         running.clone(),
-    ) {
-        Ok(sandbox) if !ctx.restore(config, &sandbox) => None,
-        Ok(sandbox) => {
-            let interval =
-                (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
-            tracing::info!(plugin = %config.name, "started");
-            let stats = ctx.stats.plugin(&config.name);
-            stats.set_state("running");
-            Some(Loaded {
-                config: config.clone(),
-                sandbox,
-                matcher,
-                next_timer: Instant::now() + interval.unwrap_or_default(),
-                interval,
-                processed: 0,
-                failures: 0,
-                dead: false,
-                stats,
-            })
-        }
-        Err(t) => {
-            ctx.terminated(config, &t.0);
-            None
-        }
-    }
+    )
+    .map_err(|t| t.0)?;
+    let interval =
+        (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
+    Ok(Loaded {
+        config: config.clone(),
+        sandbox,
+        matcher,
+        next_timer: Instant::now() + interval.unwrap_or_default(),
+        interval,
+        processed: 0,
+        failures: 0,
+        from,
+        dead: false,
+        stats: ctx.stats.plugin(&config.name),
+    })
 }
 
-fn run_thread(
-    ctx: &Context,
-    id: usize,
-    configs: Vec<Arc<PluginConfig>>,
-    running: &Arc<AtomicBool>,
-) {
-    let mut plugins: Vec<Loaded> = configs
-        .iter()
-        .filter_map(|c| load(ctx, c, running))
-        .collect();
-    let name = reader_name(id);
-    let partition = match ctx.log.partition(INPUT_TOPIC, 0) {
-        Ok(p) => p,
-        Err(e) => return tracing::error!(error = %e, "no input queue"),
-    };
-    let start = ctx
-        .checkpoints
-        .position(&name, INPUT_TOPIC, 0)
-        .unwrap_or_else(|| partition.log_start());
-    let start = start.max(partition.log_start());
-    // Recorded at once, so retention and backpressure know this reader from the start.
-    ctx.checkpoints.set_position(&name, INPUT_TOPIC, 0, start);
-    let mut reader = PartitionReader::new(partition, start);
-    tracing::info!(
-        from = start,
-        plugins = plugins.len(),
-        "reading {INPUT_TOPIC}"
-    );
-    let mut since_checkpoint = 0u32;
-    while running.load(Ordering::Relaxed) {
-        match reader.next_record() {
-            Ok(Some(record)) => {
-                let mut value = record.value.unwrap_or_default();
-                // Queue records were validated when written (Blink encodes injects itself; a Kafka
-                // produce into a queue is checked), and their batch CRC was checked on read.
-                match MessageView::parse_trusted(&value).map(|view| view.index()) {
-                    Ok(index) => {
-                        let mut dead = false;
-                        for plugin in plugins.iter_mut() {
-                            if !plugin
-                                .matcher
-                                .matches(&MessageView::with_index(&value, &index))
-                            {
-                                continue;
-                            }
-                            // Moved in and taken back: no reference count traffic per plugin.
-                            plugin.sandbox.set_current_view(value, index);
-                            let result = plugin.sandbox.process_message(());
-                            let back = plugin.sandbox.take_current();
-                            debug_assert!(back.is_some(), "process_message keeps the message");
-                            value = back.unwrap_or_default();
-                            plugin.processed += 1;
-                            match result {
-                                Ok((0, _)) => {}
-                                Ok((_, message)) => {
-                                    plugin.failures += 1;
-                                    tracing::debug!(plugin = %plugin.config.name, ?message, "process_message failed");
-                                }
-                                Err(t) => {
-                                    ctx.terminated(&plugin.config, &t.0);
-                                    plugin.dead = true;
-                                    dead = true;
-                                }
-                            }
-                        }
-                        if dead {
-                            plugins.retain(|p| !p.dead);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(offset = record.offset, error = %e, "skipping a record of {INPUT_TOPIC} that is not a Heka message")
-                    }
-                }
-                since_checkpoint += 1;
-                if since_checkpoint >= CHECKPOINT_EVERY {
-                    checkpoint(ctx, &name, &plugins, &reader);
-                    run_timers(ctx, &mut plugins, false);
-                    since_checkpoint = 0;
-                }
-            }
-            Ok(None) => {
-                if since_checkpoint > 0 {
-                    checkpoint(ctx, &name, &plugins, &reader);
-                    since_checkpoint = 0;
-                }
-                run_timers(ctx, &mut plugins, false);
-                let next = plugins
-                    .iter()
-                    .filter(|p| p.interval.is_some())
-                    .map(|p| p.next_timer)
-                    .min();
-                let wait = next.map_or(Duration::from_millis(100), |t| {
-                    t.saturating_duration_since(Instant::now())
-                });
-                let _ = reader.wait(wait.min(Duration::from_millis(100)));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read {INPUT_TOPIC}; retrying in 1 s");
-                std::thread::sleep(Duration::from_secs(1));
-            }
+/// One analysis thread: its plugins and its reader (none while it has no plugins).
+struct ThreadState<'a> {
+    ctx: &'a Context,
+    name: String,
+    plugins: Vec<Loaded>,
+    reader: Option<PartitionReader>,
+    input: Arc<Partition>,
+    running: &'a Arc<AtomicBool>,
+}
+
+impl ThreadState<'_> {
+    /// Adds a plugin that is not running here yet, reading from `from`.
+    fn add(&mut self, config: Arc<PluginConfig>, from: i64) -> Result<(), String> {
+        let from = from.max(self.input.log_start());
+        let plugin = load(self.ctx, &config, from, self.running)?;
+        if !self.ctx.restore(&config, &plugin.sandbox) {
+            return Err("cannot restore its preserved data".into());
         }
+        match &mut self.reader {
+            Some(reader) if from < reader.position() => {
+                // Replay for the newcomer; the others skip what they have already seen.
+                let now = reader.position();
+                for p in &mut self.plugins {
+                    p.from = p.from.max(now);
+                }
+                reader.seek(from);
+            }
+            Some(_) => {}
+            None => self.reader = Some(PartitionReader::new(self.input.clone(), from)),
+        }
+        plugin.stats.set_state("running");
+        tracing::info!(plugin = %config.name, from, "started");
+        self.ctx
+            .checkpoints
+            .set_position(&config.name, INPUT_TOPIC, 0, from);
+        self.plugins.push(plugin);
+        self.record_position();
+        Ok(())
     }
-    let now = crate::time::now_nanos();
-    for plugin in &plugins {
-        match plugin.sandbox.timer_event(now, true) {
+
+    /// Loads `config`: replaces the running instance of that name, or adds it at `from`.
+    fn load(&mut self, config: Arc<PluginConfig>, from: i64) -> Result<(), String> {
+        let Some(i) = self
+            .plugins
+            .iter()
+            .position(|p| p.config.name == config.name)
+        else {
+            return self.add(config, from);
+        };
+        let reader = self
+            .reader
+            .as_ref()
+            .expect("a thread with plugins has a reader");
+        let position = self.plugins[i].position(reader);
+        // The new instance is created before the old one stops, so a failure leaves the old
+        // one running.
+        let plugin = load(self.ctx, &config, position, self.running)?;
+        let old = std::mem::replace(&mut self.plugins[i], plugin);
+        self.shut_down(&old);
+        let new = &self.plugins[i];
+        if !self.ctx.restore(&config, &new.sandbox) {
+            self.plugins[i].dead = true;
+            self.plugins.retain(|p| !p.dead);
+            return Err("cannot restore its preserved data".into());
+        }
+        new.stats.set_state("running");
+        tracing::info!(plugin = %config.name, from = position, "restarted");
+        Ok(())
+    }
+
+    /// Stops plugin `name` cleanly; false if it is not running here.
+    fn unload(&mut self, name: &str) -> bool {
+        let Some(i) = self.plugins.iter().position(|p| p.config.name == name) else {
+            return false;
+        };
+        let plugin = self.plugins.remove(i);
+        self.shut_down(&plugin);
+        tracing::info!(plugin = %name, "stopped");
+        if self.plugins.is_empty() {
+            // Nothing to read for: no reader, and no position holding back retention.
+            self.reader = None;
+            self.ctx.checkpoints.remove_reader(&self.name);
+        }
+        true
+    }
+
+    /// The last steps of a plugin leaving the thread: `timer_event(ns, true)`, preserve_data,
+    /// what it injected written, its position and stats recorded.
+    fn shut_down(&self, plugin: &Loaded) {
+        match plugin.sandbox.timer_event(crate::time::now_nanos(), true) {
             Ok(()) => {
-                ctx.preserve(&plugin.config, &plugin.sandbox);
+                self.ctx.preserve(&plugin.config, &plugin.sandbox);
                 plugin.stats.set_state("stopped");
             }
-            Err(t) => ctx.terminated(&plugin.config, &t.0),
+            Err(t) => self.ctx.terminated(&plugin.config, &t.0),
         }
-    }
-    checkpoint(ctx, &name, &plugins, &reader);
-    tracing::info!("stopped");
-}
-
-/// Writes what the plugins injected, then records the reader's position.
-fn checkpoint(ctx: &Context, name: &str, plugins: &[Loaded], reader: &PartitionReader) {
-    for plugin in plugins {
         super::publish(
             &plugin.stats,
             &plugin.sandbox,
             plugin.processed,
             plugin.failures,
         );
-    }
-    for plugin in plugins {
         if let Some(appender) = plugin.sandbox.host().appender.as_ref()
             && let Err(e) = appender.flush()
         {
-            // The position stays behind, so nothing is skipped when writing works again.
             tracing::error!(plugin = %plugin.config.name, error = %e, "cannot write injected messages");
             return;
         }
+        if let Some(reader) = &self.reader {
+            self.ctx.checkpoints.set_position(
+                &plugin.config.name,
+                INPUT_TOPIC,
+                0,
+                plugin.position(reader),
+            );
+        }
     }
-    ctx.checkpoints
-        .set_position(name, INPUT_TOPIC, 0, reader.position());
-}
 
-fn run_timers(ctx: &Context, plugins: &mut Vec<Loaded>, shutdown: bool) {
-    let now = Instant::now();
-    let mut dead = false;
-    for plugin in plugins.iter_mut() {
-        let Some(interval) = plugin.interval else {
-            continue;
-        };
-        if plugin.next_timer > now {
-            continue;
-        }
-        plugin.next_timer = (plugin.next_timer + interval).max(now);
-        if let Err(t) = plugin
-            .sandbox
-            .timer_event(crate::time::now_nanos(), shutdown)
-        {
-            ctx.terminated(&plugin.config, &t.0);
-            plugin.dead = true;
-            dead = true;
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Load {
+                config,
+                from,
+                reply,
+            } => {
+                let result = self.load(config, from);
+                let _ = reply.send(result);
+            }
+            Command::Unload { name, reply } => {
+                let _ = reply.send(self.unload(&name));
+            }
         }
     }
-    if dead {
-        plugins.retain(|p| !p.dead);
+
+    /// Records the thread's position (where its reader is).
+    fn record_position(&self) {
+        if let Some(reader) = &self.reader {
+            self.ctx
+                .checkpoints
+                .set_position(&self.name, INPUT_TOPIC, 0, reader.position());
+        }
+    }
+
+    /// Removes terminated plugins; their own positions go with them (the thread's position
+    /// covers them when they are loaded again).
+    fn bury_dead(&mut self) {
+        for plugin in self.plugins.iter().filter(|p| p.dead) {
+            self.ctx.checkpoints.remove_reader(&plugin.config.name);
+        }
+        self.plugins.retain(|p| !p.dead);
+        if self.plugins.is_empty() {
+            self.reader = None;
+            self.ctx.checkpoints.remove_reader(&self.name);
+        }
+    }
+
+    /// Reads the queue until Blink stops, applying commands between messages.
+    fn run(&mut self, inbox: &mpsc::Receiver<Command>, pending: &AtomicBool) {
+        let mut since_checkpoint = 0u32;
+        while self.running.load(Ordering::Relaxed) {
+            if pending.swap(false, Ordering::Acquire) {
+                while let Ok(command) = inbox.try_recv() {
+                    self.handle(command);
+                }
+            }
+            let Some(reader) = &mut self.reader else {
+                // No plugins: nothing to read until one is loaded.
+                match inbox.recv_timeout(Duration::from_millis(100)) {
+                    Ok(command) => self.handle(command),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                continue;
+            };
+            match reader.next_record() {
+                Ok(Some(record)) => {
+                    self.process(record);
+                    since_checkpoint += 1;
+                    if since_checkpoint >= CHECKPOINT_EVERY {
+                        self.checkpoint();
+                        self.run_timers(false);
+                        since_checkpoint = 0;
+                    }
+                }
+                Ok(None) => {
+                    if since_checkpoint > 0 {
+                        self.checkpoint();
+                        since_checkpoint = 0;
+                    }
+                    self.run_timers(false);
+                    let next = self
+                        .plugins
+                        .iter()
+                        .filter(|p| p.interval.is_some())
+                        .map(|p| p.next_timer)
+                        .min();
+                    let wait = next.map_or(Duration::from_millis(100), |t| {
+                        t.saturating_duration_since(Instant::now())
+                    });
+                    if let Some(reader) = &self.reader {
+                        let _ = reader.wait(wait.min(Duration::from_millis(100)));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read {INPUT_TOPIC}; retrying in 1 s");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+        let now = crate::time::now_nanos();
+        for plugin in &self.plugins {
+            match plugin.sandbox.timer_event(now, true) {
+                Ok(()) => {
+                    self.ctx.preserve(&plugin.config, &plugin.sandbox);
+                    plugin.stats.set_state("stopped");
+                }
+                Err(t) => self.ctx.terminated(&plugin.config, &t.0),
+            }
+        }
+        self.checkpoint();
+        tracing::info!("stopped");
+    }
+
+    /// Runs one record through every plugin whose matcher accepts it.
+    fn process(&mut self, record: crate::log::batch::Record) {
+        let mut value = record.value.unwrap_or_default();
+        // Queue records were validated when written (Blink encodes injects itself; a Kafka
+        // produce into a queue is checked), and their batch CRC was checked on read.
+        let index = match MessageView::parse_trusted(&value) {
+            Ok(view) => view.index(),
+            Err(e) => {
+                tracing::warn!(offset = record.offset, error = %e, "skipping a record of {INPUT_TOPIC} that is not a Heka message");
+                return;
+            }
+        };
+        let mut dead = false;
+        for plugin in self.plugins.iter_mut() {
+            if record.offset < plugin.from
+                || !plugin
+                    .matcher
+                    .matches(&MessageView::with_index(&value, &index))
+            {
+                continue;
+            }
+            // Moved in and taken back: no reference count traffic per plugin.
+            plugin.sandbox.set_current_view(value, index);
+            let result = plugin.sandbox.process_message(());
+            let back = plugin.sandbox.take_current();
+            debug_assert!(back.is_some(), "process_message keeps the message");
+            value = back.unwrap_or_default();
+            plugin.processed += 1;
+            match result {
+                Ok((0, _)) => {}
+                Ok((_, message)) => {
+                    plugin.failures += 1;
+                    tracing::debug!(plugin = %plugin.config.name, ?message, "process_message failed");
+                }
+                Err(t) => {
+                    self.ctx.terminated(&plugin.config, &t.0);
+                    plugin.dead = true;
+                    dead = true;
+                }
+            }
+        }
+        if dead {
+            self.bury_dead();
+        }
+    }
+
+    /// Writes what the plugins injected, then records the positions of the thread and of each
+    /// plugin.
+    fn checkpoint(&self) {
+        let Some(reader) = &self.reader else {
+            return;
+        };
+        for plugin in &self.plugins {
+            super::publish(
+                &plugin.stats,
+                &plugin.sandbox,
+                plugin.processed,
+                plugin.failures,
+            );
+        }
+        for plugin in &self.plugins {
+            if let Some(appender) = plugin.sandbox.host().appender.as_ref()
+                && let Err(e) = appender.flush()
+            {
+                // The positions stay behind, so nothing is skipped when writing works again.
+                tracing::error!(plugin = %plugin.config.name, error = %e, "cannot write injected messages");
+                return;
+            }
+        }
+        for plugin in &self.plugins {
+            self.ctx.checkpoints.set_position(
+                &plugin.config.name,
+                INPUT_TOPIC,
+                0,
+                plugin.position(reader),
+            );
+        }
+        self.record_position();
+    }
+
+    fn run_timers(&mut self, shutdown: bool) {
+        let now = Instant::now();
+        let mut dead = false;
+        for plugin in self.plugins.iter_mut() {
+            let Some(interval) = plugin.interval else {
+                continue;
+            };
+            if plugin.next_timer > now {
+                continue;
+            }
+            plugin.next_timer = (plugin.next_timer + interval).max(now);
+            if let Err(t) = plugin
+                .sandbox
+                .timer_event(crate::time::now_nanos(), shutdown)
+            {
+                self.ctx.terminated(&plugin.config, &t.0);
+                plugin.dead = true;
+                dead = true;
+            }
+        }
+        if dead {
+            self.bury_dead();
+        }
     }
 }

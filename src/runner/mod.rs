@@ -17,8 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use pipeline::Pipeline;
-pub use stats::{PluginStats, Stats};
+pub use pipeline::{LoadOutcome, Pipeline};
+pub use stats::{HotloadCounters, PluginStats, Stats};
+pub use worker::Worker;
 
 use crate::checkpoint::CheckpointStore;
 use crate::log::Log;
@@ -58,7 +59,8 @@ fn publish(stats: &PluginStats, sandbox: &crate::sandbox::Sandbox, processed: u6
 }
 
 impl Context {
-    fn settings(&self, kind: PluginKind) -> SandboxSettings {
+    /// The sandbox settings for a plugin of `kind` in `hs_run`.
+    pub fn settings(&self, kind: PluginKind) -> SandboxSettings {
         SandboxSettings {
             lua_paths: self.lua_paths.clone(),
             plugin_dir: self.run_dir.join(kind.dir()),
@@ -122,10 +124,14 @@ impl Context {
 
 /// `<dir>/<stem>.err`: `YYYY-MM-DDTHH:MM:SS<TAB>error`, as Hindsight writes it.
 pub fn write_err(dir: &std::path::Path, stem: &str, message: &str) {
-    let path = dir.join(format!("{stem}.err"));
+    write_err_file(&dir.join(format!("{stem}.err")), message);
+}
+
+/// Writes an `.err` file: `YYYY-MM-DDTHH:MM:SS<TAB>error`.
+pub fn write_err_file(path: &std::path::Path, message: &str) {
     let stamp = crate::time::format_rfc3339_nanos(crate::time::now_nanos());
     let line = format!("{}\t{message}\n", &stamp[..19]);
-    if let Err(e) = std::fs::write(&path, line) {
+    if let Err(e) = std::fs::write(path, line) {
         tracing::error!(path = %path.display(), error = %e, "cannot write the plugin's .err file");
     }
 }

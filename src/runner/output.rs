@@ -18,7 +18,7 @@ use crate::log::batch::Record;
 use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, PartitionReader};
 use crate::matcher::Matcher;
 use crate::message::MessageView;
-use crate::plugin::{PluginConfig, ReadQueue};
+use crate::plugin::{InitialPosition, PluginConfig, ReadQueue};
 use crate::sandbox::Sandbox;
 
 /// What `process_message` asked for (Hindsight's output return codes).
@@ -52,12 +52,19 @@ pub struct OutputRunner {
 }
 
 impl OutputRunner {
-    pub fn start(context: &Context, config: Arc<PluginConfig>) -> std::io::Result<Self> {
+    /// Starts the output's thread; with no checkpoint it reads from `initial_position`, else
+    /// from `default`.
+    pub fn start(
+        context: &Context,
+        config: Arc<PluginConfig>,
+        default: InitialPosition,
+    ) -> std::io::Result<Self> {
         let (ctx, cfg) = (context.clone(), config.clone());
+        let start_at = config.initial_position.unwrap_or(default);
         let worker = Worker::spawn(config.name.clone(), move |running| {
             let span = tracing::info_span!("plugin", kind = "output", name = %cfg.name);
             let _entered = span.enter();
-            run_output(&ctx, &cfg, &running);
+            run_output(&ctx, &cfg, &running, start_at);
         })?;
         Ok(OutputRunner { config, worker })
     }
@@ -111,7 +118,12 @@ impl Source {
     }
 }
 
-fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool>) {
+fn run_output(
+    ctx: &Context,
+    config: &Arc<PluginConfig>,
+    running: &Arc<AtomicBool>,
+    start_at: InitialPosition,
+) {
     let matcher = match Matcher::new(config.message_matcher.as_deref().unwrap_or("TRUE")) {
         Ok(m) => m,
         Err(e) => return ctx.terminated(config, &e.to_string()),
@@ -144,7 +156,10 @@ fn run_output(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBoo
         let start = ctx
             .checkpoints
             .position(&config.name, topic, 0)
-            .unwrap_or_else(|| partition.log_start());
+            .unwrap_or_else(|| match start_at {
+                InitialPosition::Start => partition.log_start(),
+                InitialPosition::End => partition.next_offset(),
+            });
         let start = start.max(partition.log_start());
         // Recorded at once, so retention and backpressure know this reader from the start.
         ctx.checkpoints.set_position(&config.name, topic, 0, start);

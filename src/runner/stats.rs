@@ -39,10 +39,41 @@ impl PluginStats {
     }
 }
 
-/// Every plugin's counters.
+/// What the hot-load directories did since Blink started (`hotload.tsv`).
+#[derive(Debug, Default)]
+pub struct HotloadCounters {
+    /// Plugins started by a dropped cfg or code.
+    pub started: AtomicU64,
+    /// Running plugins restarted with a new cfg or code.
+    pub restarted: AtomicU64,
+    /// Plugins stopped by a `.off`.
+    pub stopped: AtomicU64,
+    /// Dropped files refused (an `.err` beside them says why).
+    pub rejected: AtomicU64,
+    /// Accepted files whose plugin then failed to start.
+    pub failed: AtomicU64,
+}
+
+impl HotloadCounters {
+    /// The counters as TSV text, one per line.
+    pub fn to_tsv(&self) -> String {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "Action\tCount\nstarted\t{}\nrestarted\t{}\nstopped\t{}\nrejected\t{}\nfailed\t{}\n",
+            n(&self.started),
+            n(&self.restarted),
+            n(&self.stopped),
+            n(&self.rejected),
+            n(&self.failed)
+        )
+    }
+}
+
+/// Every plugin's counters, and the hot-load directories'.
 #[derive(Debug, Default)]
 pub struct Stats {
     plugins: Mutex<BTreeMap<String, Arc<PluginStats>>>,
+    pub hotload: HotloadCounters,
 }
 
 impl Stats {
@@ -85,11 +116,17 @@ impl Stats {
         out
     }
 
-    /// Replaces `path` with the current table (temp file and rename: readers never see half).
-    pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("tsv.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(self.to_tsv().as_bytes())?;
-        std::fs::rename(&tmp, path)
+    /// Writes `plugins.tsv` and `hotload.tsv` in `dir`, each replaced whole (temp file and
+    /// rename: readers never see half).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        replace(&dir.join("plugins.tsv"), &self.to_tsv())?;
+        replace(&dir.join("hotload.tsv"), &self.hotload.to_tsv())
     }
+}
+
+fn replace(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tsv.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    std::fs::rename(&tmp, path)
 }

@@ -1,0 +1,251 @@
+//! Hot-load directories: files dropped into `hs_load/{input,analysis,output}/` start, restart
+//! and stop plugins while Blink runs.
+//!
+//! The directories are watched with inotify (through `notify`), and rescanned every second in
+//! case an event was missed (a full event queue, a directory replaced). A file is acted on once it
+//! has been quiet for [`QUIET`] and its size and modification time have not changed over that
+//! time, so an editor saving in place, `cp` of a large file or a cfg written in several pieces is
+//! read once, whole; temporary and editor files are ignored ([`files::classify`]). A rejected
+//! file stays in `hs_load` with an `.err` beside it and is looked at again when it changes.
+
+mod apply;
+mod files;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+
+pub use apply::err_path;
+pub use files::{Dropped, Ext, Fingerprint, classify, fingerprint};
+
+use crate::plugin::PluginKind;
+use crate::runner::{Pipeline, Worker};
+
+/// How long a file must be left alone before it is read.
+pub const QUIET: Duration = Duration::from_millis(100);
+/// How often the directories are listed as a safety net for missed events.
+const RESCAN: Duration = Duration::from_secs(1);
+
+/// The hot-load thread.
+pub struct HotLoader {
+    worker: Worker,
+}
+
+impl HotLoader {
+    /// Watches `load_dir` (creating its three directories) and applies what appears there to
+    /// `pipeline`. What is already there when it starts is applied first.
+    pub fn start(load_dir: PathBuf, pipeline: Arc<Pipeline>) -> std::io::Result<Self> {
+        for kind in PluginKind::ALL {
+            std::fs::create_dir_all(load_dir.join(kind.dir()))?;
+        }
+        let worker = Worker::spawn("blink-hotload".into(), move |running| {
+            let span = tracing::info_span!("hotload");
+            let _entered = span.enter();
+            let mut watch = Watch::new(load_dir, pipeline);
+            watch.clear_stale_errors();
+            watch.run(&running);
+        })?;
+        Ok(HotLoader { worker })
+    }
+
+    /// Stops watching (a file being applied is finished first).
+    pub fn stop(self) {
+        self.worker.stop();
+        self.worker.join();
+    }
+}
+
+/// A file seen changing, waiting to be quiet.
+struct Pending {
+    last_change: Instant,
+    fingerprint: Option<Fingerprint>,
+}
+
+struct Watch {
+    load_dir: PathBuf,
+    pipeline: Arc<Pipeline>,
+    pending: HashMap<PathBuf, Pending>,
+    /// Files rejected as they are now: not retried until they change.
+    rejected: HashMap<PathBuf, Option<Fingerprint>>,
+}
+
+impl Watch {
+    fn new(load_dir: PathBuf, pipeline: Arc<Pipeline>) -> Self {
+        Watch {
+            load_dir,
+            pipeline,
+            pending: HashMap::new(),
+            rejected: HashMap::new(),
+        }
+    }
+
+    /// `.err` files in `hs_load` from an earlier run describe files that are looked at afresh.
+    fn clear_stale_errors(&self) {
+        for kind in PluginKind::ALL {
+            let Ok(entries) = std::fs::read_dir(self.load_dir.join(kind.dir())) else {
+                continue;
+            };
+            for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+                if path.extension().is_some_and(|e| e == "err") {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, running: &std::sync::atomic::AtomicBool) {
+        use std::sync::atomic::Ordering;
+        let (events, inbox) = mpsc::channel();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let _ = events.send(event);
+        });
+        let _watcher = match watcher {
+            Ok(mut watcher) => {
+                for kind in PluginKind::ALL {
+                    let dir = self.load_dir.join(kind.dir());
+                    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; relying on rescans every {RESCAN:?}");
+                    }
+                }
+                Some(watcher)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no file watcher; relying on rescans every {RESCAN:?}");
+                None
+            }
+        };
+        tracing::info!(dir = %self.load_dir.display(), "watching for plugins to load");
+        let mut next_rescan = Instant::now();
+        while running.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            if now >= next_rescan {
+                self.rescan(now);
+                next_rescan = now + RESCAN;
+            }
+            let wake = self
+                .pending
+                .values()
+                .map(|p| p.last_change + QUIET)
+                .min()
+                .unwrap_or(next_rescan)
+                .min(next_rescan);
+            // Short enough that a stop request is seen promptly.
+            let timeout = wake
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            match inbox.recv_timeout(timeout) {
+                Ok(event) => {
+                    self.note(event);
+                    while let Ok(event) = inbox.try_recv() {
+                        self.note(event);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            }
+            self.apply_ready(Instant::now());
+        }
+    }
+
+    fn note(&mut self, event: notify::Result<notify::Event>) {
+        match event {
+            Ok(event) => {
+                let now = Instant::now();
+                for path in event.paths {
+                    self.touch(path, now);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "file watcher error; the next rescan catches up"),
+        }
+    }
+
+    /// Notes that `path` changed (or appeared) now.
+    fn touch(&mut self, path: PathBuf, now: Instant) {
+        if classify(&self.load_dir, &path).is_none() {
+            return;
+        }
+        let fingerprint = fingerprint(&path);
+        let pending = self.pending.entry(path).or_insert(Pending {
+            last_change: now,
+            fingerprint,
+        });
+        pending.last_change = now;
+        pending.fingerprint = fingerprint;
+    }
+
+    /// Lists the directories: files not pending and not rejected as they are become pending.
+    fn rescan(&mut self, now: Instant) {
+        for kind in PluginKind::ALL {
+            let Ok(entries) = std::fs::read_dir(self.load_dir.join(kind.dir())) else {
+                continue;
+            };
+            for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+                if self.pending.contains_key(&path) {
+                    continue;
+                }
+                if let Some(rejected) = self.rejected.get(&path)
+                    && *rejected == fingerprint(&path)
+                {
+                    continue;
+                }
+                self.touch(path, now);
+            }
+        }
+        self.rejected.retain(|path, _| path.exists());
+    }
+
+    /// Applies the files that have been quiet for [`QUIET`] with an unchanged fingerprint.
+    fn apply_ready(&mut self, now: Instant) {
+        let mut ready = Vec::new();
+        self.pending.retain(|path, pending| {
+            if now < pending.last_change + QUIET {
+                return true;
+            }
+            let current = fingerprint(path);
+            if current.is_none() {
+                return false; // gone (moved away, or a temporary name)
+            }
+            if current != pending.fingerprint {
+                // Still being written: wait for another quiet period.
+                pending.fingerprint = current;
+                pending.last_change = now;
+                return true;
+            }
+            ready.push(path.clone());
+            false
+        });
+        let mut ready: Vec<Dropped> = ready
+            .iter()
+            .filter_map(|p| classify(&self.load_dir, p))
+            .collect();
+        ready.sort_by(|a, b| (a.ext, &a.path).cmp(&(b.ext, &b.path)));
+        let applier = apply::Applier {
+            load_dir: &self.load_dir,
+            pipeline: &self.pipeline,
+        };
+        for file in ready {
+            if !file.path.exists() {
+                continue; // applied with another file (a cfg takes its .lua along)
+            }
+            let started = Instant::now();
+            match applier.apply(&file) {
+                Ok(()) => {
+                    self.rejected.remove(&file.path);
+                    if file.ext == Ext::Lua {
+                        // Cfgs waiting for this code are worth another look.
+                        let dir = file.path.parent().map(Path::to_owned);
+                        self.rejected.retain(|p, _| p.parent() != dir.as_deref());
+                    }
+                    tracing::debug!(file = %file.path.display(), took = ?started.elapsed(), "hot-load: applied");
+                }
+                Err(_) => {
+                    self.rejected
+                        .insert(file.path.clone(), fingerprint(&file.path));
+                }
+            }
+        }
+    }
+}

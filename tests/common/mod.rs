@@ -1,0 +1,136 @@
+//! Helpers shared by the tests that run the real binary: a workspace with `hs_run`/`hs_load`,
+//! a running `blink run` that is killed if a test fails, and waiting with a limit.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Blink(pub Child);
+
+impl Drop for Blink {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Blink {
+    pub fn kill_9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+pub fn workspace() -> Workspace {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ["input", "analysis", "output"] {
+        std::fs::create_dir_all(dir.path().join("hs_run").join(kind)).unwrap();
+        std::fs::create_dir_all(dir.path().join("hs_load").join(kind)).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("lua_modules")).unwrap();
+    std::fs::write(
+        dir.path().join("blink.toml"),
+        "output_path = \"data\"\nsandbox_run_path = \"hs_run\"\nsandbox_load_path = \"hs_load\"\nlua_path = \"lua_modules\"\nfsync_interval_ms = 100\n",
+    )
+    .unwrap();
+    Workspace { dir }
+}
+
+impl Workspace {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn plugin(&self, kind: &str, name: &str, cfg: &str, lua: &str) {
+        let dir = self.path().join("hs_run").join(kind);
+        std::fs::write(dir.join(format!("{name}.lua")), lua).unwrap();
+        std::fs::write(
+            dir.join(format!("{name}.cfg")),
+            format!("filename = \"{name}.lua\"\n{cfg}"),
+        )
+        .unwrap();
+    }
+
+    /// Starts `blink run` and waits until it says it is running. The caller stops and reaps it.
+    #[allow(clippy::zombie_processes)]
+    pub fn start(&self) -> Blink {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_blink"))
+            .args(["run", "--config", "blink.toml"])
+            .current_dir(self.path())
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains("blink is running") => {
+                    // Keep draining stderr so the child never blocks on a full pipe.
+                    std::thread::spawn(move || while rx.recv().is_ok() {});
+                    return Blink(child);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("blink run did not start");
+                }
+            }
+        }
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+
+    pub fn lines(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.file(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+pub fn sigterm(blink: &mut Blink) {
+    let child = &mut blink.0;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "blink exited with {status}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("blink did not stop after SIGTERM");
+}
+
+pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
