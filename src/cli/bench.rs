@@ -46,6 +46,16 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Hot-load: time from a cfg written to its plugin's first message, and the pause an
+    /// analysis restart causes its thread.
+    Hotload {
+        /// Loads and restarts measured; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Scratch directory (default: a new one under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 pub fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -56,12 +66,7 @@ pub fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
             runs,
             dir,
         } => {
-            let scratch = match dir {
-                Some(dir) => tempfile::Builder::new()
-                    .prefix("blink-bench-")
-                    .tempdir_in(dir)?,
-                None => tempfile::Builder::new().prefix("blink-bench-").tempdir()?,
-            };
+            let scratch = scratch_dir(dir)?;
             bench_log(scratch.path(), messages, recovery_mib, runs.max(1))?;
         }
         BenchCommand::Pipeline {
@@ -69,16 +74,27 @@ pub fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
             replays,
             dir,
         } => {
-            let scratch = match dir {
-                Some(dir) => tempfile::Builder::new()
-                    .prefix("blink-bench-")
-                    .tempdir_in(dir)?,
-                None => tempfile::Builder::new().prefix("blink-bench-").tempdir()?,
-            };
+            let scratch = scratch_dir(dir)?;
             super::bench_pipeline::bench_pipeline(scratch.path(), messages, replays.max(1))?;
+        }
+        BenchCommand::Hotload { runs, dir } => {
+            let scratch = scratch_dir(dir)?;
+            super::bench_hotload::bench_hotload(scratch.path(), runs.max(1))?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn scratch_dir(dir: Option<PathBuf>) -> std::io::Result<tempfile::TempDir> {
+    let builder = {
+        let mut b = tempfile::Builder::new();
+        b.prefix("blink-bench-");
+        b
+    };
+    match dir {
+        Some(dir) => builder.tempdir_in(dir),
+        None => builder.tempdir(),
+    }
 }
 
 /// The message gen.lua injects: Type "bench", Logger "gen", a 200-byte payload, three fields.

@@ -31,7 +31,7 @@ const OUTCOUNT_LUA: &str = include_str!("../../bench/reference-workload/outcount
 const OUTCOUNT_CFG: &str = include_str!("../../bench/reference-workload/outcount.cfg");
 
 /// Writes a run directory with the given plugins; counts set to `n`.
-fn run_dir(
+pub(super) fn run_dir(
     root: &Path,
     name: &str,
     plugins: &[(&str, &str, &str, &str)],
@@ -49,7 +49,7 @@ fn run_dir(
     Ok(dir)
 }
 
-fn context(
+pub(super) fn context(
     log: &Arc<Log>,
     checkpoints: &Arc<CheckpointStore>,
     run_dir: std::path::PathBuf,
@@ -69,7 +69,10 @@ fn context(
 }
 
 /// Polls `done` every millisecond until it holds or `limit` passes; returns when it held.
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<Instant> {
+pub(super) fn wait_until(
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) -> anyhow::Result<Instant> {
     let deadline = Instant::now() + limit;
     loop {
         if done() {

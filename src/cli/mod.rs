@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
 mod bench;
+mod bench_hotload;
 mod bench_pipeline;
 mod cat;
 mod render;

@@ -281,6 +281,7 @@ impl ThreadState<'_> {
         else {
             return self.add(config, from);
         };
+        let started = Instant::now();
         let reader = self
             .reader
             .as_ref()
@@ -298,7 +299,9 @@ impl ThreadState<'_> {
             return Err("cannot restore its preserved data".into());
         }
         new.stats.set_state("running");
-        tracing::info!(plugin = %config.name, from = position, "restarted");
+        let pause = started.elapsed();
+        self.ctx.stats.hotload.swap_pause(pause);
+        tracing::info!(plugin = %config.name, from = position, ?pause, "restarted");
         Ok(())
     }
 

@@ -243,7 +243,13 @@ impl Pipeline {
                     }
                     running.analysis.remove(&name);
                 }
-                let from = analysis::start_position(ctx, &config, None, InitialPosition::End);
+                // A plugin that ran here and was terminated resumes from its thread's position.
+                let from = analysis::start_position(
+                    ctx,
+                    &config,
+                    current.filter(|&t| t == target),
+                    InitialPosition::End,
+                );
                 let thread = match running.threads.entry(target) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => e.insert(

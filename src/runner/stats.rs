@@ -52,19 +52,32 @@ pub struct HotloadCounters {
     pub rejected: AtomicU64,
     /// Accepted files whose plugin then failed to start.
     pub failed: AtomicU64,
+    /// The last and the longest pause an analysis restart caused to its thread's other
+    /// plugins (the swap happens between two of the thread's messages), in microseconds.
+    pub last_swap_pause_us: AtomicU64,
+    pub max_swap_pause_us: AtomicU64,
 }
 
 impl HotloadCounters {
+    /// Records the pause one analysis restart caused.
+    pub fn swap_pause(&self, pause: std::time::Duration) {
+        let us = pause.as_micros() as u64;
+        self.last_swap_pause_us.store(us, Ordering::Relaxed);
+        self.max_swap_pause_us.fetch_max(us, Ordering::Relaxed);
+    }
+
     /// The counters as TSV text, one per line.
     pub fn to_tsv(&self) -> String {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "Action\tCount\nstarted\t{}\nrestarted\t{}\nstopped\t{}\nrejected\t{}\nfailed\t{}\n",
+            "Action\tCount\nstarted\t{}\nrestarted\t{}\nstopped\t{}\nrejected\t{}\nfailed\t{}\nlast_swap_pause_us\t{}\nmax_swap_pause_us\t{}\n",
             n(&self.started),
             n(&self.restarted),
             n(&self.stopped),
             n(&self.rejected),
-            n(&self.failed)
+            n(&self.failed),
+            n(&self.last_swap_pause_us),
+            n(&self.max_swap_pause_us),
         )
     }
 }
