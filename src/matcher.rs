@@ -14,8 +14,6 @@
 //! header reads as the empty string, as in lua_sandbox; an absent Pid fails every comparison.
 //! Errors name the column where parsing stopped.
 
-use lua_patterns::LuaPattern;
-
 use crate::message::{MessageView, Value};
 
 /// Why an expression is not a valid matcher.
@@ -86,19 +84,15 @@ enum NumericHeader {
 #[derive(Debug, Clone)]
 enum StringOp {
     Compare(Rel, Vec<u8>),
-    /// A Lua pattern (validated when parsed); `true` for `=~`, `false` for `!~`.
-    Pattern(Vec<u8>, bool),
+    /// A Lua pattern (checked when parsed); `true` for `=~`, `false` for `!~`.
+    Pattern(Pattern, bool),
 }
 
 impl StringOp {
     fn test(&self, value: &[u8]) -> bool {
         match self {
             StringOp::Compare(rel, expected) => rel.holds(value.cmp(expected)),
-            StringOp::Pattern(pattern, positive) => {
-                let found =
-                    LuaPattern::from_bytes_try(pattern).is_ok_and(|mut p| p.matches_bytes(value));
-                found == *positive
-            }
+            StringOp::Pattern(pattern, positive) => pattern.is_match(value) == *positive,
         }
     }
 }
@@ -363,10 +357,10 @@ impl<'a> Parser<'a> {
         let Some(pattern) = self.string()? else {
             return Err(self.error_at(at, "expected a quoted Lua pattern"));
         };
-        if let Err(e) = LuaPattern::from_bytes_try(&pattern) {
-            return Err(self.error_at(at, format!("bad Lua pattern: {e:?}")));
+        match Pattern::new(&pattern) {
+            Ok(pattern) => Ok(StringOp::Pattern(pattern, positive)),
+            Err(e) => Err(self.error_at(at, format!("bad Lua pattern: {e}"))),
         }
-        Ok(StringOp::Pattern(pattern, positive))
     }
 
     fn relational(&mut self) -> Result<Rel, MatcherError> {
@@ -648,5 +642,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+mod pattern;
 #[cfg(test)]
 mod tests;
+
+use pattern::Pattern;

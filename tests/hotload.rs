@@ -371,3 +371,79 @@ fn initial_position_start_replays_history_beside_a_live_plugin() {
     );
     sigterm(&mut blink);
 }
+
+/// Counts what it processed in a preserved global, and tags the count with its version.
+fn counter(version: &str) -> String {
+    format!(
+        r#"
+seen = 0
+function process_message()
+    seen = seen + 1
+    inject_message({{Type = "{version}", Payload = tostring(seen)}})
+    return 0
+end
+"#
+    )
+}
+
+#[test]
+fn preserved_data_carries_across_a_hot_restart() {
+    let w = workspace();
+    steady_pipeline(&w);
+    w.plugin(
+        "analysis",
+        "count",
+        "message_matcher = 'Type == \"seq\"'\nprocess_message_inject_limit = 1\npreserve_data = true",
+        &counter("v1"),
+    );
+    let mut blink = w.start();
+    wait_for("v1 to count", WAIT, || {
+        tagged(&w).get("v1").is_some_and(|s| s.len() >= 200)
+    });
+    std::fs::write(load_path(&w, "analysis", "count.lua"), counter("v2")).unwrap();
+    wait_for("v2 to count", WAIT, || tagged(&w).contains_key("v2"));
+    let t = tagged(&w);
+    assert_eq!(
+        t["v2"][0],
+        t["v1"].last().unwrap() + 1,
+        "the count went on from the old instance's"
+    );
+    sigterm(&mut blink);
+}
+
+#[test]
+fn moving_a_plugin_to_another_thread_loses_and_repeats_nothing() {
+    let w = workspace();
+    let toml = w.file("blink.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str("analysis_threads = 2\n");
+    std::fs::write(&toml, text).unwrap();
+    steady_pipeline(&w);
+    let cfg = |thread: u32| {
+        format!(
+            "message_matcher = 'Type == \"seq\"'\nprocess_message_inject_limit = 1\nthread = {thread}\n"
+        )
+    };
+    w.plugin("analysis", "tag", &cfg(0), &tagger("v1"));
+    let mut blink = w.start();
+    wait_for("v1 to process", WAIT, || {
+        tagged(&w).get("v1").is_some_and(|s| s.len() >= 200)
+    });
+    std::fs::write(
+        load_path(&w, "analysis", "tag.cfg"),
+        format!("filename = 'tag.lua'\n{}", cfg(1)),
+    )
+    .unwrap();
+    wait_for("the cfg to move", WAIT, || {
+        !load_path(&w, "analysis", "tag.cfg").exists()
+    });
+    let at_move = tagged(&w)["v1"].len();
+    wait_for("more output", WAIT, || {
+        tagged(&w)["v1"].len() >= at_move + 400
+    });
+    assert!(
+        consecutive(&tagged(&w)["v1"]),
+        "a message was skipped or repeated across the move"
+    );
+    sigterm(&mut blink);
+}
