@@ -231,7 +231,7 @@ fn bad_files_are_refused_and_the_running_instance_keeps_running() {
 }
 
 #[test]
-fn a_cfg_written_in_pieces_is_loaded_once_whole() {
+fn a_cfg_written_in_pieces_or_renamed_into_place_is_loaded_once_whole() {
     let w = workspace();
     steady_pipeline(&w);
     std::fs::write(run_path(&w, "analysis", "tag.lua"), tagger("v1")).unwrap();
@@ -249,9 +249,23 @@ fn a_cfg_written_in_pieces_is_loaded_once_whole() {
         std::thread::sleep(Duration::from_millis(30));
     }
     wait_for("v1 to process", WAIT, || tagged(&w).contains_key("v1"));
+
+    // Written under a temporary name, then renamed into place: only the final name counts.
+    let tmp = load_path(&w, "analysis", ".tag2.cfg.swp");
+    std::fs::write(
+        &tmp,
+        "filename = 'tag.lua'\nmessage_matcher = 'Type == \"none\"'\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(tmp.exists(), "a temporary file was acted on");
+    std::fs::rename(&tmp, load_path(&w, "analysis", "tag2.cfg")).unwrap();
+    wait_for("tag2 to move", WAIT, || {
+        run_path(&w, "analysis", "tag2.cfg").exists()
+    });
     wait_for("the stats", WAIT, || {
         std::fs::read_to_string(w.file("data/hotload.tsv"))
-            .is_ok_and(|t| t.contains("started\t1\n"))
+            .is_ok_and(|t| t.contains("started\t2\n"))
     });
     let stats = std::fs::read_to_string(w.file("data/hotload.tsv")).unwrap();
     assert!(
