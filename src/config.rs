@@ -84,9 +84,43 @@ pub struct Config {
     pub batch_messages: usize,
     /// Bytes per batch at most.
     pub batch_bytes: usize,
+    /// The Kafka protocol server (`[kafka]`).
+    pub kafka: KafkaConfig,
     /// Where this configuration was read from, for error messages.
     #[serde(skip)]
     pub source: PathBuf,
+}
+
+/// `[kafka]`: the Kafka wire protocol server over the log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Address to listen on; empty turns the server off. Port 0 picks a free port (logged).
+    pub listen: String,
+    /// Host name or IPv4 address clients are told to connect to; empty = the listen address
+    /// (127.0.0.1 when listening on all addresses).
+    pub advertised_host: String,
+    /// Create a topic a client asks for (Metadata or Produce) if it does not exist.
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic.
+    pub default_partitions: u32,
+    /// Largest request frame accepted; a larger one closes its connection.
+    pub max_request_bytes: usize,
+    /// Connections served at once; more are closed at once (and logged).
+    pub max_connections: usize,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            listen: "127.0.0.1:9092".into(),
+            advertised_host: String::new(),
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_request_bytes: 100 << 20,
+            max_connections: 1024,
+        }
+    }
 }
 
 impl Default for Config {
@@ -109,6 +143,7 @@ impl Default for Config {
             linger_ms: 1,
             batch_messages: 4096,
             batch_bytes: 1 << 20,
+            kafka: KafkaConfig::default(),
             source: PathBuf::from("<defaults>"),
         }
     }
@@ -185,6 +220,22 @@ impl Config {
         }
         if self.batch_bytes < self.max_message_size as usize {
             return invalid("batch_bytes", "must be at least max_message_size");
+        }
+        let kafka = &self.kafka;
+        if !kafka.listen.is_empty() && kafka.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid(
+                "kafka.listen",
+                "must be an IP address and port, like \"127.0.0.1:9092\", or \"\" for no server",
+            );
+        }
+        if kafka.default_partitions == 0 || kafka.default_partitions > 10_000 {
+            return invalid("kafka.default_partitions", "must be between 1 and 10000");
+        }
+        if kafka.max_request_bytes < 1024 {
+            return invalid("kafka.max_request_bytes", "must be at least 1024");
+        }
+        if kafka.max_connections == 0 {
+            return invalid("kafka.max_connections", "must be at least 1");
         }
         Ok(())
     }

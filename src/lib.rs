@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod durability;
 pub mod hotload;
+pub mod kafka;
 pub mod log;
 pub mod matcher;
 pub mod message;

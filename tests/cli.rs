@@ -148,15 +148,17 @@ fn test_log() -> TestLog {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = dir.path().join("blink.toml");
-    // Its own empty hs_run, so `blink run` does not start the repository's example plugins.
+    // Its own empty hs_run and hs_load, so `blink run` does not start the repository's example
+    // plugins, and a Kafka port of its own.
     let run = dir.path().join("hs_run");
     for kind in ["input", "analysis", "output"] {
         std::fs::create_dir_all(run.join(kind)).unwrap();
     }
     let text = format!(
-        "output_path = {:?}\nsandbox_run_path = {:?}\n",
+        "output_path = {:?}\nsandbox_run_path = {:?}\nsandbox_load_path = {:?}\n[kafka]\nlisten = \"127.0.0.1:0\"\n",
         data.to_str().unwrap(),
-        run.to_str().unwrap()
+        run.to_str().unwrap(),
+        dir.path().join("hs_load").to_str().unwrap()
     );
     std::fs::write(&config, text).unwrap();
     TestLog { dir, config }

@@ -429,9 +429,8 @@ fn preserved_data_carries_across_a_hot_restart() {
 fn moving_a_plugin_to_another_thread_loses_and_repeats_nothing() {
     let w = workspace();
     let toml = w.file("blink.toml");
-    let mut text = std::fs::read_to_string(&toml).unwrap();
-    text.push_str("analysis_threads = 2\n");
-    std::fs::write(&toml, text).unwrap();
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("analysis_threads = 2\n{text}")).unwrap();
     steady_pipeline(&w);
     let cfg = |thread: u32| {
         format!(

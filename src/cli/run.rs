@@ -11,6 +11,7 @@ use blink::checkpoint::CheckpointStore;
 use blink::config::Config;
 use blink::durability::Durability;
 use blink::hotload::HotLoader;
+use blink::kafka::KafkaServer;
 use blink::log::Log;
 use blink::runner::{Context, Pipeline, Stats};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -52,6 +53,20 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         stats: Arc::new(Stats::default()),
         backpressure: config.backpressure,
     };
+    // Before the plugins: a client may produce as soon as Blink says it runs.
+    let kafka = if config.kafka.listen.is_empty() {
+        None
+    } else {
+        Some(
+            KafkaServer::start(&config.kafka, log.clone()).with_context(|| {
+                format!(
+                    "{}: [kafka] listen = {:?}: cannot listen there",
+                    config.source.display(),
+                    config.kafka.listen
+                )
+            })?,
+        )
+    };
     let stats = context.stats.clone();
     let stats_dir = config.output_path.clone();
     let pipeline = Arc::new(
@@ -79,6 +94,9 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("stopping: inputs, then analysis, then outputs");
     hotload.stop();
+    if let Some(kafka) = kafka {
+        kafka.stop();
+    }
     pipeline.stop();
     durability.stop().context("final sync and checkpoint")?;
     if let Err(e) = stats.write(&stats_dir) {

@@ -38,7 +38,7 @@ pub fn workspace() -> Workspace {
     std::fs::create_dir_all(dir.path().join("lua_modules")).unwrap();
     std::fs::write(
         dir.path().join("blink.toml"),
-        "output_path = \"data\"\nsandbox_run_path = \"hs_run\"\nsandbox_load_path = \"hs_load\"\nlua_path = \"lua_modules\"\nfsync_interval_ms = 100\n",
+        "output_path = \"data\"\nsandbox_run_path = \"hs_run\"\nsandbox_load_path = \"hs_load\"\nlua_path = \"lua_modules\"\nfsync_interval_ms = 100\n[kafka]\nlisten = \"127.0.0.1:0\"\n",
     )
     .unwrap();
     Workspace { dir }

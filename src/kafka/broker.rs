@@ -1,0 +1,138 @@
+//! The broker: decodes a request, runs its API, encodes the answer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use super::produce::Producers;
+use super::versions;
+use crate::config::KafkaConfig;
+use crate::log::Log;
+
+/// What a connection does with a request's outcome.
+pub enum Reply {
+    /// Send this frame body (response header and body).
+    Frame(BytesMut),
+    /// Send nothing (a Produce with acks=0).
+    Nothing,
+    /// Close the connection; the reason is logged.
+    Close(String),
+}
+
+/// The state every connection shares.
+pub struct Broker {
+    pub(super) config: KafkaConfig,
+    pub(super) host: StrBytes,
+    pub(super) port: i32,
+    pub(super) log: Arc<Log>,
+    pub(super) producers: Producers,
+}
+
+impl Broker {
+    pub fn new(config: KafkaConfig, address: SocketAddr, log: Arc<Log>) -> Self {
+        let host = super::config_host(&config, address);
+        Broker {
+            config,
+            host: StrBytes::from_string(host),
+            port: address.port() as i32,
+            log,
+            producers: Producers::new(),
+        }
+    }
+
+    pub fn max_request_bytes(&self) -> usize {
+        self.config.max_request_bytes
+    }
+
+    /// Answers one request frame (without its length prefix).
+    pub async fn handle(self: &Arc<Self>, frame: Bytes, peer: SocketAddr) -> Reply {
+        let key = i16::from_be_bytes([frame[0], frame[1]]);
+        let version = i16::from_be_bytes([frame[2], frame[3]]);
+        let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        let Ok(api) = ApiKey::try_from(key) else {
+            return Reply::Close(format!("unknown API key {key}"));
+        };
+        if !versions::supports(api, version) {
+            if api == ApiKey::ApiVersions {
+                // KIP-511: a v0 answer listing what is supported, so the client can step down.
+                return Reply::Frame(versions::unsupported(correlation));
+            }
+            return Reply::Close(format!(
+                "{api:?} v{version} is not supported (ApiVersions lists what is)"
+            ));
+        }
+        let mut body = frame;
+        let header = match RequestHeader::decode(&mut body, api.request_header_version(version)) {
+            Ok(h) => h,
+            Err(e) => return Reply::Close(format!("{api:?} v{version}: bad request header: {e}")),
+        };
+        let request = match RequestKind::decode(api, &mut body, version) {
+            Ok(r) => r,
+            Err(e) => return Reply::Close(format!("{api:?} v{version}: cannot decode: {e}")),
+        };
+        tracing::trace!(%peer, ?api, version, client = ?header.client_id, "kafka request");
+        let response = match request {
+            RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::response()),
+            RequestKind::Metadata(r) => {
+                match self.blocking(move |b| b.metadata(r, version)).await {
+                    Ok(r) => ResponseKind::Metadata(r),
+                    Err(e) => return Reply::Close(e),
+                }
+            }
+            RequestKind::CreateTopics(r) => {
+                match self.blocking(move |b| b.create_topics(r)).await {
+                    Ok(r) => ResponseKind::CreateTopics(r),
+                    Err(e) => return Reply::Close(e),
+                }
+            }
+            RequestKind::InitProducerId(r) => {
+                ResponseKind::InitProducerId(self.init_producer_id(&r))
+            }
+            RequestKind::Produce(r) => {
+                let acks = r.acks;
+                let response = match self.blocking(move |b| b.produce(r)).await {
+                    Ok(r) => r,
+                    Err(e) => return Reply::Close(e),
+                };
+                if acks == 0 {
+                    return Reply::Nothing;
+                }
+                ResponseKind::Produce(response)
+            }
+            RequestKind::Fetch(r) => ResponseKind::Fetch(self.fetch(r, version).await),
+            RequestKind::ListOffsets(r) => match self.blocking(move |b| b.list_offsets(r)).await {
+                Ok(r) => ResponseKind::ListOffsets(r),
+                Err(e) => return Reply::Close(e),
+            },
+            _ => return Reply::Close(format!("{api:?} is not served")),
+        };
+        encode(&response, version, correlation)
+    }
+
+    /// Runs `f` on tokio's blocking pool: everything that reads or writes the log.
+    pub(super) async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Broker) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || f(&broker))
+            .await
+            .map_err(|e| format!("request handler failed: {e}"))
+    }
+}
+
+/// Response header and body.
+fn encode(response: &ResponseKind, version: i16, correlation: i32) -> Reply {
+    let mut out = BytesMut::with_capacity(256);
+    let header = ResponseHeader::default().with_correlation_id(correlation);
+    let encoded = header
+        .encode(&mut out, response.header_version(version))
+        .and_then(|()| response.encode(&mut out, version));
+    match encoded {
+        Ok(()) => Reply::Frame(out),
+        Err(e) => Reply::Close(format!("cannot encode the response: {e}")),
+    }
+}

@@ -1,0 +1,230 @@
+//! Fetch (with long polling) and ListOffsets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+};
+
+use super::broker::Broker;
+use super::codes;
+use crate::log::batch::{Batch, BatchHeader, Compression};
+use crate::log::{Partition, read_batches};
+
+/// ListOffsets' special timestamps.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+impl Broker {
+    /// Answers once `min_bytes` are there or `max_wait_ms` has passed. The log's generation is
+    /// taken before each look, so an append landing between the look and the wait still ends
+    /// the wait.
+    pub(super) async fn fetch(
+        self: &Arc<Self>,
+        request: FetchRequest,
+        _version: i16,
+    ) -> FetchResponse {
+        let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+        let request = Arc::new(request);
+        loop {
+            let notifier = self.log.notifier();
+            let generation = notifier.generation();
+            let looked = request.clone();
+            let (response, bytes, errors) =
+                match self.blocking(move |b| b.read_fetch(&looked)).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "kafka: fetch failed");
+                        return FetchResponse::default()
+                            .with_error_code(codes::UNKNOWN_SERVER_ERROR);
+                    }
+                };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if bytes >= request.min_bytes.max(1) as usize || errors || left.is_zero() {
+                return response;
+            }
+            let waited = self
+                .blocking(move |_| notifier.wait_past(generation, left))
+                .await;
+            if waited.is_err() {
+                return response;
+            }
+        }
+    }
+
+    /// One look at every requested partition: the response, its record bytes, and whether any
+    /// partition answered with an error (answered at once, as Kafka does).
+    fn read_fetch(&self, request: &FetchRequest) -> (FetchResponse, usize, bool) {
+        let mut budget = request.max_bytes.max(0) as usize;
+        let mut total = 0usize;
+        let mut errors = false;
+        let topics = request
+            .topics
+            .iter()
+            .map(|topic| {
+                let name = topic.topic.0.to_string();
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let data = PartitionData::default()
+                            .with_partition_index(p.partition)
+                            .with_preferred_read_replica(BrokerId(-1))
+                            .with_aborted_transactions(Some(Vec::new()));
+                        let partition = u32::try_from(p.partition)
+                            .ok()
+                            .and_then(|i| self.log.partition(&name, i).ok());
+                        let Some(partition) = partition else {
+                            errors = true;
+                            return data
+                                .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
+                                .with_high_watermark(-1)
+                                .with_last_stable_offset(-1)
+                                .with_log_start_offset(-1);
+                        };
+                        let (start, end) = (partition.log_start(), partition.next_offset());
+                        let data = data
+                            .with_high_watermark(end)
+                            .with_last_stable_offset(end)
+                            .with_log_start_offset(start);
+                        if p.fetch_offset < start || p.fetch_offset > end {
+                            errors = true;
+                            return data.with_error_code(codes::OFFSET_OUT_OF_RANGE);
+                        }
+                        // The first batch is always whole, even past the limits, so a client
+                        // can make progress; after it, the limits hold.
+                        let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
+                        let records = if p.fetch_offset < end {
+                            match read_batches(&partition, p.fetch_offset, limit.max(1)) {
+                                Ok(batches) => concat(batches, limit, total == 0),
+                                Err(e) => {
+                                    tracing::error!(topic = %name, partition = p.partition, error = %e, "kafka: cannot read for a fetch");
+                                    errors = true;
+                                    return data.with_error_code(codes::KAFKA_STORAGE_ERROR);
+                                }
+                            }
+                        } else {
+                            Bytes::new()
+                        };
+                        total += records.len();
+                        budget = budget.saturating_sub(records.len());
+                        data.with_records(Some(records))
+                    })
+                    .collect();
+                FetchableTopicResponse::default()
+                    .with_topic(topic.topic.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        (
+            FetchResponse::default().with_responses(topics),
+            total,
+            errors,
+        )
+    }
+
+    pub(super) fn list_offsets(&self, request: ListOffsetsRequest) -> ListOffsetsResponse {
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let name = topic.name.0.to_string();
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        // leader_epoch stays -1 (unknown): older versions cannot carry it.
+                        let answer = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index);
+                        let partition = u32::try_from(p.partition_index)
+                            .ok()
+                            .and_then(|i| self.log.partition(&name, i).ok());
+                        let Some(partition) = partition else {
+                            return answer
+                                .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
+                                .with_offset(-1)
+                                .with_timestamp(-1);
+                        };
+                        let (offset, timestamp) = match p.timestamp {
+                            LATEST => (partition.next_offset(), -1),
+                            EARLIEST => (partition.log_start(), -1),
+                            t if t >= 0 => match offset_for_time(&partition, t) {
+                                Ok(found) => found,
+                                Err(e) => {
+                                    tracing::error!(topic = %name, error = %e, "kafka: cannot search by time");
+                                    return answer.with_error_code(codes::KAFKA_STORAGE_ERROR);
+                                }
+                            },
+                            // -3 (max timestamp) and others: not kept; say "none".
+                            _ => (-1, -1),
+                        };
+                        answer.with_offset(offset).with_timestamp(timestamp)
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        ListOffsetsResponse::default().with_topics(topics)
+    }
+}
+
+/// Joins batches into one records field, stopping before the limit (but always keeping the
+/// first batch when `first_in_response`).
+fn concat(batches: Vec<Bytes>, limit: usize, first_in_response: bool) -> Bytes {
+    if batches.len() == 1 {
+        let only = batches.into_iter().next().expect("one batch");
+        return if first_in_response || only.len() <= limit {
+            only
+        } else {
+            Bytes::new()
+        };
+    }
+    let mut out = BytesMut::new();
+    for batch in batches {
+        if out.len() + batch.len() > limit && !(out.is_empty() && first_in_response) {
+            break;
+        }
+        out.extend_from_slice(&batch);
+    }
+    out.freeze()
+}
+
+/// The first offset whose record timestamp is at or after `t` (ms), with that timestamp; (-1,
+/// -1) if none. Batches are skipped by their max timestamp; in a compressed batch the batch's
+/// first offset is the answer.
+fn offset_for_time(partition: &Arc<Partition>, t: i64) -> Result<(i64, i64), crate::log::LogError> {
+    let mut offset = partition.log_start();
+    loop {
+        let batches = read_batches(partition, offset, 1 << 20)?;
+        if batches.is_empty() {
+            return Ok((-1, -1));
+        }
+        for bytes in batches {
+            let header = BatchHeader::parse(&bytes)?;
+            offset = header.next_offset();
+            if header.max_timestamp < t {
+                continue;
+            }
+            if header.compression() != Compression::None {
+                return Ok((header.base_offset, header.max_timestamp));
+            }
+            for record in Batch::new(header, bytes).records()? {
+                let record = record?;
+                if record.timestamp >= t {
+                    return Ok((record.offset, record.timestamp));
+                }
+            }
+        }
+        if offset >= partition.next_offset() {
+            return Ok((-1, -1));
+        }
+    }
+}

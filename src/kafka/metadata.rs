@@ -1,0 +1,156 @@
+//! Metadata and CreateTopics: which topics and partitions exist, and making new ones.
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::broker::Broker;
+use super::codes;
+use crate::log::{LogError, validate_topic_name};
+
+/// Blink is a cluster of one broker, node 0.
+const NODE: BrokerId = BrokerId(0);
+const CLUSTER_ID: &str = "blink";
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+impl Broker {
+    pub(super) fn metadata(&self, request: MetadataRequest, version: i16) -> MetadataResponse {
+        let wanted: Option<Vec<String>> = match request.topics {
+            None => None,
+            // v0 has no null: an empty list means every topic.
+            Some(list) if version == 0 && list.is_empty() => None,
+            Some(list) => Some(
+                list.into_iter()
+                    .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                    .collect(),
+            ),
+        };
+        let may_create =
+            self.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+        let names = match wanted {
+            None => self.log.topics().into_iter().map(|(n, _)| n).collect(),
+            Some(names) => names,
+        };
+        let topics = names
+            .iter()
+            .map(|name| self.topic_metadata(name, may_create))
+            .collect();
+        MetadataResponse::default()
+            .with_brokers(vec![
+                MetadataResponseBroker::default()
+                    .with_node_id(NODE)
+                    .with_host(self.host.clone())
+                    .with_port(self.port),
+            ])
+            .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
+            .with_controller_id(NODE)
+            .with_topics(topics)
+    }
+
+    fn topic_metadata(&self, name: &str, may_create: bool) -> MetadataResponseTopic {
+        let topic = MetadataResponseTopic::default().with_name(Some(topic_name(name)));
+        if validate_topic_name(name).is_err() {
+            return topic.with_error_code(codes::INVALID_TOPIC_EXCEPTION);
+        }
+        let mut partitions = self.log.partitions(name);
+        if partitions.is_none() && may_create {
+            match self.log.create_topic(name, self.config.default_partitions) {
+                Ok(()) => tracing::info!(
+                    topic = name,
+                    partitions = self.config.default_partitions,
+                    "kafka: topic created on request"
+                ),
+                Err(LogError::TopicExists(_)) => {}
+                Err(e) => {
+                    tracing::error!(topic = name, error = %e, "kafka: cannot create topic");
+                    return topic.with_error_code(codes::KAFKA_STORAGE_ERROR);
+                }
+            }
+            partitions = self.log.partitions(name);
+        }
+        let Some(partitions) = partitions else {
+            return topic.with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION);
+        };
+        topic.with_partitions(
+            (0..partitions.len() as i32)
+                .map(|i| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(i)
+                        .with_leader_id(NODE)
+                        .with_leader_epoch(0)
+                        .with_replica_nodes(vec![NODE])
+                        .with_isr_nodes(vec![NODE])
+                })
+                .collect(),
+        )
+    }
+
+    pub(super) fn create_topics(&self, request: CreateTopicsRequest) -> CreateTopicsResponse {
+        let results = request
+            .topics
+            .into_iter()
+            .map(|t| {
+                let name = t.name.0.to_string();
+                let partitions = if t.num_partitions == -1 {
+                    self.config.default_partitions as i32
+                } else {
+                    t.num_partitions
+                };
+                let result = CreatableTopicResult::default()
+                    .with_name(t.name)
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1);
+                let fail = |code, message: String| {
+                    result
+                        .clone()
+                        .with_error_code(code)
+                        .with_error_message(Some(StrBytes::from_string(message)))
+                };
+                if let Err(e) = validate_topic_name(&name) {
+                    return fail(codes::INVALID_TOPIC_EXCEPTION, e.to_string());
+                }
+                if !(1..=10_000).contains(&partitions) {
+                    return fail(
+                        codes::INVALID_PARTITIONS,
+                        format!("{partitions} partitions: 1 to 10000 are possible"),
+                    );
+                }
+                if !matches!(t.replication_factor, -1 | 1) {
+                    return fail(
+                        codes::INVALID_REPLICATION_FACTOR,
+                        format!(
+                            "replication factor {}: Blink is one broker, so only 1",
+                            t.replication_factor
+                        ),
+                    );
+                }
+                if self.log.partitions(&name).is_some() {
+                    return fail(codes::TOPIC_ALREADY_EXISTS, format!("{name} exists"));
+                }
+                if request.validate_only {
+                    return result;
+                }
+                match self.log.create_topic(&name, partitions as u32) {
+                    Ok(()) => {
+                        tracing::info!(topic = %name, partitions, "kafka: topic created");
+                        result
+                    }
+                    Err(LogError::TopicExists(_)) => {
+                        fail(codes::TOPIC_ALREADY_EXISTS, format!("{name} exists"))
+                    }
+                    Err(e) => fail(codes::KAFKA_STORAGE_ERROR, e.to_string()),
+                }
+            })
+            .collect();
+        CreateTopicsResponse::default().with_topics(results)
+    }
+}

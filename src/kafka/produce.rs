@@ -1,0 +1,326 @@
+//! Produce and InitProducerId: batches are checked (framing, CRC, Heka values for the queues,
+//! idempotent producers' sequence numbers) and stored as the producer sent them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::broker::Broker;
+use super::codes;
+use crate::log::batch::{self, Batch, BatchHeader, Compression};
+use crate::log::{Partition, is_queue};
+use crate::message::MessageView;
+
+/// Batches remembered per producer and partition, to recognise a retried one (as Kafka does).
+const REMEMBERED_BATCHES: usize = 5;
+
+/// Idempotent producers: ids handed out, and the last batches each wrote to each partition.
+pub struct Producers {
+    next_id: AtomicI64,
+    /// (producer id, topic, partition) → its recent batches. One lock: a producer's batches to a
+    /// partition are checked and appended in one step.
+    sequences: Mutex<HashMap<(i64, String, i32), Sequence>>,
+}
+
+#[derive(Debug, Default)]
+struct Sequence {
+    epoch: i16,
+    /// (first sequence, last sequence, base offset written), oldest first.
+    recent: VecDeque<(i32, i32, i64)>,
+}
+
+impl Producers {
+    pub fn new() -> Self {
+        // Ids from the clock, so ids handed out before a restart are not handed out again.
+        let start = crate::time::now_nanos() / 1_000_000 * 1000;
+        Producers {
+            next_id: AtomicI64::new(start),
+            sequences: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// One partition's outcome.
+struct Outcome {
+    code: i16,
+    base_offset: i64,
+    message: Option<String>,
+    record_errors: Vec<(i32, String)>,
+}
+
+impl Outcome {
+    fn error(code: i16, message: impl Into<String>) -> Self {
+        Outcome {
+            code,
+            base_offset: -1,
+            message: Some(message.into()),
+            record_errors: Vec::new(),
+        }
+    }
+}
+
+/// The batches of a partition's `records`, each checked (framing, magic, CRC).
+fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, Outcome> {
+    let mut out = Vec::new();
+    let mut rest = records.clone();
+    while !rest.is_empty() {
+        let header = BatchHeader::parse(&rest)
+            .map_err(|e| Outcome::error(codes::CORRUPT_MESSAGE, e.to_string()))?;
+        if header.total_len() > rest.len() {
+            return Err(Outcome::error(
+                codes::CORRUPT_MESSAGE,
+                format!(
+                    "a batch of {} bytes is cut at {}",
+                    header.total_len(),
+                    rest.len()
+                ),
+            ));
+        }
+        let bytes = rest.split_to(header.total_len());
+        batch::verify(&bytes).map_err(|e| Outcome::error(codes::CORRUPT_MESSAGE, e.to_string()))?;
+        out.push((header, bytes));
+    }
+    if out.is_empty() {
+        return Err(Outcome::error(codes::CORRUPT_MESSAGE, "no record batch"));
+    }
+    Ok(out)
+}
+
+/// The queues take only Heka messages: every value must decode, or nothing is written.
+fn check_heka(header: &BatchHeader, bytes: &Bytes, index: usize) -> Result<(), Outcome> {
+    if header.compression() != Compression::None {
+        return Err(Outcome::error(
+            codes::INVALID_RECORD,
+            "batches for blink.input and blink.analysis must be uncompressed, so that every \
+             value can be checked as a Heka message",
+        ));
+    }
+    let batch = Batch::new(*header, bytes.clone());
+    let records = batch
+        .records()
+        .map_err(|e| Outcome::error(codes::CORRUPT_MESSAGE, e.to_string()))?;
+    let mut errors = Vec::new();
+    for (i, record) in records.enumerate() {
+        let record = record.map_err(|e| Outcome::error(codes::CORRUPT_MESSAGE, e.to_string()))?;
+        let value = record.value.unwrap_or_default();
+        if let Err(e) = MessageView::parse(&value) {
+            errors.push((i as i32, e.to_string()));
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(Outcome {
+        code: codes::INVALID_RECORD,
+        base_offset: -1,
+        message: Some(format!(
+            "batch {index}: {} record(s) are not Heka messages",
+            errors.len()
+        )),
+        record_errors: errors,
+    })
+}
+
+impl Broker {
+    pub(super) fn init_producer_id(
+        &self,
+        request: &InitProducerIdRequest,
+    ) -> InitProducerIdResponse {
+        if request.transactional_id.is_some() {
+            return InitProducerIdResponse::default()
+                .with_error_code(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+        }
+        let id = self.producers.next_id.fetch_add(1, Ordering::Relaxed);
+        InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0)
+    }
+
+    pub(super) fn produce(&self, request: ProduceRequest) -> ProduceResponse {
+        let transactional = request.transactional_id.is_some();
+        let responses = request
+            .topic_data
+            .into_iter()
+            .map(|topic| {
+                let name = topic.name.0.to_string();
+                let partitions = topic
+                    .partition_data
+                    .into_iter()
+                    .map(|p| {
+                        let outcome = if transactional {
+                            Outcome::error(
+                                codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                                "Blink does not support transactions",
+                            )
+                        } else {
+                            self.produce_partition(&name, p.index, p.records)
+                        };
+                        let log_start = self
+                            .log
+                            .partition(&name, p.index as u32)
+                            .map_or(-1, |p| p.log_start());
+                        PartitionProduceResponse::default()
+                            .with_index(p.index)
+                            .with_error_code(outcome.code)
+                            .with_base_offset(outcome.base_offset)
+                            .with_log_append_time_ms(-1)
+                            .with_log_start_offset(log_start)
+                            .with_error_message(outcome.message.map(StrBytes::from_string))
+                            .with_record_errors(
+                                outcome
+                                    .record_errors
+                                    .into_iter()
+                                    .map(|(i, m)| {
+                                        BatchIndexAndErrorMessage::default()
+                                            .with_batch_index(i)
+                                            .with_batch_index_error_message(Some(
+                                                StrBytes::from_string(m),
+                                            ))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                TopicProduceResponse::default()
+                    .with_name(topic.name)
+                    .with_partition_responses(partitions)
+            })
+            .collect();
+        ProduceResponse::default().with_responses(responses)
+    }
+
+    fn produce_partition(&self, topic: &str, index: i32, records: Option<Bytes>) -> Outcome {
+        let partition = u32::try_from(index)
+            .ok()
+            .and_then(|i| self.log.partition(topic, i).ok());
+        let Some(partition) = partition else {
+            return Outcome::error(
+                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("{topic}-{index} does not exist"),
+            );
+        };
+        let Some(records) = records else {
+            return Outcome::error(codes::CORRUPT_MESSAGE, "no records");
+        };
+        let batches = match split_batches(&records) {
+            Ok(b) => b,
+            Err(o) => return o,
+        };
+        let max = self.log.config().segment_bytes as usize;
+        for (i, (header, bytes)) in batches.iter().enumerate() {
+            if bytes.len() > max {
+                return Outcome::error(
+                    codes::MESSAGE_TOO_LARGE,
+                    format!(
+                        "a batch of {} bytes is larger than a segment ({max})",
+                        bytes.len()
+                    ),
+                );
+            }
+            if is_queue(topic)
+                && let Err(o) = check_heka(header, bytes, i)
+            {
+                return o;
+            }
+        }
+        let mut first = None;
+        for (header, bytes) in batches {
+            let base = match self.append(&partition, topic, index, &header, &bytes) {
+                Ok(base) => base,
+                Err(o) => return o,
+            };
+            first.get_or_insert(base);
+        }
+        Outcome {
+            code: codes::NONE,
+            base_offset: first.unwrap_or(-1),
+            message: None,
+            record_errors: Vec::new(),
+        }
+    }
+
+    /// Appends one batch; for an idempotent producer, checks its sequence first (a batch it
+    /// already wrote is answered with the offset it got then, and not written again).
+    fn append(
+        &self,
+        partition: &Partition,
+        topic: &str,
+        index: i32,
+        header: &BatchHeader,
+        bytes: &Bytes,
+    ) -> Result<i64, Outcome> {
+        let write =
+            || {
+                let mut batch = bytes.to_vec();
+                partition.append(&mut batch).map(|a| a.base_offset).map_err(|e| {
+                tracing::error!(topic, partition = index, error = %e, "kafka: produce failed");
+                Outcome::error(codes::KAFKA_STORAGE_ERROR, e.to_string())
+            })
+            };
+        if header.producer_id < 0 {
+            return write();
+        }
+        let first = header.base_sequence;
+        let last = first.wrapping_add(header.last_offset_delta);
+        let mut sequences = self
+            .producers
+            .sequences
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let state = sequences
+            .entry((header.producer_id, topic.to_owned(), index))
+            .or_default();
+        if header.producer_epoch < state.epoch {
+            return Err(Outcome::error(
+                codes::INVALID_PRODUCER_EPOCH,
+                format!(
+                    "epoch {} is older than {}",
+                    header.producer_epoch, state.epoch
+                ),
+            ));
+        }
+        if header.producer_epoch > state.epoch {
+            *state = Sequence {
+                epoch: header.producer_epoch,
+                recent: VecDeque::new(),
+            };
+        }
+        if let Some(&(_, _, base)) = state
+            .recent
+            .iter()
+            .find(|&&(f, l, _)| f == first && l == last)
+        {
+            return Ok(base); // a retry of a batch already written
+        }
+        if let Some(&(_, previous, _)) = state.recent.back() {
+            let expected = if previous == i32::MAX {
+                0
+            } else {
+                previous + 1
+            };
+            if first != expected {
+                return Err(Outcome::error(
+                    codes::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                    format!("sequence {first}, expected {expected}"),
+                ));
+            }
+        }
+        let base = write()?;
+        state.recent.push_back((first, last, base));
+        if state.recent.len() > REMEMBERED_BATCHES {
+            state.recent.pop_front();
+        }
+        Ok(base)
+    }
+}

@@ -1,0 +1,64 @@
+//! The APIs and versions Blink serves, and ApiVersions.
+
+use bytes::BytesMut;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseHeader};
+use kafka_protocol::protocol::Encodable;
+
+use super::codes;
+
+/// (API, lowest, highest version) advertised. Produce v0–2 (the pre-0.11 message format) are
+/// advertised because librdkafka before 2.11.1 turns compression off when a broker's Produce
+/// minimum is above 0; a request of those versions closes its connection with a logged reason.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::InitProducerId, 0, 4),
+];
+
+/// Versions requests are actually decoded at (Produce v0–2 cannot be).
+pub fn supports(api: ApiKey, version: i16) -> bool {
+    if api == ApiKey::Produce && version < 3 {
+        return false;
+    }
+    SUPPORTED
+        .iter()
+        .any(|&(a, min, max)| a == api && (min..=max).contains(&version))
+}
+
+fn api_keys() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|&(api, min, max)| {
+            ApiVersion::default()
+                .with_api_key(api as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+pub fn response() -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(codes::NONE)
+        .with_api_keys(api_keys())
+}
+
+/// The answer to an ApiVersions request of a version Blink does not know: header v0 and a v0
+/// body with UNSUPPORTED_VERSION and the supported list (KIP-511).
+pub fn unsupported(correlation: i32) -> BytesMut {
+    let mut out = BytesMut::with_capacity(128);
+    let body = ApiVersionsResponse::default()
+        .with_error_code(codes::UNSUPPORTED_VERSION)
+        .with_api_keys(api_keys());
+    ResponseHeader::default()
+        .with_correlation_id(correlation)
+        .encode(&mut out, 0)
+        .and_then(|()| body.encode(&mut out, 0))
+        .expect("a v0 ApiVersions answer always encodes");
+    out
+}
