@@ -428,9 +428,7 @@ fn preserved_data_carries_across_a_hot_restart() {
 #[test]
 fn moving_a_plugin_to_another_thread_loses_and_repeats_nothing() {
     let w = workspace();
-    let toml = w.file("blink.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(&toml, format!("analysis_threads = 2\n{text}")).unwrap();
+    w.global_config("analysis_threads = 2\n");
     steady_pipeline(&w);
     let cfg = |thread: u32| {
         format!(

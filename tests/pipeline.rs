@@ -440,9 +440,7 @@ fn a_second_signal_exits_at_once() {
 #[test]
 fn backpressure_holds_inputs_back_for_a_stuck_reader() {
     let w = workspace();
-    let mut cfg = std::fs::read_to_string(w.path().join("blink.toml")).unwrap();
-    cfg.push_str("output_size = 4096\nmax_message_size = 1024\nbackpressure = 2\n");
-    std::fs::write(w.path().join("blink.toml"), cfg).unwrap();
+    w.global_config("output_size = 4096\nmax_message_size = 1024\nbackpressure = 2\n");
     w.plugin(
         "input",
         "flood",

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct Blink(pub Child);
+/// A running `blink run`, and the `host:port` its Kafka server listens on.
+pub struct Blink(pub Child, pub String);
 
 impl Drop for Blink {
     fn drop(&mut self) {
@@ -45,6 +46,13 @@ pub fn workspace() -> Workspace {
 }
 
 impl Workspace {
+    /// Adds top-level keys to `blink.toml` (before its `[kafka]` table).
+    pub fn global_config(&self, keys: &str) {
+        let path = self.path().join("blink.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{keys}{text}")).unwrap();
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -77,12 +85,16 @@ impl Workspace {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut kafka = String::new();
         loop {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) if line.contains("blink is running") => {
                     // Keep draining stderr so the child never blocks on a full pipe.
                     std::thread::spawn(move || while rx.recv().is_ok() {});
-                    return Blink(child);
+                    return Blink(child, kafka);
+                }
+                Ok(line) if line.contains("kafka server listening") => {
+                    kafka = kafka_address(&line);
                 }
                 Ok(_) => {}
                 Err(_) => {
@@ -133,4 +145,27 @@ pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The `address=` of Blink's "kafka server listening" log line, colours stripped.
+fn kafka_address(line: &str) -> String {
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An ANSI colour sequence: ESC [ ... m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("address="))
+        .unwrap_or_default()
+        .to_owned()
 }

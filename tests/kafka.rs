@@ -1,0 +1,398 @@
+//! Blink's Kafka server driven by real clients: kcat (librdkafka from Debian), kafka-python and
+//! confluent-kafka (its own librdkafka), installed by `./scripts/test`, plus raw frames. Every
+//! test starts the real binary on an ephemeral port and checks the data byte for byte.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Blink, Workspace, sigterm, wait_for, workspace};
+
+/// The Python with kafka-python and confluent-kafka (`./scripts/test` makes it).
+fn python() -> String {
+    let python = std::env::var("BLINK_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-venv/bin/python").into()
+    });
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "{python} is missing: run ./scripts/test, which installs the Kafka clients the tests use"
+    );
+    python
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn kcat(blink: &Blink) -> Command {
+    let mut command = Command::new("kcat");
+    command.args(["-b", &blink.1]);
+    command
+}
+
+/// Runs a Python script with the broker address as its first argument; its stdout.
+fn py(w: &Workspace, blink: &Blink, script: &str) -> String {
+    let path = w.file("script.py");
+    std::fs::write(&path, script).unwrap();
+    let output = run(Command::new(python()).arg(&path).arg(&blink.1));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn produce_lines(blink: &Blink, topic: &str, codec: &str, lines: &[String]) {
+    let mut child = kcat(blink)
+        .args(["-P", "-t", topic, "-z", codec, "-K", ":"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success(), "kcat -P -z {codec} failed");
+}
+
+#[test]
+fn kcat_lists_produces_with_every_codec_and_consumes() {
+    let w = workspace();
+    let mut blink = w.start();
+    let mut expected = Vec::new();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let lines: Vec<String> = (0..50)
+            .map(|i| format!("key-{codec}-{i}:value {codec} {i}"))
+            .collect();
+        produce_lines(&blink, "events", codec, &lines);
+        expected.extend(lines);
+    }
+    let listed = String::from_utf8(run(kcat(&blink).args(["-L", "-t", "events"])).stdout).unwrap();
+    assert!(
+        listed.contains("topic \"events\" with 1 partitions"),
+        "{listed}"
+    );
+    let consumed = run(kcat(&blink).args([
+        "-C",
+        "-t",
+        "events",
+        "-o",
+        "beginning",
+        "-e",
+        "-f",
+        "%o %k:%s\\n",
+    ]));
+    let lines: Vec<String> = String::from_utf8(consumed.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let want: Vec<String> = expected
+        .iter()
+        .enumerate()
+        .map(|(offset, line)| format!("{offset} {line}"))
+        .collect();
+    assert_eq!(lines, want);
+    // Any offset inside a compressed batch works: the whole batch is served, the client skips.
+    let tail = run(kcat(&blink).args(["-C", "-t", "events", "-o", "-3", "-e", "-f", "%o\\n"]));
+    assert_eq!(String::from_utf8(tail.stdout).unwrap(), "247\n248\n249\n");
+    sigterm(&mut blink);
+}
+
+#[test]
+fn a_waiting_consumer_gets_a_message_produced_later() {
+    let w = workspace();
+    let mut blink = w.start();
+    produce_lines(&blink, "late", "none", &["k:first".into()]);
+    let consumer = kcat(&blink)
+        .args(["-C", "-t", "late", "-o", "1", "-c", "1", "-f", "%s\\n"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let sent = Instant::now();
+    produce_lines(&blink, "late", "none", &["k:second".into()]);
+    let output = consumer.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), "second\n");
+    assert!(sent.elapsed() < Duration::from_secs(10));
+    sigterm(&mut blink);
+}
+
+const KAFKA_PYTHON: &str = r#"
+import json, sys
+from kafka import KafkaProducer, KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+broker = sys.argv[1]
+admin = KafkaAdminClient(bootstrap_servers=broker)
+admin.create_topics([NewTopic("py", num_partitions=3, replication_factor=1)])
+try:
+    admin.create_topics([NewTopic("py", num_partitions=3, replication_factor=1)])
+    exists = "created twice"
+except TopicAlreadyExistsError:
+    exists = "already exists"
+# kafka-python 3 producers are idempotent with acks=all by default.
+producer = KafkaProducer(bootstrap_servers=broker)
+for i in range(300):
+    producer.send("py", key=b"k%03d" % i, value=bytes([i % 256]) * (i % 7) + b"v%03d" % i,
+                  partition=i % 3, timestamp_ms=1_000_000 + i)
+producer.flush()
+consumer = KafkaConsumer(bootstrap_servers=broker, consumer_timeout_ms=5000)
+parts = [TopicPartition("py", p) for p in range(3)]
+consumer.assign(parts)
+consumer.seek_to_beginning()
+got = sorted((m.partition, m.offset, m.key.hex(), m.value.hex(), m.timestamp) for m in consumer)
+by_time = consumer.offsets_for_times({TopicPartition("py", 1): 1_000_150})
+ends = consumer.end_offsets(parts)
+starts = consumer.beginning_offsets(parts)
+print(json.dumps({
+    "exists": exists,
+    "topics": sorted(admin.list_topics()),
+    "got": got,
+    "by_time": [by_time[TopicPartition("py", 1)].offset, by_time[TopicPartition("py", 1)].timestamp],
+    "ends": [ends[p] for p in parts],
+    "starts": [starts[p] for p in parts],
+}))
+"#;
+
+#[test]
+fn kafka_python_creates_produces_idempotently_and_consumes() {
+    let w = workspace();
+    let mut blink = w.start();
+    let out: serde_json::Value = serde_json::from_str(&py(&w, &blink, KAFKA_PYTHON)).unwrap();
+    assert_eq!(out["exists"], "already exists");
+    let topics: Vec<&str> = out["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        topics.contains(&"py") && topics.contains(&"blink.input"),
+        "{topics:?}"
+    );
+    let got = out["got"].as_array().unwrap();
+    assert_eq!(got.len(), 300);
+    for (n, record) in got.iter().enumerate() {
+        // Sorted by (partition, offset): partition p holds i = p, p+3, … at offsets 0, 1, …
+        let (p, offset) = (n / 100, n % 100);
+        let i = p + 3 * offset;
+        let mut value = vec![(i % 256) as u8; i % 7];
+        value.extend_from_slice(format!("v{i:03}").as_bytes());
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(record[0], p);
+        assert_eq!(record[1], offset);
+        assert_eq!(record[2], hex(format!("k{i:03}").as_bytes()));
+        assert_eq!(record[3], hex(&value));
+        assert_eq!(record[4], 1_000_000 + i as u64);
+    }
+    // Partition 1 holds i = 1, 4, …; the first at or after 1_000_150 is i = 151, offset 50.
+    assert_eq!(out["by_time"], serde_json::json!([50, 1_000_151]));
+    assert_eq!(out["ends"], serde_json::json!([100, 100, 100]));
+    assert_eq!(out["starts"], serde_json::json!([0, 0, 0]));
+    sigterm(&mut blink);
+}
+
+const CONFLUENT: &str = r#"
+import json, sys
+from confluent_kafka import Producer, Consumer, TopicPartition, KafkaError
+
+broker = sys.argv[1]
+errors = []
+def report(err, msg):
+    if err is not None:
+        errors.append(str(err))
+producer = Producer({"bootstrap.servers": broker, "enable.idempotence": True,
+                     "compression.type": "zstd", "linger.ms": 5})
+for i in range(5000):
+    producer.produce("ck", key=str(i).encode(), value=("value %d " % i).encode() * 3, callback=report)
+producer.flush(30)
+
+# The queues take only Heka messages.
+bad = []
+plain = Producer({"bootstrap.servers": broker, "retries": 0})
+plain.produce("blink.input", value=b"not a heka message",
+              callback=lambda err, msg: bad.append(err.code() if err else None))
+plain.flush(30)
+# A minimal valid one: Uuid (16 bytes) and Timestamp.
+heka = b"\x0a\x10" + bytes(range(16)) + b"\x10\x2a"
+plain.produce("blink.input", value=heka, callback=lambda err, msg: bad.append(err.code() if err else msg.offset()))
+plain.flush(30)
+
+consumer = Consumer({"bootstrap.servers": broker, "group.id": "assign-only",
+                     "enable.auto.commit": False})
+consumer.assign([TopicPartition("ck", 0, 0)])
+seen = []
+while len(seen) < 5000:
+    m = consumer.poll(10)
+    if m is None:
+        break
+    if m.error():
+        errors.append(str(m.error()))
+        break
+    seen.append([m.offset(), m.key().decode(), m.value().decode()])
+print(json.dumps({"errors": errors, "seen": seen, "queue": bad,
+                  "invalid_record": KafkaError.INVALID_RECORD}))
+"#;
+
+#[test]
+fn confluent_kafka_produces_compressed_and_idempotent_and_queues_take_only_heka() {
+    let w = workspace();
+    let mut blink = w.start();
+    let out: serde_json::Value = serde_json::from_str(&py(&w, &blink, CONFLUENT)).unwrap();
+    assert_eq!(out["errors"], serde_json::json!([]));
+    let seen = out["seen"].as_array().unwrap();
+    assert_eq!(seen.len(), 5000);
+    for (i, record) in seen.iter().enumerate() {
+        assert_eq!(record[0], i);
+        assert_eq!(record[1], i.to_string());
+        assert_eq!(record[2], format!("value {i} ").repeat(3));
+    }
+    // The plain text was refused with INVALID_RECORD and not written; the Heka message got
+    // offset 0.
+    assert_eq!(out["queue"][0], out["invalid_record"]);
+    assert_eq!(out["queue"][1], 0);
+    let cat = run(Command::new(env!("CARGO_BIN_EXE_blink"))
+        .args(["cat", "--config", "blink.toml", "blink.input", "--json"])
+        .current_dir(w.path()));
+    assert_eq!(String::from_utf8(cat.stdout).unwrap().lines().count(), 1);
+    sigterm(&mut blink);
+}
+
+#[test]
+fn detections_can_be_read_with_a_kafka_consumer() {
+    let w = workspace();
+    w.plugin(
+        "input",
+        "events",
+        "",
+        r#"function process_message()
+            for i = 1, 10 do inject_message({Type = "login", Payload = "user" .. i}) end
+            return 0
+        end"#,
+    );
+    w.plugin(
+        "analysis",
+        "detect",
+        "message_matcher = 'Type == \"login\"'\nprocess_message_inject_limit = 1",
+        r#"function process_message()
+            inject_message({Type = "detection", Payload = "suspicious " .. read_message("Payload")})
+            return 0
+        end"#,
+    );
+    let mut blink = w.start();
+    let mut got = String::new();
+    wait_for("ten detections over Kafka", Duration::from_secs(60), || {
+        let out = kcat(&blink)
+            .args([
+                "-C",
+                "-t",
+                "blink.analysis",
+                "-o",
+                "beginning",
+                "-e",
+                "-f",
+                "%s\\n",
+            ])
+            .output()
+            .unwrap();
+        got = String::from_utf8_lossy(&out.stdout).into_owned();
+        (1..=10).all(|i| got.contains(&format!("suspicious user{i}")))
+    });
+    sigterm(&mut blink);
+}
+
+/// Sends one raw frame and reads the answer, if any (`None`: the connection was closed).
+fn exchange(address: &str, frame: &[u8]) -> Option<Vec<u8>> {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(frame).ok()?;
+    // Nothing more will come: a truncated frame then ends at once rather than by a timeout.
+    stream.shutdown(std::net::Shutdown::Write).ok()?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn broken_frames_close_only_their_connection() {
+    let w = workspace();
+    let mut blink = w.start();
+    let address = blink.1.clone();
+
+    // ApiVersions v99: UNSUPPORTED_VERSION in a v0 body, with the supported list (KIP-511).
+    let answer = exchange(&address, &frame(&[0, 18, 0, 99, 0, 0, 0, 7, 0, 0])).unwrap();
+    assert_eq!(&answer[..4], &[0, 0, 0, 7], "correlation id");
+    assert_eq!(&answer[4..6], &35i16.to_be_bytes(), "UNSUPPORTED_VERSION");
+    // Unknown API key, Metadata v99, a truncated Produce, an oversized frame: closed, no answer.
+    assert_eq!(
+        exchange(&address, &frame(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1])),
+        None
+    );
+    assert_eq!(
+        exchange(&address, &frame(&[0, 3, 0, 99, 0, 0, 0, 1, 0, 0])),
+        None
+    );
+    assert_eq!(
+        exchange(&address, &frame(&[0, 0, 0, 9, 0, 0, 0, 1, 0])),
+        None
+    );
+    assert_eq!(exchange(&address, &[0x7f, 0xff, 0xff, 0xff]), None);
+    assert_eq!(exchange(&address, &[0, 0, 0, 2, 1, 2]), None);
+
+    // Random and truncated frames, bounded in count and time.
+    let started = Instant::now();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..300 {
+        if started.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        let len = (next() % 200) as usize + 8;
+        let mut body: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // A known API key and a plausible version, so decoding goes deep before failing.
+        let key = [0i16, 1, 2, 3, 18, 19, 22][(next() % 7) as usize];
+        body[..2].copy_from_slice(&key.to_be_bytes());
+        body[2..4].copy_from_slice(&((next() % 10) as i16).to_be_bytes());
+        let mut raw = frame(&body);
+        if next() % 4 == 0 {
+            raw.truncate((next() as usize) % raw.len());
+        }
+        let _ = exchange(&address, &raw);
+    }
+
+    // The server still serves everyone.
+    let listed = run(kcat(&blink).args(["-L"]));
+    assert!(
+        String::from_utf8(listed.stdout)
+            .unwrap()
+            .contains("blink.input")
+    );
+    sigterm(&mut blink);
+}
