@@ -396,3 +396,159 @@ fn broken_frames_close_only_their_connection() {
     );
     sigterm(&mut blink);
 }
+
+const GROUPS_PYTHON: &str = r#"
+import json, sys, threading
+from kafka import KafkaProducer, KafkaConsumer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+broker, phase = sys.argv[1], sys.argv[2]
+if phase == "first":
+    KafkaAdminClient(bootstrap_servers=broker).create_topics(
+        [NewTopic("grouped", num_partitions=4, replication_factor=1)])
+    producer = KafkaProducer(bootstrap_servers=broker)
+    for i in range(400):
+        producer.send("grouped", value=b"%d" % i, partition=i % 4)
+    producer.flush()
+    seen = {}
+    def consume(name):
+        c = KafkaConsumer("grouped", bootstrap_servers=broker, group_id="two",
+                          auto_offset_reset="earliest", enable_auto_commit=False,
+                          consumer_timeout_ms=8000, session_timeout_ms=6000,
+                          heartbeat_interval_ms=500)
+        got = []
+        for m in c:
+            got.append(int(m.value))
+            if len(got) % 25 == 0:
+                c.commit()
+        c.commit()
+        seen[name] = got
+        c.close()
+    threads = [threading.Thread(target=consume, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    groups = sorted(g["group_id"] for g in admin.list_groups())
+    described = admin.describe_groups(["two"])["two"]
+    offsets = {str(tp.partition): meta.offset
+               for tp, meta in admin.list_group_offsets("two")["two"].items()}
+    print(json.dumps({"seen": seen, "groups": groups, "offsets": offsets,
+                      "state": described["group_state"]}))
+else:
+    # After a restart of Blink: the group resumes at its committed offsets.
+    producer = KafkaProducer(bootstrap_servers=broker)
+    for i in range(400, 440):
+        producer.send("grouped", value=b"%d" % i, partition=i % 4)
+    producer.flush()
+    c = KafkaConsumer("grouped", bootstrap_servers=broker, group_id="two",
+                      auto_offset_reset="earliest", consumer_timeout_ms=6000)
+    print(json.dumps({"seen": sorted(int(m.value) for m in c)}))
+"#;
+
+#[test]
+fn kafka_python_groups_share_partitions_commit_and_resume_after_a_restart() {
+    let w = workspace();
+    let mut blink = w.start();
+    let path = w.file("groups.py");
+    std::fs::write(&path, GROUPS_PYTHON).unwrap();
+    let first = run(Command::new(python()).arg(&path).arg(&blink.1).arg("first"));
+    let out: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let mut all: Vec<u64> = Vec::new();
+    for name in ["a", "b"] {
+        all.extend(
+            out["seen"][name]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap()),
+        );
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all,
+        (0..400).collect::<Vec<_>>(),
+        "every message, by one of the two"
+    );
+    assert!(
+        out["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("two"))
+    );
+    assert_eq!(
+        out["offsets"],
+        serde_json::json!({"0": 100, "1": 100, "2": 100, "3": 100})
+    );
+    sigterm(&mut blink);
+
+    let mut blink = w.start();
+    let second = run(Command::new(python())
+        .arg(&path)
+        .arg(&blink.1)
+        .arg("second"));
+    let out: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(
+        out["seen"],
+        serde_json::json!((400..440).collect::<Vec<_>>())
+    );
+    sigterm(&mut blink);
+}
+
+const CONFLUENT_GROUPS: &str = r#"
+import json, sys
+from confluent_kafka import Producer, Consumer
+
+broker = sys.argv[1]
+producer = Producer({"bootstrap.servers": broker})
+for i in range(200):
+    producer.produce("assigned", value=b"%d" % i)
+producer.flush(30)
+counts = {}
+for strategy in ["range", "roundrobin", "cooperative-sticky"]:
+    c = Consumer({"bootstrap.servers": broker, "group.id": "ck-" + strategy,
+                  "auto.offset.reset": "earliest", "partition.assignment.strategy": strategy})
+    c.subscribe(["assigned"])
+    got, idle = [], 0
+    while idle < 3 and len(got) < 200:
+        m = c.poll(1)
+        if m is None:
+            idle += 1
+            continue
+        if m.error():
+            break
+        got.append(int(m.value()))
+    c.close()
+    counts[strategy] = sorted(got)
+print(json.dumps(counts))
+"#;
+
+#[test]
+fn confluent_kafka_groups_with_every_assignor_and_kcat_groups() {
+    let w = workspace();
+    let mut blink = w.start();
+    let out: serde_json::Value = serde_json::from_str(&py(&w, &blink, CONFLUENT_GROUPS)).unwrap();
+    for strategy in ["range", "roundrobin", "cooperative-sticky"] {
+        assert_eq!(
+            out[strategy],
+            serde_json::json!((0..200).collect::<Vec<_>>()),
+            "{strategy}"
+        );
+    }
+    let consumed = run(kcat(&blink).args([
+        "-G",
+        "kcat-group",
+        "assigned",
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+    ]));
+    assert_eq!(
+        String::from_utf8(consumed.stdout).unwrap().lines().count(),
+        200
+    );
+    sigterm(&mut blink);
+}

@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use super::groups::Coordinator;
 use super::produce::Producers;
 use super::versions;
 use crate::config::KafkaConfig;
@@ -29,18 +30,23 @@ pub struct Broker {
     pub(super) port: i32,
     pub(super) log: Arc<Log>,
     pub(super) producers: Producers,
+    pub(super) groups: Coordinator,
 }
 
 impl Broker {
-    pub fn new(config: KafkaConfig, address: SocketAddr, log: Arc<Log>) -> Self {
+    /// The broker over `log`; committed consumer offsets live beside it
+    /// (`consumer_offsets.json`).
+    pub fn new(config: KafkaConfig, address: SocketAddr, log: Arc<Log>) -> std::io::Result<Self> {
         let host = super::config_host(&config, address);
-        Broker {
+        let groups = Coordinator::open(log.dir().join("consumer_offsets.json"))?;
+        Ok(Broker {
             config,
             host: StrBytes::from_string(host),
             port: address.port() as i32,
             log,
             producers: Producers::new(),
-        }
+            groups,
+        })
     }
 
     pub fn max_request_bytes(&self) -> usize {
@@ -107,6 +113,27 @@ impl Broker {
                 Ok(r) => ResponseKind::ListOffsets(r),
                 Err(e) => return Reply::Close(e),
             },
+            RequestKind::FindCoordinator(r) => {
+                ResponseKind::FindCoordinator(self.find_coordinator(&r, version))
+            }
+            RequestKind::JoinGroup(r) => {
+                let client = header.client_id.map(|c| c.to_string()).unwrap_or_default();
+                ResponseKind::JoinGroup(self.join_group(r, version, client, peer).await)
+            }
+            RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(self.sync_group(r).await),
+            RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(self.heartbeat(&r)),
+            RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(self.leave_group(&r, version)),
+            RequestKind::OffsetCommit(r) => {
+                match self.blocking(move |b| b.offset_commit(r)).await {
+                    Ok(r) => ResponseKind::OffsetCommit(r),
+                    Err(e) => return Reply::Close(e),
+                }
+            }
+            RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(self.offset_fetch(r, version)),
+            RequestKind::DescribeGroups(r) => {
+                ResponseKind::DescribeGroups(self.describe_groups(&r))
+            }
+            RequestKind::ListGroups(r) => ResponseKind::ListGroups(self.list_groups(&r)),
             _ => return Reply::Close(format!("{api:?} is not served")),
         };
         encode(&response, version, correlation)

@@ -12,6 +12,8 @@ mod broker;
 pub mod codes;
 mod conn;
 mod fetch;
+mod group_api;
+mod groups;
 mod metadata;
 mod produce;
 mod versions;
@@ -46,7 +48,7 @@ impl KafkaServer {
             .build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind(&config.listen))?;
         let address = listener.local_addr()?;
-        let broker = Arc::new(Broker::new(config.clone(), address, log));
+        let broker = Arc::new(Broker::new(config.clone(), address, log)?);
         let (stop, stopped) = watch::channel(false);
         let max_connections = config.max_connections;
         let thread = std::thread::Builder::new()
@@ -96,6 +98,15 @@ async fn accept(
     mut stopped: watch::Receiver<bool>,
 ) {
     let open = Arc::new(AtomicUsize::new(0));
+    // Group members whose session ran out, and join barriers whose deadline passed.
+    let expiring = broker.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            expiring.groups.expire();
+        }
+    });
     loop {
         tokio::select! {
             _ = stopped.changed() => return,

@@ -1,0 +1,381 @@
+//! The group APIs on the wire: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, mapped onto [`super::groups`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::broker::Broker;
+use super::codes;
+use super::groups::{Committed, JoinRequest};
+
+fn text(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+impl Broker {
+    pub(super) fn find_coordinator(
+        &self,
+        request: &FindCoordinatorRequest,
+        version: i16,
+    ) -> FindCoordinatorResponse {
+        if version >= 4 {
+            let coordinators = request
+                .coordinator_keys
+                .iter()
+                .map(|key| {
+                    CoordinatorEntry::default()
+                        .with_key(key.clone())
+                        .with_node_id(BrokerId(0))
+                        .with_host(self.host.clone())
+                        .with_port(self.port)
+                })
+                .collect();
+            return FindCoordinatorResponse::default().with_coordinators(coordinators);
+        }
+        FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(0))
+            .with_host(self.host.clone())
+            .with_port(self.port)
+    }
+
+    pub(super) async fn join_group(
+        self: &Arc<Self>,
+        request: JoinGroupRequest,
+        version: i16,
+        client_id: String,
+        peer: SocketAddr,
+    ) -> JoinGroupResponse {
+        let session = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
+        // v0 has no rebalance timeout: the session timeout stands in, as in Kafka.
+        let rebalance = if version >= 1 {
+            Duration::from_millis(request.rebalance_timeout_ms.max(0) as u64)
+        } else {
+            session
+        };
+        if !(Duration::from_millis(1000)..=Duration::from_secs(30 * 60)).contains(&session) {
+            return JoinGroupResponse::default()
+                .with_error_code(codes::INVALID_SESSION_TIMEOUT)
+                .with_generation_id(-1)
+                .with_member_id(request.member_id);
+        }
+        let joined = self
+            .groups
+            .join(JoinRequest {
+                group: request.group_id.0.to_string(),
+                member_id: request.member_id.to_string(),
+                group_instance_id: request.group_instance_id.map(|s| s.to_string()),
+                client_id,
+                client_host: peer.ip().to_string(),
+                session_timeout: session,
+                rebalance_timeout: rebalance,
+                protocol_type: request.protocol_type.to_string(),
+                protocols: request
+                    .protocols
+                    .into_iter()
+                    .map(|p| (p.name.to_string(), p.metadata))
+                    .collect(),
+                require_member_id: version >= 4,
+            })
+            .await;
+        JoinGroupResponse::default()
+            .with_error_code(joined.error)
+            .with_generation_id(joined.generation)
+            .with_protocol_type(Some(text(&joined.protocol_type)))
+            .with_protocol_name(Some(text(&joined.protocol)))
+            .with_leader(text(&joined.leader))
+            .with_member_id(text(&joined.member_id))
+            .with_members(
+                joined
+                    .members
+                    .into_iter()
+                    .map(|(id, instance, metadata)| {
+                        JoinGroupResponseMember::default()
+                            .with_member_id(text(&id))
+                            .with_group_instance_id(instance.map(|i| text(&i)))
+                            .with_metadata(metadata)
+                    })
+                    .collect(),
+            )
+    }
+
+    pub(super) async fn sync_group(
+        self: &Arc<Self>,
+        request: SyncGroupRequest,
+    ) -> SyncGroupResponse {
+        let (error, assignment) = self
+            .groups
+            .sync(
+                &request.group_id.0,
+                &request.member_id,
+                request.generation_id,
+                request
+                    .assignments
+                    .into_iter()
+                    .map(|a| (a.member_id.to_string(), a.assignment))
+                    .collect(),
+            )
+            .await;
+        SyncGroupResponse::default()
+            .with_error_code(error)
+            .with_protocol_type(request.protocol_type)
+            .with_protocol_name(request.protocol_name)
+            .with_assignment(assignment)
+    }
+
+    pub(super) fn heartbeat(&self, request: &HeartbeatRequest) -> HeartbeatResponse {
+        HeartbeatResponse::default().with_error_code(self.groups.heartbeat(
+            &request.group_id.0,
+            &request.member_id,
+            request.generation_id,
+        ))
+    }
+
+    pub(super) fn leave_group(
+        &self,
+        request: &LeaveGroupRequest,
+        version: i16,
+    ) -> LeaveGroupResponse {
+        let group = &request.group_id.0;
+        if version < 3 {
+            return LeaveGroupResponse::default()
+                .with_error_code(self.groups.leave(group, &request.member_id));
+        }
+        let members = request
+            .members
+            .iter()
+            .map(|m| {
+                MemberResponse::default()
+                    .with_member_id(m.member_id.clone())
+                    .with_group_instance_id(m.group_instance_id.clone())
+                    .with_error_code(self.groups.leave(group, &m.member_id))
+            })
+            .collect();
+        LeaveGroupResponse::default().with_members(members)
+    }
+
+    pub(super) fn offset_commit(&self, request: OffsetCommitRequest) -> OffsetCommitResponse {
+        let group = request.group_id.0.to_string();
+        let allowed = self.groups.may_commit(
+            &group,
+            &request.member_id,
+            request.generation_id_or_member_epoch,
+        );
+        let mut accepted = Vec::new();
+        let mut topics: Vec<OffsetCommitResponseTopic> = request
+            .topics
+            .iter()
+            .map(|topic| {
+                let name = topic.name.0.to_string();
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let known = u32::try_from(p.partition_index)
+                            .ok()
+                            .and_then(|i| self.log.partition(&name, i).ok())
+                            .is_some();
+                        let code = if allowed != codes::NONE {
+                            allowed
+                        } else if !known {
+                            codes::UNKNOWN_TOPIC_OR_PARTITION
+                        } else {
+                            accepted.push((
+                                name.clone(),
+                                p.partition_index,
+                                Committed {
+                                    offset: p.committed_offset,
+                                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                                },
+                            ));
+                            codes::NONE
+                        };
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect();
+                OffsetCommitResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        if !accepted.is_empty()
+            && let Err(e) = self.groups.commit(&group, accepted)
+        {
+            tracing::error!(group, error = %e, "kafka: cannot make committed offsets durable");
+            for topic in &mut topics {
+                for p in &mut topic.partitions {
+                    if p.error_code == codes::NONE {
+                        p.error_code = codes::KAFKA_STORAGE_ERROR;
+                    }
+                }
+            }
+        }
+        OffsetCommitResponse::default().with_topics(topics)
+    }
+
+    pub(super) fn offset_fetch(
+        &self,
+        request: OffsetFetchRequest,
+        version: i16,
+    ) -> OffsetFetchResponse {
+        let partition = |group: &str, topic: &str, index: i32| {
+            let committed = self.groups.committed(group, topic, index);
+            (
+                committed.as_ref().map_or(-1, |c| c.offset),
+                committed.and_then(|c| c.metadata).map(|m| text(&m)),
+            )
+        };
+        if version >= 8 {
+            let groups = request
+                .groups
+                .iter()
+                .map(|g| {
+                    let group = g.group_id.0.to_string();
+                    let wanted: Vec<(TopicName, Vec<i32>)> = match &g.topics {
+                        Some(topics) => topics
+                            .iter()
+                            .map(|t| (t.name.clone(), t.partition_indexes.clone()))
+                            .collect(),
+                        None => self.committed_topics(&group),
+                    };
+                    let topics = wanted
+                        .into_iter()
+                        .map(|(name, indexes)| {
+                            let partitions = indexes
+                                .into_iter()
+                                .map(|i| {
+                                    let (offset, metadata) = partition(&group, &name.0, i);
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(i)
+                                        .with_committed_offset(offset)
+                                        .with_metadata(metadata)
+                                })
+                                .collect();
+                            OffsetFetchResponseTopics::default()
+                                .with_name(name)
+                                .with_partitions(partitions)
+                        })
+                        .collect();
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_topics(topics)
+                })
+                .collect();
+            return OffsetFetchResponse::default().with_groups(groups);
+        }
+        let group = request.group_id.0.to_string();
+        let wanted: Vec<(TopicName, Vec<i32>)> = match request.topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|t| (t.name, t.partition_indexes))
+                .collect(),
+            None => self.committed_topics(&group),
+        };
+        let topics = wanted
+            .into_iter()
+            .map(|(name, indexes)| {
+                let partitions = indexes
+                    .into_iter()
+                    .map(|i| {
+                        let (offset, metadata) = partition(&group, &name.0, i);
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(i)
+                            .with_committed_offset(offset)
+                            .with_metadata(metadata)
+                    })
+                    .collect();
+                OffsetFetchResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        OffsetFetchResponse::default().with_topics(topics)
+    }
+
+    /// Every (topic, partitions) a group has committed offsets for.
+    fn committed_topics(&self, group: &str) -> Vec<(TopicName, Vec<i32>)> {
+        let mut out: Vec<(TopicName, Vec<i32>)> = Vec::new();
+        for (topic, partition, _) in self.groups.all_committed(group) {
+            match out.iter_mut().find(|(t, _)| *t.0 == *topic) {
+                Some((_, parts)) => parts.push(partition),
+                None => out.push((TopicName(text(&topic)), vec![partition])),
+            }
+        }
+        out
+    }
+
+    pub(super) fn describe_groups(
+        &self,
+        request: &DescribeGroupsRequest,
+    ) -> DescribeGroupsResponse {
+        let groups = request
+            .groups
+            .iter()
+            .map(|id| {
+                let described = DescribedGroup::default().with_group_id(id.clone());
+                match self.groups.describe(&id.0) {
+                    None => described
+                        .with_group_state(text("Dead"))
+                        .with_error_code(codes::NONE),
+                    Some((state, protocol_type, protocol, members)) => described
+                        .with_group_state(text(state))
+                        .with_protocol_type(text(&protocol_type))
+                        .with_protocol_data(text(&protocol))
+                        .with_members(
+                            members
+                                .into_iter()
+                                .map(|(id, instance, client, host, metadata, assignment)| {
+                                    DescribedGroupMember::default()
+                                        .with_member_id(text(&id))
+                                        .with_group_instance_id(instance.map(|i| text(&i)))
+                                        .with_client_id(text(&client))
+                                        .with_client_host(text(&host))
+                                        .with_member_metadata(metadata)
+                                        .with_member_assignment(assignment)
+                                })
+                                .collect(),
+                        ),
+                }
+            })
+            .collect();
+        DescribeGroupsResponse::default().with_groups(groups)
+    }
+
+    pub(super) fn list_groups(&self, _request: &ListGroupsRequest) -> ListGroupsResponse {
+        let groups = self
+            .groups
+            .list()
+            .into_iter()
+            .map(|(name, protocol_type, state)| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(text(&name)))
+                    .with_protocol_type(text(&protocol_type))
+                    .with_group_state(text(state))
+            })
+            .collect();
+        ListGroupsResponse::default().with_groups(groups)
+    }
+}

@@ -1,0 +1,624 @@
+//! Consumer groups: the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup)
+//! with a real join barrier, and committed offsets that survive a restart.
+//!
+//! A rebalance starts when a member joins, leaves, or misses its session timeout. Members learn
+//! of it from their heartbeats (REBALANCE_IN_PROGRESS) and join again; the join completes when
+//! every member has rejoined or the longest rebalance timeout has passed (members that did not
+//! rejoin are dropped). Then the leader gets every member's metadata, runs the client-side
+//! assignor (range, roundrobin, sticky, cooperative-sticky: Blink does not look inside), and
+//! hands the assignments back through SyncGroup. Waiting requests hold no lock: they wait on a
+//! oneshot channel the group answers when the barrier falls.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::codes;
+
+/// What a JoinGroup gets back.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub leader: String,
+    pub member_id: String,
+    /// For the leader: every member with its metadata for the chosen protocol.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+impl Joined {
+    fn error(error: i16, member_id: &str) -> Self {
+        Joined {
+            error,
+            generation: -1,
+            protocol_type: String::new(),
+            protocol: String::new(),
+            leader: String::new(),
+            member_id: member_id.to_owned(),
+            members: Vec::new(),
+        }
+    }
+}
+
+/// What a SyncGroup gets back: an error code, and the member's assignment.
+pub type Synced = (i16, Bytes);
+
+/// A JoinGroup, as the coordinator needs it.
+pub struct JoinRequest {
+    pub group: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// v4+: a member with no id is given one and asked to join again with it.
+    pub require_member_id: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Empty => "Empty",
+            State::PreparingRebalance => "PreparingRebalance",
+            State::CompletingRebalance => "CompletingRebalance",
+            State::Stable => "Stable",
+        }
+    }
+}
+
+struct Member {
+    group_instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    last_seen: Instant,
+    assignment: Bytes,
+    joining: Option<oneshot::Sender<Joined>>,
+    syncing: Option<oneshot::Sender<Synced>>,
+}
+
+struct Group {
+    state: State,
+    generation: i32,
+    protocol_type: String,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// When a rebalance in progress gives up on members that have not rejoined.
+    deadline: Option<Instant>,
+}
+
+impl Group {
+    fn new() -> Self {
+        Group {
+            state: State::Empty,
+            generation: 0,
+            protocol_type: String::new(),
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            deadline: None,
+        }
+    }
+
+    /// Starts a rebalance: everyone must join again.
+    fn prepare_rebalance(&mut self) {
+        if self.state == State::PreparingRebalance {
+            return;
+        }
+        self.state = State::PreparingRebalance;
+        let longest = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        self.deadline = Some(Instant::now() + longest);
+        // Members waiting in SyncGroup must join again.
+        for member in self.members.values_mut() {
+            if let Some(waiter) = member.syncing.take() {
+                let _ = waiter.send((codes::REBALANCE_IN_PROGRESS, Bytes::new()));
+            }
+        }
+    }
+
+    /// Protocols every member supports, chosen by votes (each member's first supported one).
+    fn choose_protocol(&self) -> Option<String> {
+        let first = self.members.values().next()?;
+        let common: Vec<&String> = first
+            .protocols
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == *name))
+            })
+            .collect();
+        let mut votes: HashMap<&String, usize> = HashMap::new();
+        for member in self.members.values() {
+            if let Some((name, _)) = member.protocols.iter().find(|(n, _)| common.contains(&n)) {
+                *votes.entry(name).or_default() += 1;
+            }
+        }
+        common
+            .into_iter()
+            .max_by_key(|name| {
+                (
+                    votes.get(name).copied().unwrap_or(0),
+                    std::cmp::Reverse(*name),
+                )
+            })
+            .cloned()
+    }
+
+    /// Completes the join barrier if everyone has rejoined (or `force`: the deadline passed).
+    fn maybe_complete_join(&mut self, force: bool) {
+        if self.state != State::PreparingRebalance {
+            return;
+        }
+        let all_joined = self.members.values().all(|m| m.joining.is_some());
+        if !all_joined && !force {
+            return;
+        }
+        self.members.retain(|_, m| m.joining.is_some());
+        if self.members.is_empty() {
+            self.state = State::Empty;
+            self.protocol = None;
+            self.leader = None;
+            self.deadline = None;
+            return;
+        }
+        self.generation += 1;
+        self.protocol = self.choose_protocol();
+        let protocol = self.protocol.clone().unwrap_or_default();
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|l| self.members.contains_key(l))
+        {
+            self.leader = self.members.keys().next().cloned();
+        }
+        let leader = self.leader.clone().unwrap_or_default();
+        self.state = State::CompletingRebalance;
+        self.deadline = None;
+        let roster: Vec<(String, Option<String>, Bytes)> = self
+            .members
+            .iter()
+            .map(|(id, m)| {
+                let metadata = m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == protocol)
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default();
+                (id.clone(), m.group_instance_id.clone(), metadata)
+            })
+            .collect();
+        let now = Instant::now();
+        for (id, member) in self.members.iter_mut() {
+            member.last_seen = now;
+            member.assignment = Bytes::new();
+            if let Some(waiter) = member.joining.take() {
+                let _ = waiter.send(Joined {
+                    error: codes::NONE,
+                    generation: self.generation,
+                    protocol_type: self.protocol_type.clone(),
+                    protocol: protocol.clone(),
+                    leader: leader.clone(),
+                    member_id: id.clone(),
+                    members: if *id == leader {
+                        roster.clone()
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+        }
+    }
+
+    fn remove_member(&mut self, id: &str) {
+        if let Some(member) = self.members.remove(id) {
+            if let Some(waiter) = member.joining {
+                let _ = waiter.send(Joined::error(codes::UNKNOWN_MEMBER_ID, id));
+            }
+            if let Some(waiter) = member.syncing {
+                let _ = waiter.send((codes::UNKNOWN_MEMBER_ID, Bytes::new()));
+            }
+            if self.members.is_empty() {
+                self.state = State::Empty;
+                self.protocol = None;
+                self.leader = None;
+                self.deadline = None;
+            } else {
+                self.prepare_rebalance();
+                self.maybe_complete_join(false);
+            }
+        }
+    }
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: i64,
+    pub metadata: Option<String>,
+}
+
+/// group → topic → partition → committed offset.
+type OffsetTable = BTreeMap<String, BTreeMap<String, BTreeMap<i32, Committed>>>;
+
+/// The group coordinator of this broker.
+pub struct Coordinator {
+    groups: Mutex<HashMap<String, Group>>,
+    offsets: Mutex<OffsetTable>,
+    /// `output_path/consumer_offsets.json`.
+    offsets_path: PathBuf,
+    next_member: std::sync::atomic::AtomicU64,
+}
+
+impl Coordinator {
+    /// Loads committed offsets from `offsets_path` (missing: none yet).
+    pub fn open(offsets_path: PathBuf) -> std::io::Result<Self> {
+        let offsets = match std::fs::read(&offsets_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", offsets_path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => OffsetTable::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Coordinator {
+            groups: Mutex::new(HashMap::new()),
+            offsets: Mutex::new(offsets),
+            offsets_path,
+            next_member: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_member_id(&self, client_id: &str) -> String {
+        let n = self
+            .next_member
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let uuid = crate::message::format_uuid(&crate::message::new_uuid());
+        format!("{client_id}-{n}-{uuid}")
+    }
+
+    /// JoinGroup: waits at the barrier and returns what the member needs.
+    pub async fn join(&self, request: JoinRequest) -> Joined {
+        if request.group.is_empty() {
+            return Joined::error(codes::INVALID_GROUP_ID, &request.member_id);
+        }
+        if request.protocols.is_empty() || request.protocol_type.is_empty() {
+            return Joined::error(codes::INCONSISTENT_GROUP_PROTOCOL, &request.member_id);
+        }
+        let waiter = {
+            let mut groups = self.groups();
+            let group = groups
+                .entry(request.group.clone())
+                .or_insert_with(Group::new);
+            let mut member_id = request.member_id.clone();
+            if member_id.is_empty() {
+                member_id = self.new_member_id(&request.client_id);
+                if request.require_member_id {
+                    let mut answer = Joined::error(codes::MEMBER_ID_REQUIRED, &member_id);
+                    answer.member_id = member_id;
+                    return answer;
+                }
+            }
+            // A member id Blink does not know (handed out by MEMBER_ID_REQUIRED, or from before
+            // a restart) joins as a new member.
+            if group.state != State::Empty && group.protocol_type != request.protocol_type {
+                return Joined::error(codes::INCONSISTENT_GROUP_PROTOCOL, &member_id);
+            }
+            let others_share = group
+                .members
+                .iter()
+                .filter(|(id, _)| **id != member_id)
+                .all(|(_, m)| {
+                    m.protocols
+                        .iter()
+                        .any(|(n, _)| request.protocols.iter().any(|(r, _)| r == n))
+                });
+            if !others_share {
+                return Joined::error(codes::INCONSISTENT_GROUP_PROTOCOL, &member_id);
+            }
+            if group.state == State::Empty {
+                group.protocol_type = request.protocol_type.clone();
+            }
+            let (tx, rx) = oneshot::channel();
+            match group.members.get_mut(&member_id) {
+                Some(member) => {
+                    member.protocols = request.protocols.clone();
+                    member.session_timeout = request.session_timeout;
+                    member.rebalance_timeout = request.rebalance_timeout;
+                    member.last_seen = Instant::now();
+                    if let Some(old) = member.joining.replace(tx) {
+                        let _ = old.send(Joined::error(codes::UNKNOWN_MEMBER_ID, &member_id));
+                    }
+                }
+                None => {
+                    group.members.insert(
+                        member_id.clone(),
+                        Member {
+                            group_instance_id: request.group_instance_id.clone(),
+                            client_id: request.client_id.clone(),
+                            client_host: request.client_host.clone(),
+                            session_timeout: request.session_timeout,
+                            rebalance_timeout: request.rebalance_timeout,
+                            protocols: request.protocols.clone(),
+                            last_seen: Instant::now(),
+                            assignment: Bytes::new(),
+                            joining: Some(tx),
+                            syncing: None,
+                        },
+                    );
+                }
+            }
+            // Any join is a rebalance: a known member rejoins because it wants one.
+            group.prepare_rebalance();
+            group.maybe_complete_join(false);
+            rx
+        };
+        waiter
+            .await
+            .unwrap_or_else(|_| Joined::error(codes::REBALANCE_IN_PROGRESS, &request.member_id))
+    }
+
+    /// SyncGroup: the leader hands out assignments; everyone gets theirs.
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Synced {
+        let waiter = {
+            let mut groups = self.groups();
+            let Some(group) = groups.get_mut(group_id) else {
+                return (codes::UNKNOWN_MEMBER_ID, Bytes::new());
+            };
+            if !group.members.contains_key(member_id) {
+                return (codes::UNKNOWN_MEMBER_ID, Bytes::new());
+            }
+            if generation != group.generation {
+                return (codes::ILLEGAL_GENERATION, Bytes::new());
+            }
+            match group.state {
+                State::PreparingRebalance | State::Empty => {
+                    return (codes::REBALANCE_IN_PROGRESS, Bytes::new());
+                }
+                State::Stable => {
+                    let member = &group.members[member_id];
+                    return (codes::NONE, member.assignment.clone());
+                }
+                State::CompletingRebalance => {}
+            }
+            if group.leader.as_deref() == Some(member_id) {
+                for (id, assignment) in assignments {
+                    if let Some(member) = group.members.get_mut(&id) {
+                        member.assignment = assignment;
+                    }
+                }
+                group.state = State::Stable;
+                for member in group.members.values_mut() {
+                    if let Some(waiter) = member.syncing.take() {
+                        let _ = waiter.send((codes::NONE, member.assignment.clone()));
+                    }
+                }
+                return (codes::NONE, group.members[member_id].assignment.clone());
+            }
+            let (tx, rx) = oneshot::channel();
+            if let Some(member) = group.members.get_mut(member_id) {
+                member.syncing = Some(tx);
+                member.last_seen = Instant::now();
+            }
+            rx
+        };
+        waiter
+            .await
+            .unwrap_or((codes::REBALANCE_IN_PROGRESS, Bytes::new()))
+    }
+
+    pub fn heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> i16 {
+        let mut groups = self.groups();
+        let Some(group) = groups.get_mut(group_id) else {
+            return codes::UNKNOWN_MEMBER_ID;
+        };
+        let Some(member) = group.members.get_mut(member_id) else {
+            return codes::UNKNOWN_MEMBER_ID;
+        };
+        member.last_seen = Instant::now();
+        if group.state == State::PreparingRebalance {
+            return codes::REBALANCE_IN_PROGRESS;
+        }
+        if generation != group.generation {
+            return codes::ILLEGAL_GENERATION;
+        }
+        codes::NONE
+    }
+
+    /// LeaveGroup of one member; its error code.
+    pub fn leave(&self, group_id: &str, member_id: &str) -> i16 {
+        let mut groups = self.groups();
+        let Some(group) = groups.get_mut(group_id) else {
+            return codes::UNKNOWN_MEMBER_ID;
+        };
+        if !group.members.contains_key(member_id) {
+            return codes::UNKNOWN_MEMBER_ID;
+        }
+        group.remove_member(member_id);
+        codes::NONE
+    }
+
+    /// Drops members whose session timed out, and completes joins whose deadline passed.
+    pub fn expire(&self) {
+        let now = Instant::now();
+        let mut groups = self.groups();
+        for (name, group) in groups.iter_mut() {
+            let expired: Vec<String> = group
+                .members
+                .iter()
+                .filter(|(_, m)| m.joining.is_none() && now > m.last_seen + m.session_timeout)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                tracing::info!(group = %name, member = %id, "kafka: member's session timed out");
+                group.remove_member(&id);
+            }
+            if group.deadline.is_some_and(|d| now >= d) {
+                group.maybe_complete_join(true);
+            }
+        }
+    }
+
+    /// Whether `member_id` of `generation` may commit for `group_id` (generation −1: a consumer
+    /// outside any group, which Kafka allows).
+    pub fn may_commit(&self, group_id: &str, member_id: &str, generation: i32) -> i16 {
+        if generation < 0 && member_id.is_empty() {
+            return codes::NONE;
+        }
+        let groups = self.groups();
+        let Some(group) = groups.get(group_id) else {
+            return codes::UNKNOWN_MEMBER_ID;
+        };
+        if !group.members.contains_key(member_id) {
+            return codes::UNKNOWN_MEMBER_ID;
+        }
+        if group.state == State::PreparingRebalance {
+            return codes::REBALANCE_IN_PROGRESS;
+        }
+        if generation != group.generation {
+            return codes::ILLEGAL_GENERATION;
+        }
+        codes::NONE
+    }
+
+    /// Records committed offsets and makes them durable (the file is replaced whole).
+    pub fn commit(
+        &self,
+        group_id: &str,
+        offsets: Vec<(String, i32, Committed)>,
+    ) -> std::io::Result<()> {
+        let mut table = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+        let group = table.entry(group_id.to_owned()).or_default();
+        for (topic, partition, committed) in offsets {
+            group.entry(topic).or_default().insert(partition, committed);
+        }
+        let text = serde_json::to_vec_pretty(&*table).map_err(std::io::Error::other)?;
+        let tmp = self.offsets_path.with_extension("json.tmp");
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.offsets_path)
+    }
+
+    /// The committed offset of a partition, if any.
+    pub fn committed(&self, group_id: &str, topic: &str, partition: i32) -> Option<Committed> {
+        let table = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+        table.get(group_id)?.get(topic)?.get(&partition).cloned()
+    }
+
+    /// Every committed offset of a group: (topic, partition, committed).
+    pub fn all_committed(&self, group_id: &str) -> Vec<(String, i32, Committed)> {
+        let table = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+        table
+            .get(group_id)
+            .map(|topics| {
+                topics
+                    .iter()
+                    .flat_map(|(t, parts)| parts.iter().map(|(p, c)| (t.clone(), *p, c.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// DescribeGroups of one group: (state, protocol type, protocol, members as (id, instance,
+    /// client id, host, metadata, assignment)); `None` if it is unknown.
+    #[allow(clippy::type_complexity)]
+    pub fn describe(
+        &self,
+        group_id: &str,
+    ) -> Option<(
+        &'static str,
+        String,
+        String,
+        Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+    )> {
+        let groups = self.groups();
+        let group = groups.get(group_id)?;
+        let protocol = group.protocol.clone().unwrap_or_default();
+        let members = group
+            .members
+            .iter()
+            .map(|(id, m)| {
+                let metadata = m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == protocol)
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default();
+                (
+                    id.clone(),
+                    m.group_instance_id.clone(),
+                    m.client_id.clone(),
+                    m.client_host.clone(),
+                    metadata,
+                    m.assignment.clone(),
+                )
+            })
+            .collect();
+        Some((
+            group.state.name(),
+            group.protocol_type.clone(),
+            protocol,
+            members,
+        ))
+    }
+
+    /// Every group: (name, protocol type, state).
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        let groups = self.groups();
+        let mut out: Vec<_> = groups
+            .iter()
+            .map(|(name, g)| (name.clone(), g.protocol_type.clone(), g.state.name()))
+            .collect();
+        let table = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+        for name in table.keys() {
+            if !groups.contains_key(name) {
+                out.push((name.clone(), "consumer".into(), State::Empty.name()));
+            }
+        }
+        out.sort();
+        out
+    }
+}
