@@ -552,3 +552,114 @@ fn confluent_kafka_groups_with_every_assignor_and_kcat_groups() {
     );
     sigterm(&mut blink);
 }
+
+const END_TO_END: &str = r#"
+import json, sys
+from kafka import KafkaProducer, KafkaConsumer, TopicPartition
+
+broker, phase = sys.argv[1], sys.argv[2]
+producer = KafkaProducer(bootstrap_servers=broker, value_serializer=lambda v: v.encode())
+if phase == "produce":
+    for user in ["alice", "bob", "mallory", "carol"]:
+        producer.send("auth", key=user.encode(), value=json.dumps({"user": user, "action": "login"}),
+                      headers=[("source", b"sshd")])
+    producer.send("auth", value="this is not JSON")
+    producer.flush()
+    print("{}")
+else:
+    # Detections come back out of blink.analysis through any Kafka consumer.
+    consumer = KafkaConsumer(bootstrap_servers=broker, consumer_timeout_ms=3000)
+    consumer.assign([TopicPartition("blink.analysis", 0)])
+    consumer.seek_to_beginning()
+    print(json.dumps([m.value.decode("utf-8", "replace") for m in consumer]))
+"#;
+
+#[test]
+fn json_produced_with_kafka_becomes_detections_read_with_kafka() {
+    let w = workspace();
+    let input = w.path().join("hs_run/input");
+    std::fs::write(
+        input.join("kafka.lua"),
+        include_str!("../hs_run/input/kafka.lua"),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("kafka.cfg"),
+        include_str!("../hs_run/input/kafka.cfg"),
+    )
+    .unwrap();
+    w.plugin(
+        "analysis",
+        "mallory",
+        "message_matcher = 'Type == \"kafka\" && Fields[user] == \"mallory\"'\nprocess_message_inject_limit = 1",
+        r#"function process_message()
+            inject_message({Type = "detection", Payload = "mallory logged in via " ..
+                read_message("Fields[header.source]") .. " key " .. read_message("Fields[kafka_key]")})
+            return 0
+        end"#,
+    );
+    let mut blink = w.start();
+    let script = w.file("e2e.py");
+    std::fs::write(&script, END_TO_END).unwrap();
+    run(Command::new(python())
+        .arg(&script)
+        .arg(&blink.1)
+        .arg("produce"));
+    let mut detections = serde_json::Value::Null;
+    wait_for("the detection", Duration::from_secs(60), || {
+        let out = run(Command::new(python())
+            .arg(&script)
+            .arg(&blink.1)
+            .arg("consume"));
+        detections = serde_json::from_slice(&out.stdout).unwrap();
+        detections.as_array().is_some_and(|d| !d.is_empty())
+    });
+    let detections = detections.as_array().unwrap();
+    assert_eq!(detections.len(), 1, "{detections:?}");
+    assert!(
+        detections[0]
+            .as_str()
+            .unwrap()
+            .contains("mallory logged in via sshd key mallory")
+    );
+    // Every record reached blink.input; the one that is not JSON carries its error.
+    let cat = || {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_blink"))
+            .args(["cat", "--config", "blink.toml", "blink.input", "--json"])
+            .current_dir(w.path()));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let bridged = cat();
+    assert_eq!(bridged.len(), 5);
+    assert_eq!(bridged[0]["Logger"], "auth");
+    assert_eq!(bridged[0]["Fields"]["user"], "alice");
+    assert_eq!(bridged[4]["Payload"], "this is not JSON");
+    assert!(
+        bridged[4]["Fields"]["decode_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cjson.decode:")
+    );
+
+    // A restart resumes after the last bridged record: nothing twice, nothing missed.
+    sigterm(&mut blink);
+    let mut blink = w.start();
+    run(Command::new(python())
+        .arg(&script)
+        .arg(&blink.1)
+        .arg("produce"));
+    wait_for("the second round", Duration::from_secs(60), || {
+        cat().len() >= 10
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let offsets: Vec<u64> = cat()
+        .iter()
+        .map(|m| m["Fields"]["kafka_offset"].as_f64().unwrap() as u64)
+        .collect();
+    assert_eq!(offsets, (0..10).collect::<Vec<_>>());
+    sigterm(&mut blink);
+}

@@ -14,13 +14,13 @@ use bytes::Bytes;
 
 struct Env {
     dir: tempfile::TempDir,
-    log: Log,
+    log: std::sync::Arc<Log>,
     store: Arc<CheckpointStore>,
 }
 
 fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(LogConfig::in_dir(dir.path().join("data"))).unwrap();
+    let log = std::sync::Arc::new(Log::open(LogConfig::in_dir(dir.path().join("data"))).unwrap());
     let store = Arc::new(CheckpointStore::open(&dir.path().join("data")).unwrap());
     std::fs::create_dir_all(dir.path().join("lua_modules/util")).unwrap();
     Env { dir, log, store }
@@ -34,6 +34,7 @@ impl Env {
             hostname: "test-host".into(),
             pid: 4242,
             max_message_size: 65536,
+            log: Some(self.log.clone()),
         }
     }
 
@@ -664,4 +665,67 @@ fn a_terminated_plugin_leaves_others_working() {
 fn plugin_files_are_relative_to_their_directory() {
     let e = env();
     assert!(Path::new(&e.settings().plugin_dir).is_dir());
+}
+
+#[test]
+fn cjson_decodes_encodes_and_raises_plain_errors() {
+    let e = env();
+    let lua = r#"
+        require "cjson"
+        local t = cjson.decode('{"a":1,"b":[true,null,"x"],"c":{"d":"e"},"gone":null}')
+        assert(t.a == 1 and t.b[1] == true and t.b[2] == cjson.null and t.b[3] == "x")
+        assert(t.c.d == "e" and t.gone == nil)
+        local again = cjson.decode(cjson.encode(t))
+        assert(again.c.d == "e" and again.b[3] == "x" and again.a == 1)
+        assert(cjson.encode({1, 2.5, "x"}) == '[1,2.5,"x"]', cjson.encode({1, 2.5, "x"}))
+        assert(cjson.encode({k = "v"}) == '{"k":"v"}')
+        local ok, err = pcall(cjson.decode, "{bad")
+        assert(not ok and type(err) == "string" and err:match("^cjson.decode:"), tostring(err))
+        ok, err = pcall(cjson.encode, {f = function() end})
+        assert(not ok and type(err) == "string" and err:match("cannot encode a function"), tostring(err))
+        function process_message() return 0 end
+    "#;
+    e.sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", lua)
+        .unwrap();
+}
+
+#[test]
+fn kafka_consumers_read_topics_and_resume_from_their_checkpoint() {
+    let e = env();
+    e.log.create_topic("events", 2).unwrap();
+    for (partition, values) in [(0u32, ["a0", "a1"]), (1, ["b0", "b1"])] {
+        let appender = e.log.appender("events", partition, None).unwrap();
+        for v in values {
+            appender.append(1000, v.as_bytes()).unwrap();
+        }
+        appender.flush().unwrap();
+    }
+    let lua = r#"
+        require "kafka"
+        local c = kafka.consumer({"events"})
+        local seen = {}
+        for _ = 1, 4 do
+            local value, topic, partition, key, offset, timestamp = c:receive()
+            assert(topic == "events" and timestamp == 1000 and key == nil)
+            seen[#seen + 1] = value .. "@" .. partition .. ":" .. offset
+        end
+        table.sort(seen)
+        assert(table.concat(seen, " ") == "a0@0:0 a1@0:1 b0@1:0 b1@1:1", table.concat(seen, " "))
+        assert(c:receive() == nil)
+        assert(c:checkpoint() == "events:0:2,events:1:2", c:checkpoint())
+        -- A consumer made from a checkpoint resumes there.
+        local resumed = kafka.consumer({"events"}, "events:0:1,events:1:2")
+        assert(resumed:receive() == "a1")
+        assert(resumed:receive() == nil)
+        assert(not pcall(kafka.consumer, {"events"}, "events:x:1"))
+        function process_message() return 0 end
+    "#;
+    e.sandbox(PluginKind::Input, "", lua).unwrap();
+    // Only inputs consume.
+    let refused = e.sandbox(
+        PluginKind::Analysis,
+        "message_matcher = 'TRUE'",
+        "require 'kafka'\nfunction process_message() return 0 end",
+    );
+    assert!(refused.is_err());
 }

@@ -67,6 +67,7 @@ impl Context {
             hostname: self.hostname.clone(),
             pid: std::process::id() as i32,
             max_message_size: self.max_message_size,
+            log: Some(self.log.clone()),
         }
     }
 

@@ -55,6 +55,8 @@ pub struct Host {
     keys: Option<heka::Keys>,
     lua_paths: Vec<std::path::PathBuf>,
     max_message_size: usize,
+    /// For host modules that read the log (`kafka`).
+    pub(super) log: Option<Arc<crate::log::Log>>,
     running: Arc<AtomicBool>,
     /// Input plugins: called every `THROTTLE_EVERY` injects; blocks while backpressure applies,
     /// and returns false if Blink is stopping meanwhile (the inject is then refused).
@@ -86,6 +88,7 @@ impl Host {
             defaults,
             keys: None,
             lua_paths: settings.lua_paths.clone(),
+            log: settings.log.clone(),
             max_message_size: settings.max_message_size,
             running,
             checkpoint_update: None,
@@ -224,7 +227,7 @@ fn message_of(t: &Table, host: &Host) -> Result<Message, String> {
 }
 
 /// The sandbox's host state, shared with the raw C functions (see [`SharedHost`]).
-fn shared(lua: &Lua) -> SharedHost {
+pub(super) fn shared(lua: &Lua) -> SharedHost {
     lua.app_data_ref::<SharedHost>()
         .expect("host installed")
         .clone()
@@ -622,6 +625,14 @@ fn require(lua: &Lua, name: &str) -> Result<Value, String> {
                 "module '{name}' is not available to this plugin type"
             ))),
         };
+    }
+    if let Some(module) = super::modules::load(lua, name).map_err(lua_err)? {
+        // As lua_sandbox's modules do, the module is also a global of its name.
+        lua.globals()
+            .raw_set(name, module.clone())
+            .map_err(lua_err)?;
+        loaded.raw_set(name, module.clone()).map_err(lua_err)?;
+        return Ok(module);
     }
     let relative = format!("{}.lua", name.replace('.', "/"));
     let paths = shared(lua).borrow().lua_paths.clone();

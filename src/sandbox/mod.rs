@@ -15,6 +15,7 @@ mod api;
 mod current;
 pub mod heka;
 mod inject;
+mod modules;
 mod preserve;
 mod table_encoder;
 
@@ -44,6 +45,8 @@ pub struct SandboxSettings {
     pub hostname: String,
     pub pid: i32,
     pub max_message_size: usize,
+    /// The log, for the `kafka` module's consumers; `None` leaves the module out.
+    pub log: Option<std::sync::Arc<crate::log::Log>>,
 }
 
 /// Why a plugin stopped: Hindsight's termination message (at most 255 bytes).

@@ -1,0 +1,280 @@
+//! `kafka` for input plugins: consumers over Blink's own topics (what Kafka clients produced
+//! into Blink), following the call shape of lua_sandbox_extensions' kafka module.
+//!
+//! ```lua
+//! require "kafka"
+//! function process_message(checkpoint)
+//!     local consumer = kafka.consumer({"events"}, checkpoint)   -- nil topics: every user topic
+//!     while is_running() do
+//!         local value, topic, partition, key, offset, timestamp, headers = consumer:receive()
+//!         if value then inject_message({Payload = value}, consumer:checkpoint()) end
+//!     end
+//!     return 0
+//! end
+//! ```
+//!
+//! The consumer's position is the plugin's checkpoint: `consumer:checkpoint()` encodes the next
+//! offset of every partition (`topic:partition:offset,…`), and a consumer created with it resumes
+//! exactly there. Partitions with no position start at their oldest retained record (or the
+//! newest, with `{start = "end"}` as third argument). `receive` waits up to 100 ms for a record and
+//! returns nil when there is none, so the plugin can check `is_running()`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mlua::{Lua, Table, UserData, UserDataMethods, Value, Variadic};
+
+use crate::log::{Log, LogError, PartitionReader, is_queue};
+
+/// How long `receive` waits for a record before returning nil.
+const WAIT: Duration = Duration::from_millis(100);
+/// How often the consumer looks for new topics and partitions.
+const REFRESH: Duration = Duration::from_secs(1);
+
+struct Source {
+    topic: String,
+    partition: u32,
+    reader: PartitionReader,
+}
+
+struct Consumer {
+    log: Arc<Log>,
+    /// `None`: every topic but Blink's own queues.
+    topics: Option<Vec<String>>,
+    /// Positions from the checkpoint, for partitions not opened yet.
+    resume: HashMap<(String, u32), i64>,
+    from_end: bool,
+    sources: Vec<Source>,
+    next: usize,
+    refreshed: Option<Instant>,
+}
+
+impl Consumer {
+    /// Opens readers for partitions that appeared since the last look.
+    fn refresh(&mut self) {
+        if self.refreshed.is_some_and(|t| t.elapsed() < REFRESH) {
+            return;
+        }
+        self.refreshed = Some(Instant::now());
+        let topics: Vec<(String, usize)> = self
+            .log
+            .topics()
+            .into_iter()
+            .filter(|(name, _)| match &self.topics {
+                Some(wanted) => wanted.contains(name),
+                None => !is_queue(name),
+            })
+            .collect();
+        for (topic, partitions) in topics {
+            for id in 0..partitions as u32 {
+                if self
+                    .sources
+                    .iter()
+                    .any(|s| s.topic == topic && s.partition == id)
+                {
+                    continue;
+                }
+                let Ok(partition) = self.log.partition(&topic, id) else {
+                    continue;
+                };
+                let start = match self.resume.get(&(topic.clone(), id)) {
+                    Some(&offset) => offset,
+                    None if self.from_end => partition.next_offset(),
+                    None => partition.log_start(),
+                };
+                let start = start.max(partition.log_start());
+                self.sources.push(Source {
+                    topic: topic.clone(),
+                    partition: id,
+                    reader: PartitionReader::new(partition, start),
+                });
+            }
+        }
+    }
+
+    /// The next record of any partition, taking them in turn.
+    fn next_record(&mut self) -> mlua::Result<Option<(usize, crate::log::batch::Record)>> {
+        let n = self.sources.len();
+        for i in 0..n {
+            let at = (self.next + i) % n;
+            let source = &mut self.sources[at];
+            match source.reader.next_record() {
+                Ok(Some(record)) => {
+                    self.next = at + 1;
+                    return Ok(Some((at, record)));
+                }
+                Ok(None) => {}
+                Err(LogError::OffsetOutOfRange { start, .. }) => {
+                    tracing::warn!(topic = %source.topic, partition = source.partition, start, "kafka consumer: records were deleted by retention before they were read; going on from the oldest retained");
+                    source.reader.seek(start);
+                }
+                Err(e) => return Err(mlua::Error::runtime(format!("kafka consumer: {e}"))),
+            }
+        }
+        Ok(None)
+    }
+
+    fn checkpoint(&self) -> String {
+        let mut positions: Vec<(String, u32, i64)> = self
+            .resume
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, *o))
+            .filter(|(t, p, _)| {
+                !self
+                    .sources
+                    .iter()
+                    .any(|s| s.topic == *t && s.partition == *p)
+            })
+            .collect();
+        positions.extend(
+            self.sources
+                .iter()
+                .map(|s| (s.topic.clone(), s.partition, s.reader.position())),
+        );
+        positions.sort();
+        positions
+            .iter()
+            .map(|(t, p, o)| format!("{t}:{p}:{o}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// `topic:partition:offset,…` back into positions; an unreadable checkpoint is an error (a
+/// silent restart from scratch would replay or skip data).
+fn parse_checkpoint(text: &str) -> Result<HashMap<(String, u32), i64>, String> {
+    let mut out = HashMap::new();
+    for entry in text.split(',').filter(|e| !e.is_empty()) {
+        let mut parts = entry.rsplitn(3, ':');
+        let (Some(offset), Some(partition), Some(topic)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!(
+                "checkpoint entry {entry:?} is not topic:partition:offset"
+            ));
+        };
+        let partition = partition
+            .parse()
+            .map_err(|_| format!("checkpoint entry {entry:?}: bad partition"))?;
+        let offset = offset
+            .parse()
+            .map_err(|_| format!("checkpoint entry {entry:?}: bad offset"))?;
+        out.insert((topic.to_owned(), partition), offset);
+    }
+    Ok(out)
+}
+
+impl UserData for Consumer {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method_mut("receive", |lua, this, ()| {
+            this.refresh();
+            let notifier = this.log.notifier();
+            let mut found = None;
+            for attempt in 0..2 {
+                let generation = notifier.generation();
+                found = this.next_record()?;
+                if found.is_some() || attempt == 1 {
+                    break;
+                }
+                notifier.wait_past(generation, WAIT);
+            }
+            let Some((at, record)) = found else {
+                return Ok(Variadic::new());
+            };
+            let source = &this.sources[at];
+            let headers = lua.create_table()?;
+            for (name, value) in record.headers() {
+                headers.raw_set(
+                    lua.create_string(name)?,
+                    match value {
+                        Some(v) => Value::String(lua.create_string(v)?),
+                        None => Value::Boolean(false),
+                    },
+                )?;
+            }
+            let value = record.value.as_deref().unwrap_or_default();
+            let key = match record.key.as_deref() {
+                Some(k) => Value::String(lua.create_string(k)?),
+                None => Value::Nil,
+            };
+            Ok(Variadic::from_iter([
+                Value::String(lua.create_string(value)?),
+                Value::String(lua.create_string(&source.topic)?),
+                Value::Number(source.partition as f64),
+                key,
+                Value::Number(record.offset as f64),
+                Value::Number(record.timestamp as f64),
+                Value::Table(headers),
+            ]))
+        });
+        methods.add_method("checkpoint", |_, this, ()| Ok(this.checkpoint()));
+    }
+}
+
+pub fn module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
+    let module = lua.create_table()?;
+    module.raw_set(
+        "consumer",
+        lua.create_function(
+            move |_, (topics, checkpoint, options): (Value, Option<String>, Option<Table>)| {
+                let topics = match topics {
+                    Value::Nil => None,
+                    Value::String(s) => Some(vec![s.to_str()?.to_owned()]),
+                    Value::Table(t) => Some(
+                        t.sequence_values::<String>()
+                            .collect::<mlua::Result<Vec<_>>>()?,
+                    ),
+                    other => {
+                        return Err(mlua::Error::runtime(format!(
+                            "kafka.consumer: topics must be a table of names, a name or nil, not a {}",
+                            other.type_name()
+                        )));
+                    }
+                };
+                let resume = parse_checkpoint(checkpoint.as_deref().unwrap_or(""))
+                    .map_err(|e| mlua::Error::runtime(format!("kafka.consumer: {e}")))?;
+                let from_end = match options {
+                    Some(o) => match o.raw_get::<Option<String>>("start")?.as_deref() {
+                        None | Some("beginning") => false,
+                        Some("end") => true,
+                        Some(other) => {
+                            return Err(mlua::Error::runtime(format!(
+                                "kafka.consumer: start = {other:?}: \"beginning\" or \"end\""
+                            )));
+                        }
+                    },
+                    None => false,
+                };
+                let mut consumer = Consumer {
+                    log: log.clone(),
+                    topics,
+                    resume,
+                    from_end,
+                    sources: Vec::new(),
+                    next: 0,
+                    refreshed: None,
+                };
+                consumer.refresh();
+                Ok(consumer)
+            },
+        )?,
+    )?;
+    Ok(module)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_and_bad_ones_are_refused() {
+        let parsed = parse_checkpoint("a.b-c:0:15,x:3:0").unwrap();
+        assert_eq!(parsed[&("a.b-c".to_owned(), 0)], 15);
+        assert_eq!(parsed[&("x".to_owned(), 3)], 0);
+        assert!(parse_checkpoint("").unwrap().is_empty());
+        for bad in ["x", "x:1", "x:y:1", "x:1:z"] {
+            assert!(parse_checkpoint(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Host modules: Lua modules written in Rust, loaded by `require` like lua_sandbox's.
+//!
+//! - `cjson`: JSON `decode`/`encode`, lua-cjson's call shape (every plugin type).
+//! - `kafka`: consumers over Blink's own topics, for input plugins (their position is the
+//!   plugin's checkpoint).
+
+mod cjson;
+mod kafka;
+
+use mlua::{Lua, Value};
+
+use super::api::shared;
+use crate::plugin::PluginKind;
+
+/// The host module `name`, if there is one for this plugin.
+pub fn load(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
+    match name {
+        "cjson" => cjson::module(lua).map(|t| Some(Value::Table(t))),
+        "kafka" => {
+            let host = shared(lua);
+            let host = host.borrow();
+            match (&host.log, host.config.kind) {
+                (Some(log), PluginKind::Input) => {
+                    kafka::module(lua, log.clone()).map(|t| Some(Value::Table(t)))
+                }
+                _ => Ok(None),
+            }
+        }
+        _ => Ok(None),
+    }
+}
