@@ -663,3 +663,55 @@ fn json_produced_with_kafka_becomes_detections_read_with_kafka() {
     assert_eq!(offsets, (0..10).collect::<Vec<_>>());
     sigterm(&mut blink);
 }
+
+#[test]
+fn an_output_plugin_produces_into_a_topic_kafka_clients_read() {
+    let w = workspace();
+    w.plugin(
+        "input",
+        "alerts",
+        "",
+        r#"function process_message()
+            for i = 1, 5 do inject_message({Type = "alert", Payload = "alert " .. i}) end
+            return 0
+        end"#,
+    );
+    w.plugin(
+        "output",
+        "forward",
+        "message_matcher = 'Type == \"alert\"'",
+        r#"require "kafka"
+        local producer = kafka.producer()
+        function process_message()
+            local ok, err = pcall(producer.send, producer, "alerts", read_message("Payload"), "k")
+            if not ok then return -3, err end
+            return 0
+        end"#,
+    );
+    let mut blink = w.start();
+    let mut got = String::new();
+    wait_for("five alerts on the topic", Duration::from_secs(60), || {
+        let out = kcat(&blink)
+            .args([
+                "-C",
+                "-t",
+                "alerts",
+                "-o",
+                "beginning",
+                "-e",
+                "-f",
+                "%k %s\\n",
+            ])
+            .output()
+            .unwrap();
+        got = String::from_utf8_lossy(&out.stdout).into_owned();
+        got.lines().count() >= 5
+    });
+    assert_eq!(
+        got,
+        (1..=5)
+            .map(|i| format!("k alert {i}\n"))
+            .collect::<String>()
+    );
+    sigterm(&mut blink);
+}

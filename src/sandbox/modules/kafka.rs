@@ -13,6 +13,12 @@
 //! end
 //! ```
 //!
+//! Output plugins get `kafka.producer()` instead: `producer:send(topic, value [, key [,
+//! partition]])` appends one record to a topic of Blink's log (created with one partition if it
+//! does not exist; the partition is chosen by key hash, else in turn) and returns its offset once
+//! the record has reached the log, so the plugin can return 0 (sent) at once; a failure raises
+//! an error the plugin can turn into -1 or -3 (retry).
+//!
 //! The consumer's position is the plugin's checkpoint: `consumer:checkpoint()` encodes the next
 //! offset of every partition (`topic:partition:offset,…`), and a consumer created with it resumes
 //! exactly there. Partitions with no position start at their oldest retained record (or the
@@ -212,6 +218,93 @@ impl UserData for Consumer {
     }
 }
 
+/// Appends records to Blink's topics for an output plugin.
+struct Producer {
+    log: Arc<Log>,
+    next: u32,
+}
+
+impl Producer {
+    fn send(
+        &mut self,
+        topic: &str,
+        value: &[u8],
+        key: Option<&[u8]>,
+        partition: Option<u32>,
+    ) -> Result<i64, String> {
+        if is_queue(topic) {
+            return Err(format!(
+                "{topic} is one of Blink's queues: inject_message writes there"
+            ));
+        }
+        let partitions = match self.log.partitions(topic) {
+            Some(p) => p,
+            None => {
+                match self.log.create_topic(topic, 1) {
+                    Ok(()) | Err(LogError::TopicExists(_)) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+                self.log.partitions(topic).ok_or("topic vanished")?
+            }
+        };
+        let index = match (partition, key) {
+            (Some(p), _) => p as usize,
+            (None, Some(k)) => (crc32c::crc32c(k) as usize) % partitions.len(),
+            (None, None) => {
+                self.next = self.next.wrapping_add(1);
+                self.next as usize % partitions.len()
+            }
+        };
+        let target = partitions
+            .get(index)
+            .ok_or_else(|| format!("{topic} has no partition {index}"))?;
+        let mut builder = crate::log::batch::BatchBuilder::with_capacity(value.len() + 128);
+        builder.push_with_headers(crate::time::now_nanos() / 1_000_000, key, Some(value), &[]);
+        let mut batch = builder.finish();
+        target
+            .append(&mut batch)
+            .map(|a| a.base_offset)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl UserData for Producer {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method_mut(
+            "send",
+            |_,
+             this,
+             (topic, value, key, partition): (
+                String,
+                mlua::LuaString,
+                Option<mlua::LuaString>,
+                Option<u32>,
+            )| {
+                let key = key.as_ref().map(|k| k.as_bytes());
+                this.send(&topic, &value.as_bytes(), key.as_deref(), partition)
+                    .map(|offset| offset as f64)
+                    .map_err(|e| mlua::Error::runtime(format!("producer:send: {e}")))
+            },
+        );
+    }
+}
+
+/// The module of an output plugin: producers.
+pub fn producer_module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
+    let module = lua.create_table()?;
+    module.raw_set(
+        "producer",
+        lua.create_function(move |_, ()| {
+            Ok(Producer {
+                log: log.clone(),
+                next: 0,
+            })
+        })?,
+    )?;
+    Ok(module)
+}
+
+/// The module of an input plugin: consumers.
 pub fn module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
     let module = lua.create_table()?;
     module.raw_set(

@@ -1,8 +1,8 @@
 //! Host modules: Lua modules written in Rust, loaded by `require` like lua_sandbox's.
 //!
 //! - `cjson`: JSON `decode`/`encode`, lua-cjson's call shape (every plugin type).
-//! - `kafka`: consumers over Blink's own topics, for input plugins (their position is the
-//!   plugin's checkpoint).
+//! - `kafka`: consumers over Blink's own topics for input plugins (their position is the
+//!   plugin's checkpoint), producers into them for output plugins.
 
 mod cjson;
 mod kafka;
@@ -22,6 +22,9 @@ pub fn load(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
             match (&host.log, host.config.kind) {
                 (Some(log), PluginKind::Input) => {
                     kafka::module(lua, log.clone()).map(|t| Some(Value::Table(t)))
+                }
+                (Some(log), PluginKind::Output) => {
+                    kafka::producer_module(lua, log.clone()).map(|t| Some(Value::Table(t)))
                 }
                 _ => Ok(None),
             }
