@@ -113,6 +113,21 @@ impl Broker {
                 Ok(r) => ResponseKind::ListOffsets(r),
                 Err(e) => return Reply::Close(e),
             },
+            RequestKind::DeleteTopics(r) => {
+                match self.blocking(move |b| b.delete_topics(r)).await {
+                    Ok(r) => ResponseKind::DeleteTopics(r),
+                    Err(e) => return Reply::Close(e),
+                }
+            }
+            RequestKind::CreatePartitions(r) => {
+                match self.blocking(move |b| b.create_partitions(r)).await {
+                    Ok(r) => ResponseKind::CreatePartitions(r),
+                    Err(e) => return Reply::Close(e),
+                }
+            }
+            RequestKind::DescribeConfigs(r) => {
+                ResponseKind::DescribeConfigs(self.describe_configs(r))
+            }
             RequestKind::FindCoordinator(r) => {
                 ResponseKind::FindCoordinator(self.find_coordinator(&r, version))
             }

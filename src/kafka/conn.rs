@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -32,9 +32,15 @@ pub async fn serve(
             tracing::warn!(%peer, len, max, "kafka: closing a connection: request frame size out of range");
             return;
         }
-        let mut frame = BytesMut::zeroed(len as usize);
-        if read.read_exact(&mut frame).await.is_err() {
-            return;
+        // Filled with read_buf, which writes into spare capacity: no zeroing of large frames.
+        let mut frame = BytesMut::with_capacity(len as usize);
+        while frame.len() < len as usize {
+            let left = len as usize - frame.len();
+            let mut limited = (&mut frame).limit(left);
+            match read.read_buf(&mut limited).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
         }
         match broker.handle(Bytes::from(frame), peer).await {
             Reply::Frame(body) => {

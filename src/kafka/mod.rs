@@ -8,6 +8,7 @@
 //! frame that cannot be parsed closes its connection with a logged reason; nothing else is
 //! affected. See docs/kafka.md for the APIs and versions.
 
+mod admin;
 mod broker;
 pub mod codes;
 mod conn;

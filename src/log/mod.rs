@@ -213,6 +213,53 @@ impl Log {
         Ok(())
     }
 
+    /// Deletes a topic and its files. Blink's queues cannot be deleted. Readers holding one of
+    /// its partitions keep reading the (unlinked) files they have open.
+    pub fn delete_topic(&self, name: &str) -> Result<(), LogError> {
+        if is_queue(name) {
+            return Err(LogError::InvalidTopic {
+                name: name.to_owned(),
+                reason: "Blink's queues cannot be deleted",
+            });
+        }
+        if self.read_only {
+            return Err(LogError::ReadOnly(self.config.dir.display().to_string()));
+        }
+        let removed = self
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.to_owned()))?;
+        for partition in removed {
+            let dir = partition.dir().to_owned();
+            fs::remove_dir_all(&dir).map_err(LogError::io("remove", &dir))?;
+        }
+        Ok(())
+    }
+
+    /// Grows a topic to `total` partitions (a topic never shrinks: keys would move).
+    pub fn add_partitions(&self, name: &str, total: u32) -> Result<(), LogError> {
+        if self.read_only {
+            return Err(LogError::ReadOnly(self.config.dir.display().to_string()));
+        }
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        let partitions = topics
+            .get_mut(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.to_owned()))?;
+        if (total as usize) < partitions.len() {
+            return Err(LogError::InvalidTopic {
+                name: name.to_owned(),
+                reason: "a topic's partitions can be added, never removed",
+            });
+        }
+        for id in partitions.len() as u32..total {
+            let partition = self.open_partition(name, id)?;
+            partitions.push(partition);
+        }
+        Ok(())
+    }
+
     /// The partitions of a topic, `None` if it does not exist.
     pub fn partitions(&self, topic: &str) -> Option<Vec<Arc<Partition>>> {
         self.topics
