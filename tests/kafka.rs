@@ -804,3 +804,73 @@ fn kafka_python_admin_grows_describes_and_deletes_topics() {
     );
     sigterm(&mut blink);
 }
+
+const KAFKAJS: &str = r#"
+const { Kafka, logLevel, CompressionTypes } = require('kafkajs')
+const kafka = new Kafka({ clientId: 'blink-test', brokers: [process.argv[2]], logLevel: logLevel.ERROR })
+async function main() {
+  const admin = kafka.admin()
+  await admin.connect()
+  await admin.createTopics({ topics: [{ topic: 'js', numPartitions: 2 }] })
+  const topics = await admin.listTopics()
+  await admin.disconnect()
+  const producer = kafka.producer()
+  await producer.connect()
+  const messages = []
+  for (let i = 0; i < 100; i++) messages.push({ key: 'k' + i, value: 'v' + i, partition: i % 2 })
+  await producer.send({ topic: 'js', messages, compression: CompressionTypes.GZIP })
+  await producer.disconnect()
+  const seen = []
+  const consumer = kafka.consumer({ groupId: 'js-group' })
+  await consumer.connect()
+  await consumer.subscribe({ topic: 'js', fromBeginning: true })
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, 30000)
+    consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        seen.push([partition, Number(message.offset), message.key.toString(), message.value.toString()])
+        if (seen.length === 100) { clearTimeout(timer); resolve() }
+      }
+    }).catch(reject)
+  })
+  await consumer.disconnect()
+  seen.sort((a, b) => a[0] - b[0] || a[1] - b[1])
+  console.log(JSON.stringify({ topics: topics.sort(), seen }))
+}
+main().catch(e => { console.error(e); process.exit(1) })
+"#;
+
+#[test]
+fn kafkajs_creates_produces_gzip_and_consumes_in_a_group() {
+    let modules = std::env::var("BLINK_TEST_NODE_MODULES").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-node/node_modules").into()
+    });
+    assert!(
+        std::path::Path::new(&modules).join("kafkajs").exists(),
+        "kafkajs is missing from {modules}: run ./scripts/test, which installs it"
+    );
+    let w = workspace();
+    let mut blink = w.start();
+    let script = w.file("test.js");
+    std::fs::write(&script, KAFKAJS).unwrap();
+    let output = run(Command::new("node")
+        .arg(&script)
+        .arg(&blink.1)
+        .env("NODE_PATH", &modules));
+    let out: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        out["topics"],
+        serde_json::json!(["blink.analysis", "blink.input", "js"])
+    );
+    let seen = out["seen"].as_array().unwrap();
+    assert_eq!(seen.len(), 100);
+    for (n, record) in seen.iter().enumerate() {
+        let (partition, offset) = (n / 50, n % 50);
+        let i = partition + 2 * offset;
+        assert_eq!(
+            record,
+            &serde_json::json!([partition, offset, format!("k{i}"), format!("v{i}")])
+        );
+    }
+    sigterm(&mut blink);
+}
