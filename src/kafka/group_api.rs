@@ -241,42 +241,34 @@ impl Broker {
         request: OffsetFetchRequest,
         version: i16,
     ) -> OffsetFetchResponse {
-        let partition = |group: &str, topic: &str, index: i32| {
-            let committed = self.groups.committed(group, topic, index);
-            (
-                committed.as_ref().map_or(-1, |c| c.offset),
-                committed.and_then(|c| c.metadata).map(|m| text(&m)),
-            )
-        };
         if version >= 8 {
             let groups = request
                 .groups
                 .iter()
                 .map(|g| {
-                    let group = g.group_id.0.to_string();
-                    let wanted: Vec<(TopicName, Vec<i32>)> = match &g.topics {
-                        Some(topics) => topics
+                    let wanted = g.topics.as_ref().map(|topics| {
+                        topics
                             .iter()
                             .map(|t| (t.name.clone(), t.partition_indexes.clone()))
-                            .collect(),
-                        None => self.committed_topics(&group),
-                    };
-                    let topics = wanted
+                            .collect()
+                    });
+                    let topics = self
+                        .committed_offsets(&g.group_id.0, wanted)
                         .into_iter()
-                        .map(|(name, indexes)| {
-                            let partitions = indexes
-                                .into_iter()
-                                .map(|i| {
-                                    let (offset, metadata) = partition(&group, &name.0, i);
-                                    OffsetFetchResponsePartitions::default()
-                                        .with_partition_index(i)
-                                        .with_committed_offset(offset)
-                                        .with_metadata(metadata)
-                                })
-                                .collect();
+                        .map(|(name, partitions)| {
                             OffsetFetchResponseTopics::default()
                                 .with_name(name)
-                                .with_partitions(partitions)
+                                .with_partitions(
+                                    partitions
+                                        .into_iter()
+                                        .map(|(i, offset, metadata)| {
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(i)
+                                                .with_committed_offset(offset)
+                                                .with_metadata(metadata)
+                                        })
+                                        .collect(),
+                                )
                         })
                         .collect();
                     OffsetFetchResponseGroup::default()
@@ -286,33 +278,60 @@ impl Broker {
                 .collect();
             return OffsetFetchResponse::default().with_groups(groups);
         }
-        let group = request.group_id.0.to_string();
-        let wanted: Vec<(TopicName, Vec<i32>)> = match request.topics {
-            Some(topics) => topics
+        let wanted = request.topics.map(|topics| {
+            topics
                 .into_iter()
                 .map(|t| (t.name, t.partition_indexes))
-                .collect(),
-            None => self.committed_topics(&group),
-        };
-        let topics = wanted
+                .collect()
+        });
+        let topics = self
+            .committed_offsets(&request.group_id.0, wanted)
+            .into_iter()
+            .map(|(name, partitions)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(
+                        partitions
+                            .into_iter()
+                            .map(|(i, offset, metadata)| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(i)
+                                    .with_committed_offset(offset)
+                                    .with_metadata(metadata)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        OffsetFetchResponse::default().with_topics(topics)
+    }
+
+    /// The committed offset (−1: none) and metadata of each wanted partition, or of every
+    /// partition the group has committed when `wanted` is `None`.
+    #[allow(clippy::type_complexity)]
+    fn committed_offsets(
+        &self,
+        group: &str,
+        wanted: Option<Vec<(TopicName, Vec<i32>)>>,
+    ) -> Vec<(TopicName, Vec<(i32, i64, Option<StrBytes>)>)> {
+        wanted
+            .unwrap_or_else(|| self.committed_topics(group))
             .into_iter()
             .map(|(name, indexes)| {
                 let partitions = indexes
                     .into_iter()
                     .map(|i| {
-                        let (offset, metadata) = partition(&group, &name.0, i);
-                        OffsetFetchResponsePartition::default()
-                            .with_partition_index(i)
-                            .with_committed_offset(offset)
-                            .with_metadata(metadata)
+                        let committed = self.groups.committed(group, &name.0, i);
+                        (
+                            i,
+                            committed.as_ref().map_or(-1, |c| c.offset),
+                            committed.and_then(|c| c.metadata).map(|m| text(&m)),
+                        )
                     })
                     .collect();
-                OffsetFetchResponseTopic::default()
-                    .with_name(name)
-                    .with_partitions(partitions)
+                (name, partitions)
             })
-            .collect();
-        OffsetFetchResponse::default().with_topics(topics)
+            .collect()
     }
 
     /// Every (topic, partitions) a group has committed offsets for.

@@ -97,6 +97,17 @@ struct Member {
     syncing: Option<oneshot::Sender<Synced>>,
 }
 
+impl Member {
+    /// The metadata this member sent for `protocol` (empty if it did not offer it).
+    fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(n, _)| n == protocol)
+            .map(|(_, metadata)| metadata.clone())
+            .unwrap_or_default()
+    }
+}
+
 struct Group {
     state: State,
     generation: i32,
@@ -206,13 +217,11 @@ impl Group {
             .members
             .iter()
             .map(|(id, m)| {
-                let metadata = m
-                    .protocols
-                    .iter()
-                    .find(|(n, _)| *n == protocol)
-                    .map(|(_, md)| md.clone())
-                    .unwrap_or_default();
-                (id.clone(), m.group_instance_id.clone(), metadata)
+                (
+                    id.clone(),
+                    m.group_instance_id.clone(),
+                    m.metadata_for(&protocol),
+                )
             })
             .collect();
         let now = Instant::now();
@@ -581,18 +590,12 @@ impl Coordinator {
             .members
             .iter()
             .map(|(id, m)| {
-                let metadata = m
-                    .protocols
-                    .iter()
-                    .find(|(n, _)| *n == protocol)
-                    .map(|(_, md)| md.clone())
-                    .unwrap_or_default();
                 (
                     id.clone(),
                     m.group_instance_id.clone(),
                     m.client_id.clone(),
                     m.client_host.clone(),
-                    metadata,
+                    m.metadata_for(&protocol),
                     m.assignment.clone(),
                 )
             })
