@@ -395,7 +395,8 @@ impl ThreadState<'_> {
     fn run(&mut self, inbox: &mpsc::Receiver<Command>, pending: &AtomicBool) {
         let mut since_checkpoint = 0u32;
         while self.running.load(Ordering::Relaxed) {
-            if pending.swap(false, Ordering::Acquire) {
+            // A plain load first: a swap (a locked instruction) on every message would cost more.
+            if pending.load(Ordering::Relaxed) && pending.swap(false, Ordering::Acquire) {
                 while let Ok(command) = inbox.try_recv() {
                     self.handle(command);
                 }
