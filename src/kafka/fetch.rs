@@ -23,8 +23,8 @@ const EARLIEST: i64 = -2;
 
 impl Broker {
     /// Answers once `min_bytes` are there or `max_wait_ms` has passed. The log's generation is
-    /// taken before each look, so an append landing between the look and the wait still ends
-    /// the wait.
+    /// marked seen before each look, so an append landing between the look and the wait still
+    /// ends the wait; the wait itself is async (no thread held per waiting consumer).
     pub(super) async fn fetch(
         self: &Arc<Self>,
         request: FetchRequest,
@@ -32,9 +32,10 @@ impl Broker {
     ) -> FetchResponse {
         let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
         let request = Arc::new(request);
+        let mut appended = self.log.notifier().subscribe();
         loop {
-            let notifier = self.log.notifier();
-            let generation = notifier.generation();
+            // Marked seen before the look: an append after it ends the wait below.
+            appended.borrow_and_update();
             let looked = request.clone();
             let (response, bytes, errors) =
                 match self.blocking(move |b| b.read_fetch(&looked)).await {
@@ -49,11 +50,9 @@ impl Broker {
             if bytes >= request.min_bytes.max(1) as usize || errors || left.is_zero() {
                 return response;
             }
-            let waited = self
-                .blocking(move |_| notifier.wait_past(generation, left))
-                .await;
-            if waited.is_err() {
-                return response;
+            // Waiting holds no thread: the notifier's watch wakes this task.
+            if let Ok(Err(_)) = tokio::time::timeout(left, appended.changed()).await {
+                return response; // the log is gone
             }
         }
     }

@@ -7,10 +7,23 @@
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Notifier {
     generation: Mutex<u64>,
     changed: Condvar,
+    /// The same generation for async waiters (the Kafka server's long-polling fetches), so a
+    /// waiting fetch holds no thread.
+    watch: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Notifier {
+            generation: Mutex::new(0),
+            changed: Condvar::new(),
+            watch: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Notifier {
@@ -20,8 +33,17 @@ impl Notifier {
 
     /// Called after data is published.
     pub fn notify(&self) {
-        *self.generation.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        let mut generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        *generation += 1;
+        self.watch.send_replace(*generation);
+        drop(generation);
         self.changed.notify_all();
+    }
+
+    /// An async view of the generation: take it before looking for data, then
+    /// `changed().await` ends when anything is appended after the look.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.watch.subscribe()
     }
 
     /// Waits until the generation differs from `seen` or `timeout` passes; true if it changed.
