@@ -37,8 +37,8 @@ fn append_batches(partition: &Partition, first: i64, sizes: &[usize]) -> i64 {
             builder.push(1_700_000_000_000 + n, None, &value(n));
             n += 1;
         }
-        let mut batch = builder.finish();
-        let appended = partition.append(&mut batch).unwrap();
+        let batch = builder.finish();
+        let appended = partition.append(&batch).unwrap();
         assert_eq!(appended.last_offset, n - 1);
     }
     n
@@ -169,7 +169,7 @@ fn producer_batches_are_stored_as_sent() {
     sent[17..21].copy_from_slice(&crc.to_be_bytes());
     batch::set_base_offset(&mut sent, 12345); // whatever the client put there is replaced
     let original = sent.clone();
-    let appended = partition.append(&mut sent).unwrap();
+    let appended = partition.append(&sent).unwrap();
     assert_eq!(appended.base_offset, 3);
     let stored = blink::log::read_batches(&partition, 3, 1 << 20).unwrap();
     assert_eq!(stored.len(), 1);
@@ -234,7 +234,7 @@ fn torn_tail_is_cut_at_every_possible_length() {
         // Appends continue at the right offset.
         let mut b = BatchBuilder::new();
         b.push(0, None, b"after");
-        assert_eq!(partition.append(&mut b.finish()).unwrap().base_offset, 12);
+        assert_eq!(partition.append(&b.finish()).unwrap().base_offset, 12);
     }
 }
 
@@ -535,7 +535,7 @@ fn a_read_only_log_follows_the_writer() {
     let err = follower
         .partition(INPUT_TOPIC, 0)
         .unwrap()
-        .append(&mut BatchBuilder::new().finish())
+        .append(&BatchBuilder::new().finish())
         .unwrap_err();
     assert!(matches!(err, LogError::ReadOnly(_)), "{err}");
 }
@@ -569,41 +569,45 @@ impl Storage for Faulty {
 
 #[test]
 fn a_short_write_leaves_nothing_half_written_and_keeps_the_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = LogConfig::in_dir(dir.path());
-    cfg.batch.max_messages = 3;
-    cfg.storage = Arc::new(Faulty {
-        writes: AtomicUsize::new(0),
-        cut_write: 2,
-        fail_sync: false,
-    });
-    let log = Log::open(cfg).unwrap();
-    let appender = log.appender(INPUT_TOPIC, 0, None).unwrap();
-    let partition = log.partition(INPUT_TOPIC, 0).unwrap();
-    let mut failures = 0;
-    for n in 0..12 {
-        if appender.append(n, &value(n)).is_err() {
-            failures += 1;
+    // A batch is two writes (its base offset, then the rest): write 4 is the third batch's base
+    // offset, write 5 its body. Either cut short must leave nothing behind.
+    for cut_write in [4, 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = LogConfig::in_dir(dir.path());
+        cfg.batch.max_messages = 3;
+        cfg.storage = Arc::new(Faulty {
+            writes: AtomicUsize::new(0),
+            cut_write,
+            fail_sync: false,
+        });
+        let log = Log::open(cfg).unwrap();
+        let appender = log.appender(INPUT_TOPIC, 0, None).unwrap();
+        let partition = log.partition(INPUT_TOPIC, 0).unwrap();
+        let mut failures = 0;
+        for n in 0..12 {
+            if appender.append(n, &value(n)).is_err() {
+                failures += 1;
+            }
         }
+        // The third batch's write failed half-way; the next append retried it and went on.
+        assert_eq!(failures, 1, "cut write {cut_write}");
+        appender.flush().unwrap();
+        drop(appender);
+        let records = read_all(&partition, 0);
+        let expected: Vec<_> = (0..12).filter(|&n| n != 9).map(value).collect();
+        let got: Vec<_> = records.iter().map(|(_, v)| v.clone()).collect();
+        assert_eq!(
+            got, expected,
+            "cut write {cut_write}: every accepted record once, in order; the refused one absent"
+        );
+        drop((partition, log));
+        let log = Log::open(LogConfig::in_dir(dir.path())).unwrap();
+        assert_eq!(
+            log.partition(INPUT_TOPIC, 0).unwrap().next_offset(),
+            11,
+            "cut write {cut_write}: no torn bytes left to cut"
+        );
     }
-    // The third write failed half-way; the next append retried it and went on.
-    assert_eq!(failures, 1);
-    appender.flush().unwrap();
-    drop(appender);
-    let records = read_all(&partition, 0);
-    let expected: Vec<_> = (0..12).filter(|&n| n != 9).map(value).collect();
-    let got: Vec<_> = records.iter().map(|(_, v)| v.clone()).collect();
-    assert_eq!(
-        got, expected,
-        "every accepted record once, in order; the refused one absent"
-    );
-    drop((partition, log));
-    let log = Log::open(LogConfig::in_dir(dir.path())).unwrap();
-    assert_eq!(
-        log.partition(INPUT_TOPIC, 0).unwrap().next_offset(),
-        11,
-        "no torn bytes left to cut"
-    );
 }
 
 #[test]
@@ -620,10 +624,10 @@ fn a_failed_sync_stops_the_partition_until_reopened() {
     let partition = log.partition(INPUT_TOPIC, 0).unwrap();
     let mut b = BatchBuilder::new();
     b.push(0, None, b"a");
-    let err = partition.append(&mut b.finish()).unwrap_err();
+    let err = partition.append(&b.finish()).unwrap_err();
     assert!(err.to_string().contains("fsync"), "{err}");
     b.push(0, None, b"b");
-    let err = partition.append(&mut b.finish()).unwrap_err();
+    let err = partition.append(&b.finish()).unwrap_err();
     assert!(matches!(err, LogError::Poisoned { .. }), "{err}");
     assert!(err.to_string().contains("restart Blink"), "{err}");
     drop((partition, log));

@@ -284,12 +284,12 @@ fn bench_log(dir: &Path, messages: u64, recovery_mib: u64, runs: usize) -> anyho
             for _ in 0..3000 {
                 builder.push(0, None, &sample);
             }
-            let mut batch = builder.finish();
+            let batch = builder.finish();
             let len = batch.len() as u64;
             if partition.segment_count() == segments && in_active + 2 * len > segment_bytes {
                 break;
             }
-            partition.append(&mut batch)?;
+            partition.append(&batch)?;
             if partition.active_base() != active {
                 (active, in_active) = (partition.active_base(), 0);
             }

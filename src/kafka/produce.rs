@@ -260,14 +260,12 @@ impl Broker {
         header: &BatchHeader,
         bytes: &Bytes,
     ) -> Result<i64, Outcome> {
-        let write =
-            || {
-                let mut batch = bytes.to_vec();
-                partition.append(&mut batch).map(|a| a.base_offset).map_err(|e| {
+        let write = || {
+            partition.append(bytes).map(|a| a.base_offset).map_err(|e| {
                 tracing::error!(topic, partition = index, error = %e, "kafka: produce failed");
                 Outcome::error(codes::KAFKA_STORAGE_ERROR, e.to_string())
             })
-            };
+        };
         if header.producer_id < 0 {
             return write();
         }

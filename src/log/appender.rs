@@ -190,8 +190,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Inner {
     fn flush_locked(&self, pending: &mut Pending) -> Result<Option<Appended>, LogError> {
         let mut last = None;
-        if let Some((mut batch, checkpoint)) = pending.failed.take() {
-            match self.partition.append(&mut batch) {
+        if let Some((batch, checkpoint)) = pending.failed.take() {
+            match self.partition.append(&batch) {
                 Ok(appended) => {
                     self.publish(checkpoint);
                     last = Some(appended);
@@ -205,10 +205,10 @@ impl Inner {
         if pending.builder.is_empty() {
             return Ok(last);
         }
-        let mut batch = pending.builder.finish();
+        let batch = pending.builder.finish();
         pending.first_at = None;
         let checkpoint = pending.checkpoint.take();
-        match self.partition.append(&mut batch) {
+        match self.partition.append(&batch) {
             Ok(appended) => {
                 self.publish(checkpoint);
                 Ok(Some(appended))

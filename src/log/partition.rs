@@ -258,8 +258,10 @@ impl Partition {
     }
 
     /// Appends one complete, CRC-valid batch (as built by [`batch::BatchBuilder`] or checked by
-    /// [`batch::verify`]); only its base offset is rewritten.
-    pub fn append(&self, batch: &mut [u8]) -> Result<Appended, LogError> {
+    /// [`batch::verify`]); only its base offset is rewritten. The batch is not copied: the base
+    /// offset (its first 8 bytes, outside the CRC) is written first, then the rest, so a
+    /// producer's batch goes from the request to the file as it arrived.
+    pub fn append(&self, batch: &[u8]) -> Result<Appended, LogError> {
         let header = BatchHeader::parse(batch)?;
         if batch.len() != header.total_len() {
             return Err(batch::BatchError::Truncated {
@@ -288,10 +290,14 @@ impl Partition {
             self.roll(&mut w)?;
         }
         let base_offset = w.next_offset;
-        batch::set_base_offset(batch, base_offset);
         let position = w.len;
         let storage = &self.config.storage;
-        if let Err(e) = storage.write_at(&w.file, batch, position) {
+        // The base offset first: a crash between the two writes leaves a batch too short for
+        // its length, which recovery cuts, never a whole batch with a stale base offset.
+        let written = storage
+            .write_at(&w.file, &base_offset.to_be_bytes(), position)
+            .and_then(|()| storage.write_at(&w.file, &batch[8..], position + 8));
+        if let Err(e) = written {
             // Cut whatever part of the batch reached the file; if even that fails the file's
             // tail is unknown and only a reopen (recovery) may write here again.
             if let Err(cut) = w.file.set_len(position) {

@@ -260,9 +260,9 @@ impl Producer {
             .ok_or_else(|| format!("{topic} has no partition {index}"))?;
         let mut builder = crate::log::batch::BatchBuilder::with_capacity(value.len() + 128);
         builder.push_with_headers(crate::time::now_nanos() / 1_000_000, key, Some(value), &[]);
-        let mut batch = builder.finish();
+        let batch = builder.finish();
         target
-            .append(&mut batch)
+            .append(&batch)
             .map(|a| a.base_offset)
             .map_err(|e| e.to_string())
     }
