@@ -49,6 +49,12 @@ impl Broker {
         })
     }
 
+    /// Partition `index` of `topic`, if both exist (a negative index never does).
+    pub(super) fn partition(&self, topic: &str, index: i32) -> Option<Arc<crate::log::Partition>> {
+        let index = u32::try_from(index).ok()?;
+        self.log.partition(topic, index).ok()
+    }
+
     pub fn max_request_bytes(&self) -> usize {
         self.config.max_request_bytes
     }

@@ -76,9 +76,7 @@ impl Broker {
                             .with_partition_index(p.partition)
                             .with_preferred_read_replica(BrokerId(-1))
                             .with_aborted_transactions(Some(Vec::new()));
-                        let partition = u32::try_from(p.partition)
-                            .ok()
-                            .and_then(|i| self.log.partition(&name, i).ok());
+                        let partition = self.partition(&name, p.partition);
                         let Some(partition) = partition else {
                             errors = true;
                             return data
@@ -141,9 +139,7 @@ impl Broker {
                         // leader_epoch stays -1 (unknown): older versions cannot carry it.
                         let answer = ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
-                        let partition = u32::try_from(p.partition_index)
-                            .ok()
-                            .and_then(|i| self.log.partition(&name, i).ok());
+                        let partition = self.partition(&name, p.partition_index);
                         let Some(partition) = partition else {
                             return answer
                                 .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)

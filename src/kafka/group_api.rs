@@ -192,10 +192,7 @@ impl Broker {
                     .partitions
                     .iter()
                     .map(|p| {
-                        let known = u32::try_from(p.partition_index)
-                            .ok()
-                            .and_then(|i| self.log.partition(&name, i).ok())
-                            .is_some();
+                        let known = self.partition(&name, p.partition_index).is_some();
                         let code = if allowed != codes::NONE {
                             allowed
                         } else if !known {

@@ -166,10 +166,8 @@ impl Broker {
                         } else {
                             self.produce_partition(&name, p.index, p.records)
                         };
-                        let log_start = self
-                            .log
-                            .partition(&name, p.index as u32)
-                            .map_or(-1, |p| p.log_start());
+                        let log_start =
+                            self.partition(&name, p.index).map_or(-1, |p| p.log_start());
                         PartitionProduceResponse::default()
                             .with_index(p.index)
                             .with_error_code(outcome.code)
@@ -201,9 +199,7 @@ impl Broker {
     }
 
     fn produce_partition(&self, topic: &str, index: i32, records: Option<Bytes>) -> Outcome {
-        let partition = u32::try_from(index)
-            .ok()
-            .and_then(|i| self.log.partition(topic, i).ok());
+        let partition = self.partition(topic, index);
         let Some(partition) = partition else {
             return Outcome::error(
                 codes::UNKNOWN_TOPIC_OR_PARTITION,

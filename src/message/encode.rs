@@ -7,7 +7,8 @@
 use super::{Field, FieldValues, Message, ValueType};
 use crate::varint::{len_u64, put_u64};
 
-fn key(tag: u64, wire_type: u64) -> u64 {
+/// A protobuf field key: tag and wire type.
+pub(crate) fn key(tag: u64, wire_type: u64) -> u64 {
     (tag << 3) | wire_type
 }
 
@@ -15,13 +16,15 @@ fn len_bytes_entry(len: usize) -> usize {
     1 + len_u64(len as u64) + len
 }
 
-fn put_bytes(out: &mut Vec<u8>, tag: u64, bytes: &[u8]) {
+/// A length-delimited field.
+pub(crate) fn put_bytes(out: &mut Vec<u8>, tag: u64, bytes: &[u8]) {
     put_u64(out, key(tag, 2));
     put_u64(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
-fn put_varint(out: &mut Vec<u8>, tag: u64, value: u64) {
+/// A varint field.
+pub(crate) fn put_varint(out: &mut Vec<u8>, tag: u64, value: u64) {
     put_u64(out, key(tag, 0));
     put_u64(out, value);
 }

@@ -11,7 +11,7 @@
 //! payload that is not UTF-8 must survive the round trip.
 
 mod decode;
-mod encode;
+pub(crate) mod encode;
 pub mod stream;
 mod uuid;
 

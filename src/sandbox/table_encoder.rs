@@ -20,6 +20,7 @@ use mlua::ffi::{self, lua_State};
 use mlua::{Lua, Table};
 
 use super::heka::Defaults;
+use crate::message::encode::{key, put_bytes, put_varint};
 use crate::varint::put_u64;
 
 /// The table keys the reader looks up, in [`Key`] order.
@@ -79,21 +80,6 @@ pub struct Scratch {
 /// The encoded message in [`Scratch::message`], and its Timestamp (ns).
 pub struct Encoded {
     pub timestamp: i64,
-}
-
-fn key(tag: u64, wire_type: u64) -> u64 {
-    (tag << 3) | wire_type
-}
-
-fn put_bytes(out: &mut Vec<u8>, tag: u64, bytes: &[u8]) {
-    put_u64(out, key(tag, 2));
-    put_u64(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-fn put_varint(out: &mut Vec<u8>, tag: u64, value: u64) {
-    put_u64(out, key(tag, 0));
-    put_u64(out, value);
 }
 
 /// The string at `index`, borrowed from Lua. The caller checked it is a string.
