@@ -805,6 +805,80 @@ fn kafka_python_admin_grows_describes_and_deletes_topics() {
     sigterm(&mut blink);
 }
 
+const TOPIC_CONFIGS: &str = r#"
+import json, sys
+from kafka.admin import KafkaAdminClient, NewTopic, ConfigResource, ConfigResourceType
+
+admin = KafkaAdminClient(bootstrap_servers=sys.argv[1])
+out = {}
+def attempt(name, f):
+    try:
+        out[name] = str(f())
+    except Exception as e:
+        out[name] = type(e).__name__ + ": " + str(e)
+if sys.argv[2] == "set":
+    attempt("create", lambda: admin.create_topics([NewTopic("kept", 1, 1, topic_configs={"retention.ms": "60000"})]))
+    attempt("compact", lambda: admin.create_topics([NewTopic("compacted", 1, 1, topic_configs={"cleanup.policy": "compact"})]))
+    attempt("segment", lambda: admin.create_topics([NewTopic("odd", 1, 1, topic_configs={"segment.bytes": "1024"})]))
+    kept = ConfigResource(ConfigResourceType.TOPIC, "kept", configs={"retention.bytes": "1048576"})
+    attempt("alter", lambda: admin.alter_configs([kept]))
+    bad = ConfigResource(ConfigResourceType.TOPIC, "kept", configs={"retention.bytes": "-5"})
+    attempt("alter_bad", lambda: admin.alter_configs([bad]))
+    broker = ConfigResource(ConfigResourceType.BROKER, "0", configs={"log.retention.ms": "1"})
+    attempt("alter_broker", lambda: admin.alter_configs([broker], raise_on_unknown=False))
+d = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "kept")], config_filter="all")
+out["described"] = {k: [v["value"], str(v["config_source"]), v["read_only"]] for k, v in d["topic"]["kept"].items()}
+out["topics"] = sorted(admin.list_topics())
+print(json.dumps(out, default=str))
+"#;
+
+#[test]
+fn kafka_python_sets_a_topics_own_retention_which_survives_a_restart() {
+    let w = workspace();
+    let mut blink = w.start();
+    let script = w.file("configs.py");
+    std::fs::write(&script, TOPIC_CONFIGS).unwrap();
+    let configs = |blink: &Blink, mode: &str| -> serde_json::Value {
+        let output = run(Command::new(python()).arg(&script).arg(&blink.1).arg(mode));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let out = configs(&blink, "set");
+    assert!(!out["create"].as_str().unwrap().contains("Error"), "{out}");
+    for (key, says) in [
+        ("compact", "no compaction"),
+        ("segment", "segment.bytes cannot be set per topic"),
+        ("alter_bad", "retention.bytes=-5"),
+        ("alter_broker", "read from cfg/blink.toml"),
+    ] {
+        assert!(out[key].as_str().unwrap().contains(says), "{key}: {out}");
+    }
+    let topics = out["topics"].to_string();
+    assert!(
+        !topics.contains("compacted") && !topics.contains("odd"),
+        "{topics}"
+    );
+    for out in [out, {
+        sigterm(&mut blink);
+        blink = w.start();
+        configs(&blink, "describe")
+    }] {
+        let described = &out["described"];
+        assert_eq!(
+            described["retention.ms"],
+            serde_json::json!(["60000", "DYNAMIC_TOPIC_CONFIG", false]),
+            "{out}"
+        );
+        assert_eq!(
+            described["retention.bytes"],
+            serde_json::json!(["1048576", "DYNAMIC_TOPIC_CONFIG", false]),
+            "{out}"
+        );
+        assert_eq!(described["segment.bytes"][1], "DEFAULT_CONFIG", "{out}");
+        assert_eq!(described["segment.bytes"][2], true, "{out}");
+    }
+    sigterm(&mut blink);
+}
+
 const KAFKAJS: &str = r#"
 const { Kafka, logLevel, CompressionTypes } = require('kafkajs')
 const kafka = new Kafka({ clientId: 'blink-test', brokers: [process.argv[2]], logLevel: logLevel.ERROR })

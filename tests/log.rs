@@ -13,7 +13,10 @@ use blink::checkpoint::{CheckpointStore, CheckpointValue};
 use blink::config::{FsyncPolicy, LogConfig};
 use blink::log::batch::{self, BatchBuilder};
 use blink::log::storage::{OsStorage, Storage};
-use blink::log::{CheckpointTarget, INPUT_TOPIC, Log, LogError, Partition, PartitionReader};
+use blink::log::{
+    CheckpointTarget, INPUT_TOPIC, Log, LogError, Partition, PartitionReader, Retention,
+    TopicSettings,
+};
 use blink::message::{Message, MessageView};
 use proptest::prelude::*;
 
@@ -347,14 +350,24 @@ fn retention_by_size_and_time_respects_reader_checkpoints() {
 
     // A reader still at offset 400 holds everything from the segment containing 400.
     let deleted = partition
-        .apply_retention(SystemTime::now(), Some(400))
+        .apply_retention(
+            SystemTime::now(),
+            Some(400),
+            Retention::global(partition.config()),
+        )
         .unwrap();
     assert!(!deleted.is_empty());
     assert!(partition.log_start() <= 400, "never past a checkpoint");
     assert_eq!(read_all(&partition, 400).len() as i64, total - 400);
 
     // Without the reader, size retention trims to about three segments.
-    partition.apply_retention(SystemTime::now(), None).unwrap();
+    partition
+        .apply_retention(
+            SystemTime::now(),
+            None,
+            Retention::global(partition.config()),
+        )
+        .unwrap();
     assert!(
         partition.size_bytes() <= 4 * 4096,
         "{}",
@@ -377,17 +390,65 @@ fn retention_by_size_and_time_respects_reader_checkpoints() {
     let log = Log::open(cfg).unwrap();
     let partition = log.partition(INPUT_TOPIC, 0).unwrap();
     assert_eq!(partition.log_start(), start);
-    partition.apply_retention(SystemTime::now(), None).unwrap();
+    partition
+        .apply_retention(
+            SystemTime::now(),
+            None,
+            Retention::global(partition.config()),
+        )
+        .unwrap();
     assert_eq!(
         partition.log_start(),
         start,
         "nothing is older than a minute"
     );
     partition
-        .apply_retention(SystemTime::now() + Duration::from_secs(3600), None)
+        .apply_retention(
+            SystemTime::now() + Duration::from_secs(3600),
+            None,
+            Retention::global(partition.config()),
+        )
         .unwrap();
     assert_eq!(partition.segment_count(), 1);
     assert_eq!(partition.next_offset(), total);
+}
+
+#[test]
+fn a_topic_keeps_its_own_retention_across_a_restart_and_forgets_it_when_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(config(dir.path(), 4096)).unwrap();
+    log.create_topic("short", 1).unwrap();
+    log.create_topic("long", 1).unwrap();
+    let mut settings = TopicSettings::default();
+    settings.set("retention.bytes", Some("8192")).unwrap();
+    log.set_topic_settings("short", settings.clone()).unwrap();
+    assert!(matches!(
+        log.set_topic_settings("missing", settings.clone()),
+        Err(LogError::UnknownTopic(_))
+    ));
+    for topic in ["short", "long"] {
+        append_batches(&log.partition(topic, 0).unwrap(), 0, &[5; 300]);
+    }
+    let deleted = log.apply_retention(SystemTime::now(), |_, _| None).unwrap();
+    assert!(deleted > 0);
+    let short = log.partition("short", 0).unwrap();
+    assert!(short.size_bytes() <= 3 * 4096, "{}", short.size_bytes());
+    let long = log.partition("long", 0).unwrap();
+    assert_eq!(long.log_start(), 0, "the global retention keeps everything");
+    drop((short, long, log));
+
+    let log = Log::open(config(dir.path(), 4096)).unwrap();
+    assert_eq!(log.topic_settings("short"), settings);
+    assert_eq!(log.retention("short").bytes, Some(8192));
+    log.delete_topic("short").unwrap();
+    log.create_topic("short", 1).unwrap();
+    assert!(log.topic_settings("short").is_empty());
+    drop(log);
+
+    // A damaged settings file stops the open with its path, rather than retention going wrong.
+    fs::write(dir.path().join("topic_settings.json"), "{not json").unwrap();
+    let err = Log::open(config(dir.path(), 4096)).unwrap_err().to_string();
+    assert!(err.contains("topic_settings.json"), "{err}");
 }
 
 #[test]

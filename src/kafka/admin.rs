@@ -1,25 +1,16 @@
-//! Topic administration: DeleteTopics, CreatePartitions, DescribeConfigs.
+//! Topic administration: DeleteTopics, CreatePartitions.
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::broker::Broker;
 use super::codes;
 use crate::log::LogError;
-
-/// DescribeConfigs resource types.
-const TOPIC: i8 = 2;
-const BROKER: i8 = 4;
-/// Config source: the broker's static configuration (Blink's `cfg/blink.toml`).
-const STATIC_BROKER_CONFIG: i8 = 4;
 
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
@@ -103,77 +94,5 @@ impl Broker {
             })
             .collect();
         CreatePartitionsResponse::default().with_results(results)
-    }
-
-    /// The settings a topic has in Blink: the log's, shared by every topic.
-    fn topic_configs(&self) -> Vec<(&'static str, String)> {
-        let config = self.log.config();
-        let ms =
-            |d: Option<std::time::Duration>| d.map_or(-1, |d| d.as_millis() as i64).to_string();
-        vec![
-            ("cleanup.policy", "delete".into()),
-            ("compression.type", "producer".into()),
-            ("max.message.bytes", config.segment_bytes.to_string()),
-            ("message.timestamp.type", "CreateTime".into()),
-            (
-                "retention.bytes",
-                config.retention_bytes.map_or(-1, |b| b as i64).to_string(),
-            ),
-            ("retention.ms", ms(config.retention_age)),
-            ("segment.bytes", config.segment_bytes.to_string()),
-            ("segment.ms", config.segment_age.as_millis().to_string()),
-        ]
-    }
-
-    pub(super) fn describe_configs(
-        &self,
-        request: DescribeConfigsRequest,
-    ) -> DescribeConfigsResponse {
-        let results = request
-            .resources
-            .into_iter()
-            .map(|r| {
-                let result = DescribeConfigsResult::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name.clone());
-                let configs = match r.resource_type {
-                    TOPIC if self.log.partitions(&r.resource_name).is_none() => {
-                        return result
-                            .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
-                            .with_error_message(Some(text(&format!(
-                                "{} does not exist",
-                                r.resource_name.as_str()
-                            ))));
-                    }
-                    TOPIC | BROKER => self.topic_configs(),
-                    other => {
-                        return result
-                            .with_error_code(codes::INVALID_REQUEST)
-                            .with_error_message(Some(text(&format!(
-                                "resource type {other} is not described"
-                            ))));
-                    }
-                };
-                let wanted = |name: &str| {
-                    r.configuration_keys
-                        .as_ref()
-                        .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
-                };
-                result.with_configs(
-                    configs
-                        .into_iter()
-                        .filter(|(name, _)| wanted(name))
-                        .map(|(name, value)| {
-                            DescribeConfigsResourceResult::default()
-                                .with_name(text(name))
-                                .with_value(Some(text(&value)))
-                                .with_read_only(true)
-                                .with_config_source(STATIC_BROKER_CONFIG)
-                        })
-                        .collect(),
-                )
-            })
-            .collect();
-        DescribeConfigsResponse::default().with_results(results)
     }
 }

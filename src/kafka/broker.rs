@@ -134,6 +134,24 @@ impl Broker {
             RequestKind::DescribeConfigs(r) => {
                 ResponseKind::DescribeConfigs(self.describe_configs(r))
             }
+            RequestKind::AlterConfigs(r) => {
+                match self.blocking(move |b| b.alter_configs(r)).await {
+                    Ok(r) => ResponseKind::AlterConfigs(r),
+                    Err(e) => return Reply::Close(e),
+                }
+            }
+            RequestKind::IncrementalAlterConfigs(r) => {
+                match self.blocking(move |b| b.incremental_alter_configs(r)).await {
+                    Ok(r) => ResponseKind::IncrementalAlterConfigs(r),
+                    Err(e) => return Reply::Close(e),
+                }
+            }
+            RequestKind::DeleteGroups(r) => {
+                match self.blocking(move |b| b.delete_groups(r)).await {
+                    Ok(r) => ResponseKind::DeleteGroups(r),
+                    Err(e) => return Reply::Close(e),
+                }
+            }
             RequestKind::FindCoordinator(r) => {
                 ResponseKind::FindCoordinator(self.find_coordinator(&r, version))
             }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -18,11 +19,12 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -393,5 +395,28 @@ impl Broker {
             })
             .collect();
         ListGroupsResponse::default().with_groups(groups)
+    }
+
+    pub(super) fn delete_groups(&self, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+        let results = request
+            .groups_names
+            .into_iter()
+            .map(|group| {
+                let code = match self.groups.delete(&group) {
+                    Ok(code) => code,
+                    Err(e) => {
+                        tracing::error!(group = %group.as_str(), error = %e, "kafka: cannot delete group offsets");
+                        codes::KAFKA_STORAGE_ERROR
+                    }
+                };
+                if code == codes::NONE {
+                    tracing::info!(group = %group.as_str(), "kafka: group deleted");
+                }
+                DeletableGroupResult::default()
+                    .with_group_id(group)
+                    .with_error_code(code)
+            })
+            .collect();
+        DeleteGroupsResponse::default().with_results(results)
     }
 }

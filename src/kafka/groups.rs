@@ -536,19 +536,42 @@ impl Coordinator {
         offsets: Vec<(String, i32, Committed)>,
     ) -> std::io::Result<()> {
         let mut table = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
-        let group = table.entry(group_id.to_owned()).or_default();
+        let mut changed = table.clone();
+        let group = changed.entry(group_id.to_owned()).or_default();
         for (topic, partition, committed) in offsets {
             group.entry(topic).or_default().insert(partition, committed);
         }
-        let text = serde_json::to_vec_pretty(&*table).map_err(std::io::Error::other)?;
-        let tmp = self.offsets_path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&text)?;
-            file.sync_all()?;
+        self.store(&changed)?;
+        *table = changed;
+        Ok(())
+    }
+
+    /// Writes the offset table in place of the file, durably; the table in memory changes only
+    /// after, so an answer never claims what the file lacks.
+    fn store(&self, table: &OffsetTable) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(table).map_err(std::io::Error::other)?;
+        crate::log::write_file_atomically(&self.offsets_path, &text).map_err(std::io::Error::other)
+    }
+
+    /// DeleteGroups of one group, with its committed offsets. Only a group without members can
+    /// go (NON_EMPTY_GROUP otherwise, as Kafka answers); an unknown one is GROUP_ID_NOT_FOUND.
+    pub fn delete(&self, group_id: &str) -> std::io::Result<i16> {
+        let mut groups = self.groups();
+        if groups.get(group_id).is_some_and(|g| !g.members.is_empty()) {
+            return Ok(codes::NON_EMPTY_GROUP);
         }
-        std::fs::rename(&tmp, &self.offsets_path)
+        let mut table = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+        if !groups.contains_key(group_id) && !table.contains_key(group_id) {
+            return Ok(codes::GROUP_ID_NOT_FOUND);
+        }
+        if table.contains_key(group_id) {
+            let mut changed = table.clone();
+            changed.remove(group_id);
+            self.store(&changed)?;
+            *table = changed;
+        }
+        groups.remove(group_id);
+        Ok(codes::NONE)
     }
 
     /// The committed offset of a partition, if any.

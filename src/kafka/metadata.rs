@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::broker::Broker;
 use super::codes;
-use crate::log::{LogError, validate_topic_name};
+use crate::log::{LogError, TopicSettings, validate_topic_name};
 
 /// Blink is a cluster of one broker, node 0.
 const NODE: BrokerId = BrokerId(0);
@@ -133,6 +133,12 @@ impl Broker {
                         ),
                     );
                 }
+                let mut settings = TopicSettings::default();
+                for config in &t.configs {
+                    if let Err(message) = settings.set(&config.name, config.value.as_deref()) {
+                        return fail(codes::INVALID_CONFIG, message);
+                    }
+                }
                 if self.log.partitions(&name).is_some() {
                     return fail(codes::TOPIC_ALREADY_EXISTS, format!("{name} exists"));
                 }
@@ -141,7 +147,10 @@ impl Broker {
                 }
                 match self.log.create_topic(&name, partitions as u32) {
                     Ok(()) => {
-                        tracing::info!(topic = %name, partitions, "kafka: topic created");
+                        tracing::info!(topic = %name, partitions, ?settings, "kafka: topic created");
+                        if let Err(e) = self.log.set_topic_settings(&name, settings) {
+                            return fail(codes::KAFKA_STORAGE_ERROR, e.to_string());
+                        }
                         result
                     }
                     Err(LogError::TopicExists(_)) => {

@@ -11,6 +11,7 @@
 mod admin;
 mod broker;
 pub mod codes;
+mod configs;
 mod conn;
 mod fetch;
 mod group_api;

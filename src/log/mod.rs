@@ -12,6 +12,7 @@
 //! - [`PartitionReader`]: sequential zero-copy reads from any offset.
 //! - [`Appender`]: batching of small appends by count, bytes and linger time.
 //! - [`storage`]: the write/sync seam used by crash tests.
+//! - [`TopicSettings`]: a topic's own retention, over the global one.
 
 mod appender;
 pub mod batch;
@@ -21,11 +22,12 @@ mod partition;
 mod reader;
 pub mod segment;
 pub mod storage;
+mod topic_settings;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 pub use appender::{Appender, CheckpointTarget};
@@ -34,9 +36,14 @@ pub use notifier::Notifier;
 pub(crate) use partition::write_file_atomically;
 pub use partition::{Appended, Partition};
 pub use reader::{PartitionReader, read_batches};
+pub use topic_settings::{Retention, SETTABLE as SETTABLE_TOPIC_KEYS, TopicSettings};
 
 use crate::config::LogConfig;
 use appender::Linger;
+use topic_settings::SettingsTable;
+
+/// Where topics' own settings are kept, in the log's directory.
+const SETTINGS_FILE: &str = "topic_settings.json";
 
 /// Hindsight's input queue: what input plugins inject.
 pub const INPUT_TOPIC: &str = "blink.input";
@@ -80,6 +87,8 @@ pub struct Log {
     config: Arc<LogConfig>,
     read_only: bool,
     topics: RwLock<BTreeMap<String, Vec<Arc<Partition>>>>,
+    /// Topics' own settings, as persisted in `topic_settings.json`.
+    settings: Mutex<SettingsTable>,
     linger: Option<Arc<Linger>>,
     /// Held for the life of a writable log so two processes never write one directory.
     _lock: Option<File>,
@@ -121,11 +130,13 @@ impl Log {
         lock: Option<File>,
         linger: Option<Arc<Linger>>,
     ) -> Result<Self, LogError> {
+        let settings = load_settings(&config.dir.join(SETTINGS_FILE))?;
         let config = Arc::new(config);
         let log = Log {
             config,
             read_only,
             topics: RwLock::new(BTreeMap::new()),
+            settings: Mutex::new(settings),
             linger,
             _lock: lock,
         };
@@ -235,7 +246,55 @@ impl Log {
             let dir = partition.dir().to_owned();
             fs::remove_dir_all(&dir).map_err(LogError::io("remove", &dir))?;
         }
+        let mut settings = self.settings();
+        if settings.contains_key(name) {
+            let mut without = settings.clone();
+            without.remove(name);
+            self.store_settings(&without)?;
+            *settings = without;
+        }
         Ok(())
+    }
+
+    fn settings(&self) -> std::sync::MutexGuard<'_, SettingsTable> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn store_settings(&self, table: &SettingsTable) -> Result<(), LogError> {
+        let json = serde_json::to_vec_pretty(table).expect("settings serialize");
+        write_file_atomically(&self.config.dir.join(SETTINGS_FILE), &json)
+    }
+
+    /// A topic's own settings (empty when it has none, or does not exist).
+    pub fn topic_settings(&self, topic: &str) -> TopicSettings {
+        self.settings().get(topic).cloned().unwrap_or_default()
+    }
+
+    /// Replaces a topic's own settings; they are on disk when this returns.
+    pub fn set_topic_settings(&self, topic: &str, new: TopicSettings) -> Result<(), LogError> {
+        if self.read_only {
+            return Err(LogError::ReadOnly(self.config.dir.display().to_string()));
+        }
+        if self.partitions(topic).is_none() {
+            return Err(LogError::UnknownTopic(topic.to_owned()));
+        }
+        let mut settings = self.settings();
+        let mut changed = settings.clone();
+        if new.is_empty() {
+            changed.remove(topic);
+        } else {
+            changed.insert(topic.to_owned(), new);
+        }
+        if changed != *settings {
+            self.store_settings(&changed)?;
+            *settings = changed;
+        }
+        Ok(())
+    }
+
+    /// The retention a topic's partitions keep: its own settings over the global ones.
+    pub fn retention(&self, topic: &str) -> Retention {
+        self.topic_settings(topic).retention(&self.config)
     }
 
     /// Grows a topic to `total` partitions (a topic never shrinks: keys would move).
@@ -340,8 +399,9 @@ impl Log {
     ) -> Result<usize, LogError> {
         let mut deleted = 0;
         for partition in self.all_partitions() {
+            let retention = self.retention(partition.topic());
             deleted += partition
-                .apply_retention(now, keep_from(partition.topic(), partition.id()))?
+                .apply_retention(now, keep_from(partition.topic(), partition.id()), retention)?
                 .len();
         }
         Ok(deleted)
@@ -361,6 +421,18 @@ impl Drop for Log {
         if let Some(linger) = &self.linger {
             linger.stop();
         }
+    }
+}
+
+/// Reads `topic_settings.json`; a missing file means no topic has settings of its own.
+fn load_settings(path: &Path) -> Result<SettingsTable, LogError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| LogError::Inconsistent {
+            path: path.to_owned(),
+            reason: format!("not valid topic settings ({e}); fix or remove the file"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SettingsTable::new()),
+        Err(e) => Err(LogError::io("read", path)(e)),
     }
 }
 

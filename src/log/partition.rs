@@ -21,6 +21,7 @@ use tracing::{info, warn};
 use super::batch::{self, BatchHeader};
 use super::error::LogError;
 use super::segment::{self, INDEX_INTERVAL, Index, IndexEntry};
+use super::topic_settings::Retention;
 use crate::config::{FsyncPolicy, LogConfig};
 
 /// Offsets assigned to an appended batch.
@@ -421,18 +422,20 @@ impl Partition {
         write_file_atomically(&segment::index_path(&self.dir, w.base), &index)
     }
 
-    /// Deletes whole segments past the retention limits, oldest first, but never one holding an
-    /// offset ≥ `keep_from` (the oldest checkpoint of a reader that depends on this partition)
-    /// and never the active segment. Returns the base offsets of the deleted segments.
+    /// Deletes whole segments past the `retention` limits (the topic's), oldest first, but
+    /// never one holding an offset ≥ `keep_from` (the oldest checkpoint of a reader that depends
+    /// on this partition) and never the active segment. Returns the base offsets of the deleted
+    /// segments.
     pub fn apply_retention(
         &self,
         now: SystemTime,
         keep_from: Option<i64>,
+        retention: Retention,
     ) -> Result<Vec<i64>, LogError> {
         if self.read_only {
             return Ok(Vec::new());
         }
-        let (age, max_bytes) = (self.config.retention_age, self.config.retention_bytes);
+        let (age, max_bytes) = (retention.age, retention.bytes);
         // The writer lock keeps a roll from changing the segment list underneath.
         let _w = lock(&self.writer);
         let removed: Vec<SegmentState> = {
