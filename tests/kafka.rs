@@ -229,6 +229,16 @@ plain.flush(30)
 heka = b"\x0a\x10" + bytes(range(16)) + b"\x10\x2a"
 plain.produce("blink.input", value=heka, callback=lambda err, msg: bad.append(err.code() if err else msg.offset()))
 plain.flush(30)
+# Compressed batches for the queues are checked just the same (and stored decompressed).
+packed = Producer({"bootstrap.servers": broker, "retries": 0, "compression.type": "lz4",
+                   "linger.ms": 50})
+for value in [heka, heka]:
+    packed.produce("blink.input", value=value,
+                   callback=lambda err, msg: bad.append(err.code() if err else msg.offset()))
+packed.flush(30)
+packed.produce("blink.input", value=b"compressed, still not heka" * 10,
+               callback=lambda err, msg: bad.append(err.code() if err else None))
+packed.flush(30)
 
 consumer = Consumer({"bootstrap.servers": broker, "group.id": "assign-only",
                      "enable.auto.commit": False})
@@ -259,14 +269,18 @@ fn confluent_kafka_produces_compressed_and_idempotent_and_queues_take_only_heka(
         assert_eq!(record[1], i.to_string());
         assert_eq!(record[2], format!("value {i} ").repeat(3));
     }
-    // The plain text was refused with INVALID_RECORD and not written; the Heka message got
-    // offset 0.
-    assert_eq!(out["queue"][0], out["invalid_record"]);
-    assert_eq!(out["queue"][1], 0);
+    // The plain text was refused with INVALID_RECORD and not written; the Heka messages got
+    // offsets 0, 1 and 2 (the last two in an lz4 batch); the compressed text was refused too.
+    let invalid = &out["invalid_record"];
+    assert_eq!(
+        out["queue"],
+        serde_json::json!([invalid, 0, 1, 2, invalid]),
+        "{out}"
+    );
     let cat = run(Command::new(env!("CARGO_BIN_EXE_blink"))
         .args(["cat", "--config", "blink.toml", "blink.input", "--json"])
         .current_dir(w.path()));
-    assert_eq!(String::from_utf8(cat.stdout).unwrap().lines().count(), 1);
+    assert_eq!(String::from_utf8(cat.stdout).unwrap().lines().count(), 3);
     sigterm(&mut blink);
 }
 
@@ -573,7 +587,9 @@ import json, sys
 from kafka import KafkaProducer, KafkaConsumer, TopicPartition
 
 broker, phase = sys.argv[1], sys.argv[2]
-producer = KafkaProducer(bootstrap_servers=broker, value_serializer=lambda v: v.encode())
+codec = sys.argv[3] if len(sys.argv) > 3 else None
+producer = KafkaProducer(bootstrap_servers=broker, value_serializer=lambda v: v.encode(),
+                         compression_type=codec)
 if phase == "produce":
     for user in ["alice", "bob", "mallory", "carol"]:
         producer.send("auth", key=user.encode(), value=json.dumps({"user": user, "action": "login"}),
@@ -616,10 +632,11 @@ fn json_produced_with_kafka_becomes_detections_read_with_kafka() {
     let mut blink = w.start();
     let script = w.file("e2e.py");
     std::fs::write(&script, END_TO_END).unwrap();
+    // Producers compress (gzip here, zstd below): the bridge reads compressed batches.
     run(Command::new(python())
         .arg(&script)
         .arg(&blink.1)
-        .arg("produce"));
+        .args(["produce", "gzip"]));
     let mut detections = serde_json::Value::Null;
     wait_for("the detection", Duration::from_secs(60), || {
         let out = run(Command::new(python())
@@ -666,7 +683,7 @@ fn json_produced_with_kafka_becomes_detections_read_with_kafka() {
     run(Command::new(python())
         .arg(&script)
         .arg(&blink.1)
-        .arg("produce"));
+        .args(["produce", "zstd"]));
     wait_for("the second round", Duration::from_secs(60), || {
         cat().len() >= 10
     });

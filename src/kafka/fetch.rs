@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 
 use super::broker::Broker;
 use super::codes;
-use crate::log::batch::{Batch, BatchHeader, Compression};
+use crate::log::batch::{Batch, BatchHeader};
 use crate::log::{Partition, read_batches};
 
 /// ListOffsets' special timestamps.
@@ -193,8 +193,8 @@ fn concat(batches: Vec<Bytes>, limit: usize, first_in_response: bool) -> Bytes {
 }
 
 /// The first offset whose record timestamp is at or after `t` (ms), with that timestamp; (-1,
-/// -1) if none. Batches are skipped by their max timestamp; in a compressed batch the batch's
-/// first offset is the answer.
+/// -1) if none. Batches are skipped by their max timestamp; only a batch that may hold the
+/// answer has its records read (and decompressed).
 fn offset_for_time(partition: &Arc<Partition>, t: i64) -> Result<(i64, i64), crate::log::LogError> {
     let mut offset = partition.log_start();
     loop {
@@ -207,9 +207,6 @@ fn offset_for_time(partition: &Arc<Partition>, t: i64) -> Result<(i64, i64), cra
             offset = header.next_offset();
             if header.max_timestamp < t {
                 continue;
-            }
-            if header.compression() != Compression::None {
-                return Ok((header.base_offset, header.max_timestamp));
             }
             for record in Batch::new(header, bytes).records()? {
                 let record = record?;

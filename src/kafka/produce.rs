@@ -1,5 +1,6 @@
 //! Produce and InitProducerId: batches are checked (framing, CRC, Heka values for the queues,
-//! idempotent producers' sequence numbers) and stored as the producer sent them.
+//! idempotent producers' sequence numbers) and stored as the producer sent them — except that a
+//! compressed batch for a queue is stored decompressed, so plugins read it without decompressing.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -97,13 +98,6 @@ fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, Outcome> 
 
 /// The queues take only Heka messages: every value must decode, or nothing is written.
 fn check_heka(header: &BatchHeader, bytes: &Bytes, index: usize) -> Result<(), Outcome> {
-    if header.compression() != Compression::None {
-        return Err(Outcome::error(
-            codes::INVALID_RECORD,
-            "batches for blink.input and blink.analysis must be uncompressed, so that every \
-             value can be checked as a Heka message",
-        ));
-    }
     let batch = Batch::new(*header, bytes.clone());
     let records = batch
         .records()
@@ -209,10 +203,27 @@ impl Broker {
         let Some(records) = records else {
             return Outcome::error(codes::CORRUPT_MESSAGE, "no records");
         };
-        let batches = match split_batches(&records) {
+        let mut batches = match split_batches(&records) {
             Ok(b) => b,
             Err(o) => return o,
         };
+        if is_queue(topic) {
+            for (i, (header, bytes)) in batches.iter_mut().enumerate() {
+                if header.compression() == Compression::None {
+                    continue;
+                }
+                match batch::decompressed(header, bytes) {
+                    Ok(plain) => {
+                        *bytes = Bytes::from(plain);
+                        *header =
+                            batch::verify(bytes).expect("a decompressed batch is well formed");
+                    }
+                    Err(e) => {
+                        return Outcome::error(codes::CORRUPT_MESSAGE, format!("batch {i}: {e}"));
+                    }
+                }
+            }
+        }
         let max = self.log.config().segment_bytes as usize;
         for (i, (header, bytes)) in batches.iter().enumerate() {
             if bytes.len() > max {

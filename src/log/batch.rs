@@ -11,6 +11,7 @@
 
 use bytes::Bytes;
 
+use super::codec;
 use crate::varint;
 
 /// Bytes before the first record.
@@ -32,10 +33,12 @@ pub enum BatchError {
     Length(i32),
     #[error("record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     Crc { stored: u32, computed: u32 },
-    #[error("record batch is compressed with {0}, which this reader cannot decompress yet")]
+    #[error("record batch is compressed with {0}, which Kafka does not define")]
     Compressed(Compression),
     #[error("record batch is malformed: {0}")]
     Malformed(&'static str),
+    #[error("record batch does not decompress ({codec}): {reason}")]
+    Decompress { codec: Compression, reason: String },
 }
 
 /// Compression codec, attributes bits 0–2.
@@ -181,6 +184,23 @@ pub fn verify(batch: &[u8]) -> Result<BatchHeader, BatchError> {
         ));
     }
     Ok(header)
+}
+
+/// The same batch with its records decompressed: the codec bits cleared, length and CRC
+/// recomputed; offsets, timestamps, producer id and sequence are unchanged.
+pub fn decompressed(header: &BatchHeader, batch: &[u8]) -> Result<Vec<u8>, BatchError> {
+    let records = codec::decompress(header.compression(), &batch[HEADER_LEN..])?;
+    let mut out = Vec::with_capacity(HEADER_LEN + records.len());
+    out.extend_from_slice(&batch[..HEADER_LEN]);
+    out.extend_from_slice(&records);
+    let length = i32::try_from(out.len() - LOG_OVERHEAD)
+        .map_err(|_| BatchError::Malformed("decompressed batch is larger than 2 GiB"))?;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    let attributes = header.attributes & !0x7;
+    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
 }
 
 /// Writes `offset` as the batch's base offset (outside the CRC).
@@ -389,14 +409,15 @@ impl Batch {
         Ok(Batch { header, bytes })
     }
 
-    /// The records, each borrowing from the batch's bytes.
+    /// The records, each borrowing from the batch's bytes (or, for a compressed batch, from its
+    /// records decompressed once).
     pub fn records(&self) -> Result<RecordIter, BatchError> {
-        match self.header.compression() {
-            Compression::None => {}
-            other => return Err(BatchError::Compressed(other)),
-        }
+        let bytes = match self.header.compression() {
+            Compression::None => self.bytes.slice(HEADER_LEN..),
+            codec => Bytes::from(codec::decompress(codec, &self.bytes[HEADER_LEN..])?),
+        };
         Ok(RecordIter {
-            bytes: self.bytes.slice(HEADER_LEN..),
+            bytes,
             pos: 0,
             left: self.header.record_count.max(0) as usize,
             base_offset: self.header.base_offset,
@@ -627,8 +648,47 @@ mod tests {
         let batch = Batch::parse(Bytes::from(compressed)).unwrap();
         assert!(matches!(
             batch.records(),
-            Err(BatchError::Compressed(Compression::Snappy))
+            Err(BatchError::Decompress {
+                codec: Compression::Snappy,
+                ..
+            })
         ));
+    }
+
+    #[test]
+    fn a_compressed_batch_reads_like_the_plain_one_and_decompresses_to_it() {
+        let mut builder = BatchBuilder::new();
+        for i in 0..50i64 {
+            builder.push(
+                1_700_000_000_000 + i,
+                Some(b"k"),
+                format!("value {i}").as_bytes(),
+            );
+        }
+        let mut plain = builder.finish();
+        set_base_offset(&mut plain, 100);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &plain[HEADER_LEN..]).unwrap();
+        let mut gzip = plain[..HEADER_LEN].to_vec();
+        gzip.extend_from_slice(&gz.finish().unwrap());
+        let length = (gzip.len() - LOG_OVERHEAD) as i32;
+        gzip[8..12].copy_from_slice(&length.to_be_bytes());
+        gzip[ATTRIBUTES_AT + 1] |= 1;
+        let crc = compute_crc(&gzip);
+        gzip[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+
+        let read = |bytes: &[u8]| -> Vec<Record> {
+            Batch::parse(Bytes::copy_from_slice(bytes))
+                .unwrap()
+                .records()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(read(&gzip), read(&plain));
+        let header = verify(&gzip).unwrap();
+        assert_eq!(header.compression(), Compression::Gzip);
+        assert_eq!(decompressed(&header, &gzip).unwrap(), plain);
     }
 
     proptest! {

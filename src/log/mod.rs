@@ -6,7 +6,7 @@
 //! in `output_path/<topic>-<partition>/`, as in Kafka. `docs/log-format.md` describes the bytes and
 //! argues why recovery is safe.
 //!
-//! - [`batch`]: the RecordBatch v2 codec (pure).
+//! - [`batch`]: the RecordBatch v2 codec (pure), decompressing records with `codec`.
 //! - [`segment`]: segment files, the sparse index, and the validating scan.
 //! - [`Partition`]: appends, recovery, retention, and waiting for data.
 //! - [`PartitionReader`]: sequential zero-copy reads from any offset.
@@ -16,6 +16,7 @@
 
 mod appender;
 pub mod batch;
+mod codec;
 mod error;
 mod notifier;
 mod partition;
