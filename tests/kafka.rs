@@ -703,8 +703,9 @@ fn an_output_plugin_produces_into_a_topic_kafka_clients_read() {
         "input",
         "alerts",
         "",
-        r#"function process_message()
-            for i = 1, 5 do inject_message({Type = "alert", Payload = "alert " .. i}) end
+        r#"function process_message(checkpoint)
+            if checkpoint then return 0 end
+            for i = 1, 5 do inject_message({Type = "alert", Payload = "alert " .. i}, "done") end
             return 0
         end"#,
     );
@@ -720,30 +721,54 @@ fn an_output_plugin_produces_into_a_topic_kafka_clients_read() {
             return 0
         end"#,
     );
+    // lua_sandbox_extensions' kafka output, as written for Hindsight: asynchronous checkpoints.
+    w.plugin(
+        "output",
+        "forward_async",
+        "message_matcher = 'Type == \"alert\"'\nasync_buffer_size = 100",
+        r#"require "kafka"
+        local producer = kafka.producer(nil, {["queue.buffering.max.ms"] = 1})
+        local bad, code = producer:send("blink.input", -1, 0, "x")
+        assert(bad == 22 and code:match("queues"), tostring(bad))
+        function process_message(sequence_id)
+            local ret = producer:send("async-alerts", -1, sequence_id, read_message("Payload"))
+            if ret ~= 0 then return -1, "send failed " .. ret end
+            producer:poll()
+            return -5
+        end
+        function timer_event(ns) producer:poll() end"#,
+    );
     let mut blink = w.start();
-    let mut got = String::new();
-    wait_for("five alerts on the topic", Duration::from_secs(60), || {
-        let out = kcat(&blink)
-            .args([
-                "-C",
-                "-t",
-                "alerts",
-                "-o",
-                "beginning",
-                "-e",
-                "-f",
-                "%k %s\\n",
-            ])
+    let read = |blink: &Blink, topic: &str| {
+        let out = kcat(blink)
+            .args(["-C", "-t", topic, "-o", "beginning", "-e", "-f", "%k %s\\n"])
             .output()
             .unwrap();
-        got = String::from_utf8_lossy(&out.stdout).into_owned();
-        got.lines().count() >= 5
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut got = String::new();
+    wait_for("five alerts on each topic", Duration::from_secs(60), || {
+        got = read(&blink, "alerts");
+        got.lines().count() >= 5 && read(&blink, "async-alerts").lines().count() >= 5
     });
     assert_eq!(
         got,
         (1..=5)
             .map(|i| format!("k alert {i}\n"))
             .collect::<String>()
+    );
+    let sent = |i| format!(" alert {i}\n");
+    assert_eq!(
+        read(&blink, "async-alerts"),
+        (1..=5).map(sent).collect::<String>()
+    );
+    // poll() confirmed every sequence id: after a restart nothing is sent again.
+    sigterm(&mut blink);
+    let mut blink = w.start();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        read(&blink, "async-alerts"),
+        (1..=5).map(sent).collect::<String>()
     );
     sigterm(&mut blink);
 }

@@ -233,6 +233,12 @@ pub(super) fn shared(lua: &Lua) -> SharedHost {
         .clone()
 }
 
+/// Output plugins: confirms delivery of every message up to `sequence` (0: all pending), as
+/// `update_checkpoint(sequence, failures)` does; host modules delivering asynchronously call it.
+pub(crate) fn update_checkpoint(lua: &Lua, sequence: u64, failures: u64) {
+    shared(lua).borrow_mut().checkpoint_update = Some((sequence, failures));
+}
+
 /// An API error: `function() detail`. The Lua wrapper raises it at the plugin's line (see
 /// [`PRELUDE`]), so a plugin's `pcall` gets a string, as in Hindsight.
 fn api_error(_lua: &Lua, function: &str, detail: impl std::fmt::Display) -> String {
@@ -570,12 +576,11 @@ fn install_output(
     g.raw_set(
         "update_checkpoint",
         lua.create_function(|lua, (sequence, failures): (Option<f64>, Option<f64>)| {
-            let host = shared(lua);
-            let mut host = host.borrow_mut();
-            host.checkpoint_update = Some((
+            update_checkpoint(
+                lua,
                 sequence.unwrap_or(0.0) as u64,
                 failures.unwrap_or(0.0) as u64,
-            ));
+            );
             Ok(())
         })?,
     )?;

@@ -17,7 +17,19 @@
 //! partition]])` appends one record to a topic of Blink's log (created with one partition if it
 //! does not exist; the partition is chosen by key hash, else in turn) and returns its offset once
 //! the record has reached the log, so the plugin can return 0 (sent) at once; a failure raises
-//! an error the plugin can turn into -1 or -3 (retry).
+//! an error the plugin can turn into -1 or -3 (retry). lua_sandbox_extensions' shape works too,
+//! for plugins written for Hindsight's kafka output:
+//!
+//! ```lua
+//! local producer = kafka.producer()
+//! function process_message(sequence_id)
+//!     local ret = producer:send(topic, -1, sequence_id, read_message("raw"))
+//!     if ret ~= 0 then return -1, "send failed" end   -- 90: too large, 22: invalid topic
+//!     producer:poll()     -- confirms sent sequence ids: update_checkpoint(sequence_id, 0)
+//!     return -5           -- the checkpoint waits for that confirmation
+//! end
+//! function timer_event(ns) producer:poll() end
+//! ```
 //!
 //! The consumer's position is the plugin's checkpoint: `consumer:checkpoint()` encodes the next
 //! offset of every partition (`topic:partition:offset,…`), and a consumer created with it resumes
@@ -29,7 +41,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mlua::{Lua, Table, UserData, UserDataMethods, Value, Variadic};
+use mlua::{IntoLuaMulti, Lua, Table, UserData, UserDataMethods, Value, Variadic};
 
 use crate::log::{Log, LogError, PartitionReader, is_queue};
 
@@ -222,6 +234,34 @@ impl UserData for Consumer {
 struct Producer {
     log: Arc<Log>,
     next: u32,
+    /// lua_sandbox_extensions' call shape: the highest sequence id whose record is in the log and
+    /// not yet reported by `poll`.
+    delivered: Option<u64>,
+}
+
+/// Why a send failed, with the errno-style code lua_sandbox_extensions' `producer:send` returns
+/// for it (librdkafka's produce call sets errno).
+struct SendError {
+    code: i32,
+    message: String,
+}
+
+impl SendError {
+    /// EMSGSIZE: the record is larger than the log takes.
+    const TOO_LARGE: i32 = 90;
+    /// ESRCH: no such partition.
+    const NO_PARTITION: i32 = 3;
+    /// EINVAL: the topic cannot be written (a queue, a bad name).
+    const INVALID: i32 = 22;
+    /// EIO: the log could not write it.
+    const IO: i32 = 5;
+
+    fn new(code: i32, message: impl Into<String>) -> Self {
+        SendError {
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 impl Producer {
@@ -231,10 +271,11 @@ impl Producer {
         value: &[u8],
         key: Option<&[u8]>,
         partition: Option<u32>,
-    ) -> Result<i64, String> {
+    ) -> Result<i64, SendError> {
         if is_queue(topic) {
-            return Err(format!(
-                "{topic} is one of Blink's queues: inject_message writes there"
+            return Err(SendError::new(
+                SendError::INVALID,
+                format!("{topic} is one of Blink's queues: inject_message writes there"),
             ));
         }
         let partitions = match self.log.partitions(topic) {
@@ -242,9 +283,14 @@ impl Producer {
             None => {
                 match self.log.create_topic(topic, 1) {
                     Ok(()) | Err(LogError::TopicExists(_)) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e @ LogError::InvalidTopic { .. }) => {
+                        return Err(SendError::new(SendError::INVALID, e.to_string()));
+                    }
+                    Err(e) => return Err(SendError::new(SendError::IO, e.to_string())),
                 }
-                self.log.partitions(topic).ok_or("topic vanished")?
+                self.log
+                    .partitions(topic)
+                    .ok_or_else(|| SendError::new(SendError::IO, "topic vanished"))?
             }
         };
         let index = match (partition, key) {
@@ -255,49 +301,124 @@ impl Producer {
                 self.next as usize % partitions.len()
             }
         };
-        let target = partitions
-            .get(index)
-            .ok_or_else(|| format!("{topic} has no partition {index}"))?;
+        let target = partitions.get(index).ok_or_else(|| {
+            SendError::new(
+                SendError::NO_PARTITION,
+                format!("{topic} has no partition {index}"),
+            )
+        })?;
         let mut builder = crate::log::batch::BatchBuilder::with_capacity(value.len() + 128);
         builder.push_with_headers(crate::time::now_nanos() / 1_000_000, key, Some(value), &[]);
         let batch = builder.finish();
-        target
-            .append(&batch)
-            .map(|a| a.base_offset)
-            .map_err(|e| e.to_string())
+        target.append(&batch).map(|a| a.base_offset).map_err(|e| {
+            let code = match e {
+                LogError::BatchTooLarge { .. } | LogError::MessageTooLarge { .. } => {
+                    SendError::TOO_LARGE
+                }
+                _ => SendError::IO,
+            };
+            SendError::new(code, e.to_string())
+        })
     }
 }
 
 impl UserData for Producer {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method_mut(
-            "send",
-            |_,
-             this,
-             (topic, value, key, partition): (
-                String,
-                mlua::LuaString,
-                Option<mlua::LuaString>,
-                Option<u32>,
-            )| {
-                let key = key.as_ref().map(|k| k.as_bytes());
-                this.send(&topic, &value.as_bytes(), key.as_deref(), partition)
-                    .map(|offset| offset as f64)
-                    .map_err(|e| mlua::Error::runtime(format!("producer:send: {e}")))
-            },
-        );
+        // Two call shapes, told apart by the second argument:
+        // - `send(topic, value [, key [, partition]])` returns the record's offset, or raises;
+        // - lua_sandbox_extensions': `send(topic, partition, sequence_id, message)` (partition -1:
+        //   any) returns 0, or an errno-style code and a message; `poll()` then confirms the sent
+        //   sequence ids with update_checkpoint, for plugins returning -5.
+        methods.add_method_mut("send", |lua, this, args: Variadic<Value>| {
+            let topic = match args.first() {
+                Some(Value::String(t)) => t.to_str()?.to_owned(),
+                _ => {
+                    return Err(mlua::Error::runtime(
+                        "producer:send: the first argument must be a topic name",
+                    ));
+                }
+            };
+            let string = |i: usize| -> mlua::Result<Option<mlua::LuaString>> {
+                match args.get(i) {
+                    None | Some(Value::Nil) => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s.clone())),
+                    Some(other) => Err(mlua::Error::runtime(format!(
+                        "producer:send: argument {} must be a string, not a {}",
+                        i + 1,
+                        other.type_name()
+                    ))),
+                }
+            };
+            let number = |i: usize| -> mlua::Result<Option<f64>> {
+                match args.get(i) {
+                    None | Some(Value::Nil) => Ok(None),
+                    Some(Value::Integer(n)) => Ok(Some(*n as f64)),
+                    Some(Value::Number(n)) => Ok(Some(*n)),
+                    Some(other) => Err(mlua::Error::runtime(format!(
+                        "producer:send: argument {} must be a number, not a {}",
+                        i + 1,
+                        other.type_name()
+                    ))),
+                }
+            };
+            if matches!(args.get(1), Some(Value::Integer(_) | Value::Number(_))) {
+                let partition = number(1)?.filter(|p| *p >= 0.0).map(|p| p as u32);
+                let sequence = number(2)?;
+                let message = string(3)?.ok_or_else(|| {
+                    mlua::Error::runtime("producer:send: argument 4 (the message) is missing")
+                })?;
+                return match this.send(&topic, &message.as_bytes(), None, partition) {
+                    Ok(_) => {
+                        if let Some(seq) = sequence {
+                            let seq = seq as u64;
+                            this.delivered = Some(this.delivered.map_or(seq, |d| d.max(seq)));
+                        }
+                        (0, Value::Nil).into_lua_multi(lua)
+                    }
+                    Err(e) => (e.code, format!("producer:send: {}", e.message)).into_lua_multi(lua),
+                };
+            }
+            let value = string(1)?.ok_or_else(|| {
+                mlua::Error::runtime("producer:send: argument 2 (the value) is missing")
+            })?;
+            let key = string(2)?;
+            let partition = number(3)?.map(|p| p as u32);
+            let key = key.as_ref().map(|k| k.as_bytes());
+            this.send(&topic, &value.as_bytes(), key.as_deref(), partition)
+                .map_err(|e| mlua::Error::runtime(format!("producer:send: {}", e.message)))?
+                .into_lua_multi(lua)
+        });
+        // Records are in the log when `send` returns, so every sent sequence id is delivered.
+        methods.add_method_mut("poll", |lua, this, ()| {
+            if let Some(seq) = this.delivered.take() {
+                crate::sandbox::api::update_checkpoint(lua, seq, 0);
+            }
+            Ok(())
+        });
     }
 }
 
-/// The module of an output plugin: producers.
+/// The module of an output plugin: producers. `kafka.producer()` writes to Blink's own log; a
+/// broker list (lua_sandbox_extensions' first argument) must be empty or absent — sending to
+/// another Kafka cluster is not supported from a plugin.
 pub fn producer_module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
     let module = lua.create_table()?;
     module.raw_set(
         "producer",
-        lua.create_function(move |_, ()| {
+        lua.create_function(move |_, args: Variadic<Value>| {
+            if let Some(Value::String(brokers)) = args.first()
+                && !brokers.as_bytes().is_empty()
+            {
+                return Err(mlua::Error::runtime(format!(
+                    "kafka.producer: writes to Blink's own topics; a broker list ({}) is not \
+                     supported — pass nil or nothing",
+                    brokers.to_string_lossy()
+                )));
+            }
             Ok(Producer {
                 log: log.clone(),
                 next: 0,
+                delivered: None,
             })
         })?,
     )?;
