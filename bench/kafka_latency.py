@@ -12,7 +12,7 @@ broker = sys.argv[1]
 topic = "latency-%d" % time.time_ns()
 n, rate = 10_000, 2_000
 producer = Producer({"bootstrap.servers": broker, "linger.ms": 0, "acks": 1})
-producer.produce(topic, value=b"warm-up")
+producer.produce(topic, value=b"warm-up", partition=0)  # the topic may have several
 producer.flush(10)
 consumer = Consumer({"bootstrap.servers": broker, "group.id": "latency", "fetch.wait.max.ms": 100,
                      "fetch.min.bytes": 1, "enable.auto.commit": False})
@@ -39,7 +39,7 @@ for i in range(n):
     wait = due - time.perf_counter()
     if wait > 0:
         time.sleep(wait)
-    producer.produce(topic, value=str(time.perf_counter_ns()).encode())
+    producer.produce(topic, value=str(time.perf_counter_ns()).encode(), partition=0)
     producer.poll(0)
 producer.flush(10)
 done.wait(30)

@@ -2,11 +2,12 @@
 # start_blink: builds target/debug/blink if missing, starts `blink run` in a fresh directory on
 # a free loopback port with `default_partitions = 4` (the peers' suites expect auto-created
 # topics with several partitions), waits until it accepts connections, and sets $blink_port,
-# $blink_pid and $blink_dir. The caller's EXIT trap should call stop_blink.
+# $blink_pid and $blink_dir. $blink_bin picks another binary (the benchmarks use the release
+# build). The caller's EXIT trap should call stop_blink.
 start_blink() {
-    local blink="$PWD/target/debug/blink"
+    local blink="${blink_bin:-$PWD/target/debug/blink}"
     [ -x "$blink" ] || cargo build --locked --quiet
-    blink_dir=$(mktemp -d /tmp/blink-peer-tests.XXXXXX)
+    blink_dir=$(mktemp -d /tmp/blink-kafka.XXXXXX)
     mkdir -p "$blink_dir"/hs_run/{input,analysis,output} "$blink_dir"/hs_load
     printf 'output_path = "data"\nsandbox_run_path = "hs_run"\nsandbox_load_path = "hs_load"\n[kafka]\nlisten = "127.0.0.1:0"\ndefault_partitions = 4\n' \
         > "$blink_dir/blink.toml"

@@ -40,6 +40,8 @@ const LIST: i8 = 7;
 /// IncrementalAlterConfigs operations.
 const SET: i8 = 0;
 const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
 
 /// One described setting.
 struct Entry {
@@ -357,8 +359,8 @@ impl Broker {
         AlterConfigsResponse::default().with_responses(responses)
     }
 
-    /// IncrementalAlterConfigs: SET and DELETE of single settings (none of Blink's is a list,
-    /// so APPEND and SUBTRACT are refused).
+    /// IncrementalAlterConfigs: SET and DELETE; APPEND and SUBTRACT only for the one list
+    /// setting, `cleanup.policy` (which can only ever be `delete`).
     pub(super) fn incremental_alter_configs(
         &self,
         request: IncrementalAlterConfigsRequest,
@@ -379,10 +381,21 @@ impl Broker {
                                 }
                                 SET => return Err(format!("{}: SET needs a value", c.name)),
                                 DELETE => settings.set(&c.name, None)?,
+                                APPEND if c.name.as_str() == "cleanup.policy" => {
+                                    settings.set(&c.name, c.value.as_deref())?
+                                }
+                                SUBTRACT
+                                    if c.name.as_str() == "cleanup.policy"
+                                        && c.value.as_deref() != Some("delete") => {}
+                                SUBTRACT if c.name.as_str() == "cleanup.policy" => {
+                                    return Err("cleanup.policy: Blink always deletes old \
+                                                segments; `delete` cannot be removed"
+                                        .into());
+                                }
                                 op => {
                                     return Err(format!(
-                                        "{}: operation {op} (APPEND/SUBTRACT) applies to lists; \
-                                         Blink's topic settings are single values",
+                                        "{}: operation {op} (APPEND/SUBTRACT) applies to list \
+                                         settings; this one is a single value",
                                         c.name
                                     ));
                                 }

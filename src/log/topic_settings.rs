@@ -76,6 +76,24 @@ impl TopicSettings {
                     ));
                 }
             },
+            // What Blink always does may be asked for.
+            "compression.type" | "message.timestamp.type" => {
+                let fixed = if key == "compression.type" {
+                    "producer"
+                } else {
+                    "CreateTime"
+                };
+                match value {
+                    None => {}
+                    Some(v) if v == fixed => {}
+                    Some(other) => {
+                        return Err(format!(
+                            "{key}={other}: Blink stores batches as producers send them \
+                             ({key}={fixed} only)"
+                        ));
+                    }
+                }
+            }
             _ => {
                 return Err(format!(
                     "{key} cannot be set per topic in Blink (settable: {}; the rest are the \
@@ -152,7 +170,10 @@ mod tests {
             assert!(err.contains(says), "{err}");
         }
         s.set("cleanup.policy", Some("delete")).unwrap();
+        s.set("compression.type", Some("producer")).unwrap();
         assert!(s.is_empty());
+        let err = s.set("compression.type", Some("lz4")).unwrap_err();
+        assert!(err.contains("compression.type=lz4"), "{err}");
     }
 
     #[test]
