@@ -696,6 +696,101 @@ fn json_produced_with_kafka_becomes_detections_read_with_kafka() {
     sigterm(&mut blink);
 }
 
+/// A Produce v7 request of one batch to partition 0 of `topic`, framed.
+fn produce_frame(topic: &'static str, batch: Vec<u8>) -> Vec<u8> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let request = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(bytes::Bytes::from(batch))),
+                ]),
+        ]);
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Produce as i16)
+        .with_request_api_version(7)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("garbage-producer")));
+    let mut body = bytes::BytesMut::new();
+    header
+        .encode(&mut body, ApiKey::Produce.request_header_version(7))
+        .unwrap();
+    request.encode(&mut body, 7).unwrap();
+    frame(&body)
+}
+
+#[test]
+fn the_bridge_hands_over_a_batch_it_cannot_read_and_goes_on() {
+    let w = workspace();
+    let input = w.path().join("hs_run/input");
+    std::fs::write(
+        input.join("kafka.lua"),
+        include_str!("../hs_run/input/kafka.lua"),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("kafka.cfg"),
+        include_str!("../hs_run/input/kafka.cfg"),
+    )
+    .unwrap();
+    let mut blink = w.start();
+    produce_lines(&blink, "raw", "none", &[r#"k:{"n": 1}"#.to_owned()]);
+    // A batch whose CRC is right but whose "gzip" records are not gzip: a broken producer.
+    // Blink stores a user topic's batches as sent, so Produce takes it.
+    let mut builder = blink::log::batch::BatchBuilder::new();
+    builder.push(
+        1_700_000_000_000,
+        None,
+        b"these bytes were never compressed",
+    );
+    let mut batch = builder.finish();
+    batch[22] |= 1; // attributes: gzip
+    let crc = blink::log::batch::compute_crc(&batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    let answer = exchange(&blink.1, &produce_frame("raw", batch)).expect("an answer");
+    let response = {
+        use kafka_protocol::protocol::Decodable;
+        let mut body = bytes::Bytes::from(answer[4..].to_vec()); // after the correlation id
+        kafka_protocol::messages::ProduceResponse::decode(&mut body, 7).unwrap()
+    };
+    let stored = &response.responses[0].partition_responses[0];
+    assert_eq!((stored.error_code, stored.base_offset), (0, 1));
+    produce_lines(&blink, "raw", "gzip", &[r#"k:{"n": 2}"#.to_owned()]);
+
+    let cat = || {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_blink"))
+            .args(["cat", "--config", "blink.toml", "blink.input", "--json"])
+            .current_dir(w.path()));
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    wait_for("three bridged messages", Duration::from_secs(60), || {
+        cat().len() >= 3
+    });
+    let bridged = cat();
+    assert_eq!(bridged.len(), 3, "{bridged:?}");
+    assert_eq!(bridged[0]["Fields"]["n"], 1.0);
+    let error = bridged[1]["Fields"]["decode_error"].as_str().unwrap();
+    assert!(
+        error.contains("raw-0") && error.contains("does not decompress (gzip)"),
+        "{error}"
+    );
+    assert_eq!(bridged[1]["Fields"]["kafka_offset"], 1.0);
+    assert_eq!(bridged[2]["Fields"]["n"], 2.0, "the bridge went on");
+    assert_eq!(bridged[2]["Fields"]["kafka_offset"], 2.0);
+    sigterm(&mut blink);
+}
+
 #[test]
 fn an_output_plugin_produces_into_a_topic_kafka_clients_read() {
     let w = workspace();

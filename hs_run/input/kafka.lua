@@ -7,6 +7,8 @@
 -- become Fields too (nested objects and arrays as JSON text). A value that does not decode is
 -- never dropped silently: on_error = "inject" (the default) injects it raw with a
 -- decode_error field, on_error = "skip" counts it (skipped_records in the plugin's stats log).
+-- A batch whose records cannot be read at all (a producer compressed garbage) is handled the
+-- same way, as one message holding the batch's bytes.
 -- The consumer's position is this plugin's checkpoint: a restart resumes at the next record.
 require "kafka"
 require "cjson"
@@ -44,14 +46,15 @@ end
 function process_message(checkpoint)
     local consumer = kafka.consumer(topics, checkpoint, {start = start})
     while is_running() do
-        local value, topic, partition, key, offset, timestamp, headers = consumer:receive()
+        local value, topic, partition, key, offset, timestamp, headers, unreadable = consumer:receive()
         if value then
             local fields = {kafka_partition = partition, kafka_offset = offset, kafka_key = key}
             for name, v in pairs(headers) do
                 if v then fields["header." .. name] = v end
             end
-            local err
-            if decoder == "json" then err = json_fields(value, fields) end
+            -- unreadable: a whole batch whose records could not be read, as stored.
+            local err = unreadable
+            if not err and decoder == "json" then err = json_fields(value, fields) end
             if err and on_error == "skip" then
                 skipped = skipped + 1
                 print("skipped_records", skipped, topic, partition, offset, err)

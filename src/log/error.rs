@@ -47,6 +47,19 @@ pub enum LogError {
     BatchTooLarge { size: usize, max: u64 },
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopic { name: String, reason: &'static str },
+    #[error(
+        "{topic}-{partition}: the records of the batch at offsets {base_offset}..{next_offset} cannot be read: {reason}"
+    )]
+    UnreadableBatch {
+        topic: String,
+        partition: u32,
+        base_offset: i64,
+        /// Where the next batch starts: seek there to go on.
+        next_offset: i64,
+        reason: String,
+        /// The batch as stored, for whoever keeps what could not be read.
+        batch: bytes::Bytes,
+    },
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
     #[error("topic {0:?} already exists")]

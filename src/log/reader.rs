@@ -35,7 +35,8 @@ pub struct PartitionReader {
     cursor: Option<Cursor>,
     ready: VecDeque<Batch>,
     records: Option<RecordIter>,
-    /// Offset after the batch `records` iterates.
+    /// The batch `records` iterates, and the offset after it.
+    batch: Option<Batch>,
     batch_end: i64,
 }
 
@@ -48,6 +49,7 @@ impl PartitionReader {
             cursor: None,
             ready: VecDeque::new(),
             records: None,
+            batch: None,
             batch_end: offset,
         }
     }
@@ -67,12 +69,14 @@ impl PartitionReader {
         self.cursor = None;
         self.ready.clear();
         self.records = None;
+        self.batch = None;
     }
 
     /// The next batch holding records at or after the position, whole (it may start before the
     /// position, as Kafka Fetch returns it); `None` at the end of the log.
     pub fn next_batch(&mut self) -> Result<Option<Batch>, LogError> {
         self.records = None;
+        self.batch = None;
         loop {
             if let Some(batch) = self.ready.pop_front() {
                 if batch.header.last_offset() < self.next {
@@ -98,12 +102,14 @@ impl PartitionReader {
                         return Ok(Some(record));
                     }
                     Some(Err(e)) => {
+                        let batch = self.batch.take().expect("records come from a batch");
                         self.stay();
-                        return Err(e.into());
+                        return Err(self.unreadable(batch, e));
                     }
                     None => {
                         // Offsets inside a batch may have gaps (compaction): go to its end.
                         self.records = None;
+                        self.batch = None;
                         self.next = self.next.max(self.batch_end);
                         continue;
                     }
@@ -125,12 +131,28 @@ impl PartitionReader {
                 continue;
             }
             match batch.records() {
-                Ok(records) => self.records = Some(records),
+                Ok(records) => {
+                    self.records = Some(records);
+                    self.batch = Some(batch);
+                }
                 Err(e) => {
                     self.stay();
-                    return Err(e.into());
+                    return Err(self.unreadable(batch, e));
                 }
             }
+        }
+    }
+
+    /// A batch whose CRC holds but whose records do not decode (a producer compressed garbage,
+    /// or framed records wrongly): the reader stays before it; `seek` to `next_offset` goes on.
+    fn unreadable(&self, batch: Batch, e: batch::BatchError) -> LogError {
+        LogError::UnreadableBatch {
+            topic: self.partition.topic().to_owned(),
+            partition: self.partition.id(),
+            base_offset: batch.header.base_offset,
+            next_offset: batch.header.next_offset(),
+            reason: e.to_string(),
+            batch: batch.bytes,
         }
     }
 
@@ -140,6 +162,7 @@ impl PartitionReader {
         self.cursor = None;
         self.ready.clear();
         self.records = None;
+        self.batch = None;
     }
 
     /// Blocks until a record at or after the position exists or `timeout` passes; true if one

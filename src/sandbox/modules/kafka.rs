@@ -6,7 +6,7 @@
 //! function process_message(checkpoint)
 //!     local consumer = kafka.consumer({"events"}, checkpoint)   -- nil topics: every user topic
 //!     while is_running() do
-//!         local value, topic, partition, key, offset, timestamp, headers = consumer:receive()
+//!         local value, topic, partition, key, offset, timestamp, headers, err = consumer:receive()
 //!         if value then inject_message({Payload = value}, consumer:checkpoint()) end
 //!     end
 //!     return 0
@@ -35,7 +35,10 @@
 //! offset of every partition (`topic:partition:offset,…`), and a consumer created with it resumes
 //! exactly there. Partitions with no position start at their oldest retained record (or the
 //! newest, with `{start = "end"}` as third argument). `receive` waits up to 100 ms for a record and
-//! returns nil when there is none, so the plugin can check `is_running()`.
+//! returns nil when there is none, so the plugin can check `is_running()`. A batch whose CRC holds
+//! but whose records cannot be read (a producer's compressed garbage) comes back once, whole, as
+//! the value, with its first offset and an eighth result saying why; the consumer then goes on
+//! after it, so one bad batch never stops a plugin.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -112,7 +115,7 @@ impl Consumer {
     }
 
     /// The next record of any partition, taking them in turn.
-    fn next_record(&mut self) -> mlua::Result<Option<(usize, crate::log::batch::Record)>> {
+    fn next_record(&mut self) -> mlua::Result<Option<Received>> {
         let n = self.sources.len();
         for i in 0..n {
             let at = (self.next + i) % n;
@@ -120,12 +123,34 @@ impl Consumer {
             match source.reader.next_record() {
                 Ok(Some(record)) => {
                     self.next = at + 1;
-                    return Ok(Some((at, record)));
+                    return Ok(Some(Received::Record(at, record)));
                 }
                 Ok(None) => {}
                 Err(LogError::OffsetOutOfRange { start, .. }) => {
                     tracing::warn!(topic = %source.topic, partition = source.partition, start, "kafka consumer: records were deleted by retention before they were read; going on from the oldest retained");
                     source.reader.seek(start);
+                }
+                Err(e @ LogError::UnreadableBatch { .. }) => {
+                    let reason = e.to_string();
+                    let LogError::UnreadableBatch {
+                        base_offset,
+                        next_offset,
+                        batch,
+                        ..
+                    } = e
+                    else {
+                        unreachable!()
+                    };
+                    // Handed to the plugin whole, then passed: one bad batch never stops it.
+                    tracing::warn!(topic = %source.topic, partition = source.partition, base_offset, next_offset, %reason, "kafka consumer: a batch's records cannot be read; handing it over raw and going on");
+                    source.reader.seek(next_offset);
+                    self.next = at + 1;
+                    return Ok(Some(Received::Unreadable {
+                        at,
+                        offset: base_offset,
+                        batch,
+                        reason,
+                    }));
                 }
                 Err(e) => return Err(mlua::Error::runtime(format!("kafka consumer: {e}"))),
             }
@@ -197,8 +222,29 @@ impl UserData for Consumer {
                 }
                 notifier.wait_past(generation, WAIT);
             }
-            let Some((at, record)) = found else {
-                return Ok(Variadic::new());
+            let (at, record) = match found {
+                None => return Ok(Variadic::new()),
+                Some(Received::Record(at, record)) => (at, record),
+                Some(Received::Unreadable {
+                    at,
+                    offset,
+                    batch,
+                    reason,
+                }) => {
+                    let source = &this.sources[at];
+                    let timestamp = crate::log::batch::BatchHeader::parse(&batch)
+                        .map_or(-1, |h| h.max_timestamp);
+                    return Ok(Variadic::from_iter([
+                        Value::String(lua.create_string(&batch)?),
+                        Value::String(lua.create_string(&source.topic)?),
+                        Value::Number(source.partition as f64),
+                        Value::Nil,
+                        Value::Number(offset as f64),
+                        Value::Number(timestamp as f64),
+                        Value::Table(lua.create_table()?),
+                        Value::String(lua.create_string(&reason)?),
+                    ]));
+                }
             };
             let source = &this.sources[at];
             let headers = lua.create_table()?;
@@ -228,6 +274,19 @@ impl UserData for Consumer {
         });
         methods.add_method("checkpoint", |_, this, ()| Ok(this.checkpoint()));
     }
+}
+
+/// What `receive` found.
+enum Received {
+    Record(usize, crate::log::batch::Record),
+    /// A batch (from source `at`) whose records cannot be read: its bytes as stored, its first
+    /// offset and why.
+    Unreadable {
+        at: usize,
+        offset: i64,
+        batch: bytes::Bytes,
+        reason: String,
+    },
 }
 
 /// Appends records to Blink's topics for an output plugin.
