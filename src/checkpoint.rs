@@ -199,9 +199,48 @@ impl CheckpointStore {
     }
 }
 
+/// Positions in Blink's topics, as an input reading them through the `kafka` module keeps its
+/// checkpoint: `topic:partition:offset,…` (the next offset to read of each partition).
+pub type TopicPositions = std::collections::HashMap<(String, u32), i64>;
+
+/// Parses `topic:partition:offset,…`; an unreadable entry is an error naming it (a silent
+/// restart from scratch would replay or skip data).
+pub fn parse_topic_positions(text: &str) -> Result<TopicPositions, String> {
+    let mut out = TopicPositions::new();
+    for entry in text.split(',').filter(|e| !e.is_empty()) {
+        let mut parts = entry.rsplitn(3, ':');
+        let (Some(offset), Some(partition), Some(topic)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!(
+                "checkpoint entry {entry:?} is not topic:partition:offset"
+            ));
+        };
+        let partition = partition
+            .parse()
+            .map_err(|_| format!("checkpoint entry {entry:?}: bad partition"))?;
+        let offset = offset
+            .parse()
+            .map_err(|_| format!("checkpoint entry {entry:?}: bad offset"))?;
+        out.insert((topic.to_owned(), partition), offset);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_positions_parse_and_bad_ones_are_refused() {
+        let parsed = parse_topic_positions("a.b-c:0:15,x:3:0").unwrap();
+        assert_eq!(parsed[&("a.b-c".to_owned(), 0)], 15);
+        assert_eq!(parsed[&("x".to_owned(), 3)], 0);
+        assert!(parse_topic_positions("").unwrap().is_empty());
+        for bad in ["x", "x:1", "x:y:1", "x:1:z"] {
+            assert!(parse_topic_positions(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn survives_a_reopen() {

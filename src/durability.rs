@@ -3,13 +3,17 @@
 //!
 //! The order is the point. Checkpoints are written only after the data they refer to is synced,
 //! so after a power loss no checkpoint names data that is gone; and retention runs against the
-//! checkpoints just made durable, so it never deletes what a restarted reader would still need.
+//! checkpoints just made durable, so it never deletes what a restarted reader would still need —
+//! a plugin reading the queues, or an input reading topics through the `kafka` module (whose
+//! checkpoint holds its positions).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use crate::checkpoint::{CheckpointError, CheckpointStore};
+use crate::checkpoint::{
+    CheckpointError, CheckpointStore, CheckpointValue, TopicPositions, parse_topic_positions,
+};
 use crate::log::{Log, LogError};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +28,23 @@ pub enum DurabilityError {
 pub fn tick(log: &Log, checkpoints: &CheckpointStore) -> Result<(), DurabilityError> {
     log.sync()?;
     checkpoints.flush()?;
+    // Inputs reading topics through the `kafka` module keep their positions in their checkpoint.
+    let consumers: Vec<TopicPositions> = log
+        .topic_consumers()
+        .iter()
+        .filter_map(|name| match checkpoints.input(name)? {
+            CheckpointValue::String(text) => parse_topic_positions(&text).ok(),
+            CheckpointValue::Number(_) => None,
+        })
+        .collect();
     log.apply_retention(SystemTime::now(), |topic, partition| {
-        checkpoints.oldest_position(topic, partition)
+        let key = (topic.to_owned(), partition);
+        let held = consumers.iter().filter_map(|p| p.get(&key).copied());
+        checkpoints
+            .oldest_position(topic, partition)
+            .into_iter()
+            .chain(held)
+            .min()
     })?;
     Ok(())
 }

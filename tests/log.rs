@@ -723,3 +723,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_input_reading_a_topic_through_the_kafka_module_holds_its_retention_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 4096);
+    cfg.retention_bytes = Some(2 * 4096);
+    let log = Log::open(cfg).unwrap();
+    let store = CheckpointStore::open(dir.path()).unwrap();
+    log.create_topic("events", 1).unwrap();
+    let partition = log.partition("events", 0).unwrap();
+    append_batches(&partition, 0, &[5; 300]);
+    // The bridge's checkpoint says it has read up to offset 40.
+    store.set_input("bridge", CheckpointValue::String("events:0:40".into()));
+    log.register_topic_consumer("bridge");
+    blink::durability::tick(&log, &store).unwrap();
+    assert!(partition.log_start() <= 40, "{}", partition.log_start());
+    assert_eq!(read_all(&partition, 40)[0].0, 40);
+    // Once the plugin stops, it holds nothing back.
+    log.unregister_topic_consumer("bridge");
+    blink::durability::tick(&log, &store).unwrap();
+    assert!(partition.log_start() > 40, "{}", partition.log_start());
+}

@@ -25,7 +25,7 @@ pub mod segment;
 pub mod storage;
 mod topic_settings;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -90,6 +90,9 @@ pub struct Log {
     topics: RwLock<BTreeMap<String, Vec<Arc<Partition>>>>,
     /// Topics' own settings, as persisted in `topic_settings.json`.
     settings: Mutex<SettingsTable>,
+    /// Input plugins reading topics through the `kafka` module: their checkpoints hold
+    /// retention back (see [`Log::topic_consumers`]).
+    topic_consumers: Mutex<BTreeSet<String>>,
     linger: Option<Arc<Linger>>,
     /// Held for the life of a writable log so two processes never write one directory.
     _lock: Option<File>,
@@ -138,6 +141,7 @@ impl Log {
             read_only,
             topics: RwLock::new(BTreeMap::new()),
             settings: Mutex::new(settings),
+            topic_consumers: Mutex::new(BTreeSet::new()),
             linger,
             _lock: lock,
         };
@@ -291,6 +295,36 @@ impl Log {
             *settings = changed;
         }
         Ok(())
+    }
+
+    /// Records that input plugin `name` reads topics through the `kafka` module; its
+    /// checkpoint (`topic:partition:offset,…`) then holds back retention like a reader's position.
+    pub fn register_topic_consumer(&self, name: &str) {
+        let mut consumers = self
+            .topic_consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !consumers.contains(name) {
+            consumers.insert(name.to_owned());
+        }
+    }
+
+    /// A stopped plugin holds nothing back.
+    pub fn unregister_topic_consumer(&self, name: &str) {
+        self.topic_consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    /// The input plugins reading topics through the `kafka` module.
+    pub fn topic_consumers(&self) -> Vec<String> {
+        self.topic_consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The retention a topic's partitions keep: its own settings over the global ones.

@@ -289,6 +289,7 @@ impl Pipeline {
         };
         if stopped {
             self.context.checkpoints.remove_reader(name);
+            self.context.log.unregister_topic_consumer(name);
         }
         stopped
     }

@@ -184,30 +184,6 @@ impl Consumer {
     }
 }
 
-/// `topic:partition:offset,…` back into positions; an unreadable checkpoint is an error (a
-/// silent restart from scratch would replay or skip data).
-fn parse_checkpoint(text: &str) -> Result<HashMap<(String, u32), i64>, String> {
-    let mut out = HashMap::new();
-    for entry in text.split(',').filter(|e| !e.is_empty()) {
-        let mut parts = entry.rsplitn(3, ':');
-        let (Some(offset), Some(partition), Some(topic)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(format!(
-                "checkpoint entry {entry:?} is not topic:partition:offset"
-            ));
-        };
-        let partition = partition
-            .parse()
-            .map_err(|_| format!("checkpoint entry {entry:?}: bad partition"))?;
-        let offset = offset
-            .parse()
-            .map_err(|_| format!("checkpoint entry {entry:?}: bad offset"))?;
-        out.insert((topic.to_owned(), partition), offset);
-    }
-    Ok(out)
-}
-
 impl UserData for Consumer {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method_mut("receive", |lua, this, ()| {
@@ -484,8 +460,9 @@ pub fn producer_module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
     Ok(module)
 }
 
-/// The module of an input plugin: consumers.
-pub fn module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
+/// The module of input plugin `plugin`: consumers. Creating one registers the plugin with the
+/// log as a topic consumer, so retention keeps what its checkpoint has not passed.
+pub fn module(lua: &Lua, log: Arc<Log>, plugin: String) -> mlua::Result<Table> {
     let module = lua.create_table()?;
     module.raw_set(
         "consumer",
@@ -505,7 +482,7 @@ pub fn module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
                         )));
                     }
                 };
-                let resume = parse_checkpoint(checkpoint.as_deref().unwrap_or(""))
+                let resume = crate::checkpoint::parse_topic_positions(checkpoint.as_deref().unwrap_or(""))
                     .map_err(|e| mlua::Error::runtime(format!("kafka.consumer: {e}")))?;
                 let from_end = match options {
                     Some(o) => match o.raw_get::<Option<String>>("start")?.as_deref() {
@@ -519,6 +496,7 @@ pub fn module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
                     },
                     None => false,
                 };
+                log.register_topic_consumer(&plugin);
                 let mut consumer = Consumer {
                     log: log.clone(),
                     topics,
@@ -534,20 +512,4 @@ pub fn module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
         )?,
     )?;
     Ok(module)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checkpoints_round_trip_and_bad_ones_are_refused() {
-        let parsed = parse_checkpoint("a.b-c:0:15,x:3:0").unwrap();
-        assert_eq!(parsed[&("a.b-c".to_owned(), 0)], 15);
-        assert_eq!(parsed[&("x".to_owned(), 3)], 0);
-        assert!(parse_checkpoint("").unwrap().is_empty());
-        for bad in ["x", "x:1", "x:y:1", "x:1:z"] {
-            assert!(parse_checkpoint(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -21,7 +21,8 @@ pub fn load(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
             let host = host.borrow();
             match (&host.log, host.config.kind) {
                 (Some(log), PluginKind::Input) => {
-                    kafka::module(lua, log.clone()).map(|t| Some(Value::Table(t)))
+                    kafka::module(lua, log.clone(), host.config.name.clone())
+                        .map(|t| Some(Value::Table(t)))
                 }
                 (Some(log), PluginKind::Output) => {
                     kafka::producer_module(lua, log.clone()).map(|t| Some(Value::Table(t)))
