@@ -605,9 +605,8 @@ else:
     print(json.dumps([m.value.decode("utf-8", "replace") for m in consumer]))
 "#;
 
-#[test]
-fn json_produced_with_kafka_becomes_detections_read_with_kafka() {
-    let w = workspace();
+/// The shipped Kafka bridge (`hs_run/input/kafka.lua` and `.cfg`), installed in `w`.
+fn install_bridge(w: &Workspace) {
     let input = w.path().join("hs_run/input");
     std::fs::write(
         input.join("kafka.lua"),
@@ -619,6 +618,24 @@ fn json_produced_with_kafka_becomes_detections_read_with_kafka() {
         include_str!("../hs_run/input/kafka.cfg"),
     )
     .unwrap();
+}
+
+/// Every message in `blink.input`, as `blink cat --json` prints them.
+fn input_queue(w: &Workspace) -> Vec<serde_json::Value> {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_blink"))
+        .args(["cat", "--config", "blink.toml", "blink.input", "--json"])
+        .current_dir(w.path()));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn json_produced_with_kafka_becomes_detections_read_with_kafka() {
+    let w = workspace();
+    install_bridge(&w);
     w.plugin(
         "analysis",
         "mallory",
@@ -655,16 +672,7 @@ fn json_produced_with_kafka_becomes_detections_read_with_kafka() {
             .contains("mallory logged in via sshd key mallory")
     );
     // Every record reached blink.input; the one that is not JSON carries its error.
-    let cat = || {
-        let out = run(Command::new(env!("CARGO_BIN_EXE_blink"))
-            .args(["cat", "--config", "blink.toml", "blink.input", "--json"])
-            .current_dir(w.path()));
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .collect::<Vec<_>>()
-    };
+    let cat = || input_queue(&w);
     let bridged = cat();
     assert_eq!(bridged.len(), 5);
     assert_eq!(bridged[0]["Logger"], "auth");
@@ -729,17 +737,7 @@ fn produce_frame(topic: &'static str, batch: Vec<u8>) -> Vec<u8> {
 #[test]
 fn the_bridge_hands_over_a_batch_it_cannot_read_and_goes_on() {
     let w = workspace();
-    let input = w.path().join("hs_run/input");
-    std::fs::write(
-        input.join("kafka.lua"),
-        include_str!("../hs_run/input/kafka.lua"),
-    )
-    .unwrap();
-    std::fs::write(
-        input.join("kafka.cfg"),
-        include_str!("../hs_run/input/kafka.cfg"),
-    )
-    .unwrap();
+    install_bridge(&w);
     let mut blink = w.start();
     produce_lines(&blink, "raw", "none", &[r#"k:{"n": 1}"#.to_owned()]);
     // A batch whose CRC is right but whose "gzip" records are not gzip: a broken producer.
@@ -764,16 +762,7 @@ fn the_bridge_hands_over_a_batch_it_cannot_read_and_goes_on() {
     assert_eq!((stored.error_code, stored.base_offset), (0, 1));
     produce_lines(&blink, "raw", "gzip", &[r#"k:{"n": 2}"#.to_owned()]);
 
-    let cat = || {
-        let out = run(Command::new(env!("CARGO_BIN_EXE_blink"))
-            .args(["cat", "--config", "blink.toml", "blink.input", "--json"])
-            .current_dir(w.path()));
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .collect::<Vec<_>>()
-    };
+    let cat = || input_queue(&w);
     wait_for("three bridged messages", Duration::from_secs(60), || {
         cat().len() >= 3
     });

@@ -65,8 +65,14 @@ fn global_source(is_default: bool) -> i8 {
     }
 }
 
+/// A limit as Kafka writes it: -1 for none.
 fn limit(value: Option<u64>) -> String {
     value.map_or(-1, |v| v as i64).to_string()
+}
+
+/// A time limit in milliseconds, -1 for none.
+fn ms(value: Option<std::time::Duration>) -> String {
+    limit(value.map(|d| d.as_millis() as u64))
 }
 
 impl Broker {
@@ -76,7 +82,6 @@ impl Broker {
         let defaults = Config::default().log();
         let own = self.log.topic_settings(topic);
         let retention = own.retention(config);
-        let ms = |d: Option<std::time::Duration>| limit(d.map(|d| d.as_millis() as u64));
         let fixed = |name, value: &str, kind| Entry {
             name,
             value: value.to_owned(),
@@ -155,7 +160,6 @@ impl Broker {
             read_only: true,
             kind,
         };
-        let ms = |d: Option<std::time::Duration>| limit(d.map(|d| d.as_millis() as u64));
         vec![
             entry(
                 "advertised.listeners",
