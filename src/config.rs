@@ -108,6 +108,9 @@ pub struct KafkaConfig {
     pub max_request_bytes: usize,
     /// Connections served at once; more are closed at once (and logged).
     pub max_connections: usize,
+    /// How long a new consumer group's first rebalance waits for more members (Kafka's
+    /// `group.initial.rebalance.delay.ms`), so consumers started together share one generation.
+    pub group_initial_rebalance_delay_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -119,6 +122,7 @@ impl Default for KafkaConfig {
             default_partitions: 1,
             max_request_bytes: 100 << 20,
             max_connections: 1024,
+            group_initial_rebalance_delay_ms: 3000,
         }
     }
 }
@@ -236,6 +240,12 @@ impl Config {
         }
         if kafka.max_connections == 0 {
             return invalid("kafka.max_connections", "must be at least 1");
+        }
+        if kafka.group_initial_rebalance_delay_ms > 300_000 {
+            return invalid(
+                "kafka.group_initial_rebalance_delay_ms",
+                "must be at most 300000 (five minutes)",
+            );
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ start_blink() {
     mkdir -p "$blink_dir"/hs_run/{input,analysis,output} "$blink_dir"/hs_load
     printf 'output_path = "data"\nsandbox_run_path = "hs_run"\nsandbox_load_path = "hs_load"\n[kafka]\nlisten = "127.0.0.1:0"\ndefault_partitions = 4\n%s\n' \
         "${blink_kafka_config:-}" > "$blink_dir/blink.toml"
-    (cd "$blink_dir" && NO_COLOR=1 RUST_LOG=warn,blink::kafka=info exec "$blink" run --config blink.toml \
+    (cd "$blink_dir" && NO_COLOR=1 RUST_LOG="${BLINK_LOG:-warn,blink::kafka=info}" exec "$blink" run --config blink.toml \
         >"$blink_dir/blink.log" 2>&1) &
     blink_pid=$!
     blink_port=""

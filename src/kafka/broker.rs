@@ -38,7 +38,10 @@ impl Broker {
     /// (`consumer_offsets.json`).
     pub fn new(config: KafkaConfig, address: SocketAddr, log: Arc<Log>) -> std::io::Result<Self> {
         let host = super::config_host(&config, address);
-        let groups = Coordinator::open(log.dir().join("consumer_offsets.json"))?;
+        let groups = Coordinator::open(
+            log.dir().join("consumer_offsets.json"),
+            std::time::Duration::from_millis(config.group_initial_rebalance_delay_ms),
+        )?;
         Ok(Broker {
             config,
             host: StrBytes::from_string(host),

@@ -175,6 +175,13 @@ impl Broker {
             ),
             entry("broker.id", "0".into(), true, INT),
             entry(
+                "group.initial.rebalance.delay.ms",
+                kafka.group_initial_rebalance_delay_ms.to_string(),
+                kafka.group_initial_rebalance_delay_ms
+                    == kafka_defaults.group_initial_rebalance_delay_ms,
+                INT,
+            ),
+            entry(
                 "listeners",
                 format!("PLAINTEXT://{}", kafka.listen),
                 kafka.listen == kafka_defaults.listen,

@@ -184,6 +184,7 @@ impl Broker {
             &request.member_id,
             request.generation_id_or_member_epoch,
         );
+        tracing::debug!(group, member = %request.member_id.as_str(), generation = request.generation_id_or_member_epoch, allowed, "kafka: offset commit");
         let mut accepted = Vec::new();
         let mut topics: Vec<OffsetCommitResponseTopic> = request
             .topics

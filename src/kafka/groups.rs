@@ -117,6 +117,12 @@ struct Group {
     members: BTreeMap<String, Member>,
     /// When a rebalance in progress gives up on members that have not rejoined.
     deadline: Option<Instant>,
+    /// A group's first rebalance waits until then for more members (Kafka's
+    /// `group.initial.rebalance.delay.ms`), so consumers started together share one generation
+    /// instead of rebalancing once per arrival.
+    initial_until: Option<Instant>,
+    /// The initial wait is extended by each new member, but never past this.
+    initial_limit: Option<Instant>,
 }
 
 impl Group {
@@ -129,6 +135,8 @@ impl Group {
             leader: None,
             members: BTreeMap::new(),
             deadline: None,
+            initial_until: None,
+            initial_limit: None,
         }
     }
 
@@ -192,6 +200,11 @@ impl Group {
         if !all_joined && !force {
             return;
         }
+        if !force && self.initial_until.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        self.initial_until = None;
+        self.initial_limit = None;
         self.members.retain(|_, m| m.joining.is_some());
         if self.members.is_empty() {
             self.state = State::Empty;
@@ -280,6 +293,8 @@ type OffsetTable = BTreeMap<String, BTreeMap<String, BTreeMap<i32, Committed>>>;
 /// The group coordinator of this broker.
 pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
+    /// How long a new group's first rebalance waits for more members.
+    initial_delay: Duration,
     offsets: Mutex<OffsetTable>,
     /// `output_path/consumer_offsets.json`.
     offsets_path: PathBuf,
@@ -287,8 +302,9 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Loads committed offsets from `offsets_path` (missing: none yet).
-    pub fn open(offsets_path: PathBuf) -> std::io::Result<Self> {
+    /// Loads committed offsets from `offsets_path` (missing: none yet); a new group's first
+    /// rebalance waits `initial_delay` for more members.
+    pub fn open(offsets_path: PathBuf, initial_delay: Duration) -> std::io::Result<Self> {
         let offsets = match std::fs::read(&offsets_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 std::io::Error::new(
@@ -301,6 +317,7 @@ impl Coordinator {
         };
         Ok(Coordinator {
             groups: Mutex::new(HashMap::new()),
+            initial_delay,
             offsets: Mutex::new(offsets),
             offsets_path,
             next_member: std::sync::atomic::AtomicU64::new(1),
@@ -391,7 +408,17 @@ impl Coordinator {
                 }
             }
             // Any join is a rebalance: a known member rejoins because it wants one.
+            let first = group.state == State::Empty;
             group.prepare_rebalance();
+            if !self.initial_delay.is_zero() {
+                let now = Instant::now();
+                if first {
+                    group.initial_limit = Some(now + request.rebalance_timeout);
+                }
+                if let Some(limit) = group.initial_limit {
+                    group.initial_until = Some((now + self.initial_delay).min(limit));
+                }
+            }
             group.maybe_complete_join(false);
             rx
         };
@@ -475,6 +502,7 @@ impl Coordinator {
 
     /// LeaveGroup of one member; its error code.
     pub fn leave(&self, group_id: &str, member_id: &str) -> i16 {
+        tracing::debug!(group = group_id, member = member_id, "kafka: member leaves");
         let mut groups = self.groups();
         let Some(group) = groups.get_mut(group_id) else {
             return codes::UNKNOWN_MEMBER_ID;
@@ -503,6 +531,8 @@ impl Coordinator {
             }
             if group.deadline.is_some_and(|d| now >= d) {
                 group.maybe_complete_join(true);
+            } else if group.initial_until.is_some_and(|t| now >= t) {
+                group.maybe_complete_join(false);
             }
         }
     }
@@ -510,11 +540,18 @@ impl Coordinator {
     /// Whether `member_id` of `generation` may commit for `group_id` (generation −1: a consumer
     /// outside any group, which Kafka allows).
     pub fn may_commit(&self, group_id: &str, member_id: &str, generation: i32) -> i16 {
-        if generation < 0 && member_id.is_empty() {
-            return codes::NONE;
-        }
         let groups = self.groups();
-        let Some(group) = groups.get(group_id) else {
+        let group = groups.get(group_id);
+        if generation < 0 && member_id.is_empty() {
+            // A commit outside the group protocol (a consumer that assigns its own partitions)
+            // is taken only while the group has no members, as Kafka does: a consumer that has
+            // just left a live group must not overwrite what its successors commit.
+            return match group {
+                Some(g) if !g.members.is_empty() => codes::UNKNOWN_MEMBER_ID,
+                _ => codes::NONE,
+            };
+        }
+        let Some(group) = group else {
             return codes::UNKNOWN_MEMBER_ID;
         };
         if !group.members.contains_key(member_id) {
@@ -646,5 +683,115 @@ impl Coordinator {
         }
         out.sort();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_outside_the_group_protocol_only_while_the_group_has_no_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let coordinator =
+            Coordinator::open(dir.path().join("consumer_offsets.json"), Duration::ZERO).unwrap();
+        assert_eq!(
+            coordinator.may_commit("g", "", -1),
+            codes::NONE,
+            "no such group"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let joined = runtime.block_on(coordinator.join(JoinRequest {
+            group: "g".into(),
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_millis(10),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            require_member_id: false,
+        }));
+        assert_eq!(joined.error, codes::NONE);
+        // A member that has left (its id and generation reset) cannot commit into a live group.
+        assert_eq!(
+            coordinator.may_commit("g", "", -1),
+            codes::UNKNOWN_MEMBER_ID
+        );
+        assert_eq!(
+            coordinator.may_commit("g", &joined.member_id, joined.generation),
+            codes::NONE
+        );
+        assert_eq!(coordinator.leave("g", &joined.member_id), codes::NONE);
+        assert_eq!(
+            coordinator.may_commit("g", "", -1),
+            codes::NONE,
+            "empty again"
+        );
+    }
+
+    fn join_request(client: &str) -> JoinRequest {
+        JoinRequest {
+            group: "g".into(),
+            member_id: String::new(),
+            group_instance_id: None,
+            client_id: client.into(),
+            client_host: "127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            require_member_id: false,
+        }
+    }
+
+    #[test]
+    fn consumers_starting_together_share_the_first_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let coordinator = std::sync::Arc::new(
+            Coordinator::open(
+                dir.path().join("consumer_offsets.json"),
+                Duration::from_millis(300),
+            )
+            .unwrap(),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let (a, b) = runtime.block_on(async {
+            let ticking = coordinator.clone();
+            let ticker = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    ticking.expire();
+                }
+            });
+            let first = {
+                let c = coordinator.clone();
+                tokio::spawn(async move { c.join(join_request("a")).await })
+            };
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let second = coordinator.join(join_request("b")).await;
+            let first = first.await.unwrap();
+            ticker.abort();
+            (first, second)
+        });
+        assert_eq!((a.error, b.error), (codes::NONE, codes::NONE));
+        assert_eq!(
+            (a.generation, b.generation),
+            (1, 1),
+            "one rebalance for both"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "the wait was extended"
+        );
+        assert_eq!(a.leader, b.leader);
     }
 }
