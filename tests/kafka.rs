@@ -540,8 +540,9 @@ for strategy in ["range", "roundrobin", "cooperative-sticky"]:
     c = Consumer({"bootstrap.servers": broker, "group.id": "ck-" + strategy,
                   "auto.offset.reset": "earliest", "partition.assignment.strategy": strategy})
     c.subscribe(["assigned"])
+    # A new group's first rebalance waits 3 s for more members (as Kafka's does): be patient.
     got, idle = [], 0
-    while idle < 3 and len(got) < 200:
+    while idle < 15 and len(got) < 200:
         m = c.poll(1)
         if m is None:
             idle += 1
