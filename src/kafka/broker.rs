@@ -89,19 +89,21 @@ impl Broker {
             Err(e) => return Reply::Close(format!("{api:?} v{version}: cannot decode: {e}")),
         };
         tracing::trace!(%peer, ?api, version, client = ?header.client_id, "kafka request");
+        // A handler that reads or writes the log runs on the blocking pool; if it fails, the
+        // connection closes with the reason.
+        macro_rules! on_pool {
+            ($broker:ident, $kind:ident, $call:expr) => {
+                match $broker.blocking($call).await {
+                    Ok(r) => ResponseKind::$kind(r),
+                    Err(e) => return Reply::Close(e),
+                }
+            };
+        }
         let response = match request {
             RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(versions::response()),
-            RequestKind::Metadata(r) => {
-                match self.blocking(move |b| b.metadata(r, version)).await {
-                    Ok(r) => ResponseKind::Metadata(r),
-                    Err(e) => return Reply::Close(e),
-                }
-            }
+            RequestKind::Metadata(r) => on_pool!(self, Metadata, move |b| b.metadata(r, version)),
             RequestKind::CreateTopics(r) => {
-                match self.blocking(move |b| b.create_topics(r)).await {
-                    Ok(r) => ResponseKind::CreateTopics(r),
-                    Err(e) => return Reply::Close(e),
-                }
+                on_pool!(self, CreateTopics, move |b| b.create_topics(r))
             }
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(self.init_producer_id(&r))
@@ -118,42 +120,25 @@ impl Broker {
                 ResponseKind::Produce(response)
             }
             RequestKind::Fetch(r) => ResponseKind::Fetch(self.fetch(r, version).await),
-            RequestKind::ListOffsets(r) => match self.blocking(move |b| b.list_offsets(r)).await {
-                Ok(r) => ResponseKind::ListOffsets(r),
-                Err(e) => return Reply::Close(e),
-            },
+            RequestKind::ListOffsets(r) => on_pool!(self, ListOffsets, move |b| b.list_offsets(r)),
             RequestKind::DeleteTopics(r) => {
-                match self.blocking(move |b| b.delete_topics(r)).await {
-                    Ok(r) => ResponseKind::DeleteTopics(r),
-                    Err(e) => return Reply::Close(e),
-                }
+                on_pool!(self, DeleteTopics, move |b| b.delete_topics(r))
             }
             RequestKind::CreatePartitions(r) => {
-                match self.blocking(move |b| b.create_partitions(r)).await {
-                    Ok(r) => ResponseKind::CreatePartitions(r),
-                    Err(e) => return Reply::Close(e),
-                }
+                on_pool!(self, CreatePartitions, move |b| b.create_partitions(r))
             }
             RequestKind::DescribeConfigs(r) => {
                 ResponseKind::DescribeConfigs(self.describe_configs(r))
             }
             RequestKind::AlterConfigs(r) => {
-                match self.blocking(move |b| b.alter_configs(r)).await {
-                    Ok(r) => ResponseKind::AlterConfigs(r),
-                    Err(e) => return Reply::Close(e),
-                }
+                on_pool!(self, AlterConfigs, move |b| b.alter_configs(r))
             }
             RequestKind::IncrementalAlterConfigs(r) => {
-                match self.blocking(move |b| b.incremental_alter_configs(r)).await {
-                    Ok(r) => ResponseKind::IncrementalAlterConfigs(r),
-                    Err(e) => return Reply::Close(e),
-                }
+                on_pool!(self, IncrementalAlterConfigs, move |b| b
+                    .incremental_alter_configs(r))
             }
             RequestKind::DeleteGroups(r) => {
-                match self.blocking(move |b| b.delete_groups(r)).await {
-                    Ok(r) => ResponseKind::DeleteGroups(r),
-                    Err(e) => return Reply::Close(e),
-                }
+                on_pool!(self, DeleteGroups, move |b| b.delete_groups(r))
             }
             RequestKind::FindCoordinator(r) => {
                 ResponseKind::FindCoordinator(self.find_coordinator(&r, version))
@@ -166,10 +151,7 @@ impl Broker {
             RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(self.heartbeat(&r)),
             RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(self.leave_group(&r, version)),
             RequestKind::OffsetCommit(r) => {
-                match self.blocking(move |b| b.offset_commit(r)).await {
-                    Ok(r) => ResponseKind::OffsetCommit(r),
-                    Err(e) => return Reply::Close(e),
-                }
+                on_pool!(self, OffsetCommit, move |b| b.offset_commit(r))
             }
             RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(self.offset_fetch(r, version)),
             RequestKind::DescribeGroups(r) => {
