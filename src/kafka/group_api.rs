@@ -30,7 +30,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::broker::Broker;
 use super::codes;
-use super::groups::{Committed, JoinRequest};
+use super::groups::{Committed, JoinRequest, MemberRef};
 
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
@@ -130,7 +130,10 @@ impl Broker {
             .groups
             .sync(
                 &request.group_id.0,
-                &request.member_id,
+                MemberRef {
+                    id: &request.member_id,
+                    instance: request.group_instance_id.as_deref(),
+                },
                 request.generation_id,
                 request
                     .assignments
@@ -149,7 +152,10 @@ impl Broker {
     pub(super) fn heartbeat(&self, request: &HeartbeatRequest) -> HeartbeatResponse {
         HeartbeatResponse::default().with_error_code(self.groups.heartbeat(
             &request.group_id.0,
-            &request.member_id,
+            MemberRef {
+                id: &request.member_id,
+                instance: request.group_instance_id.as_deref(),
+            },
             request.generation_id,
         ))
     }
@@ -161,8 +167,10 @@ impl Broker {
     ) -> LeaveGroupResponse {
         let group = &request.group_id.0;
         if version < 3 {
-            return LeaveGroupResponse::default()
-                .with_error_code(self.groups.leave(group, &request.member_id));
+            return LeaveGroupResponse::default().with_error_code(
+                self.groups
+                    .leave(group, MemberRef::dynamic(&request.member_id)),
+            );
         }
         let members = request
             .members
@@ -171,7 +179,13 @@ impl Broker {
                 MemberResponse::default()
                     .with_member_id(m.member_id.clone())
                     .with_group_instance_id(m.group_instance_id.clone())
-                    .with_error_code(self.groups.leave(group, &m.member_id))
+                    .with_error_code(self.groups.leave(
+                        group,
+                        MemberRef {
+                            id: &m.member_id,
+                            instance: m.group_instance_id.as_deref(),
+                        },
+                    ))
             })
             .collect();
         LeaveGroupResponse::default().with_members(members)
@@ -181,7 +195,10 @@ impl Broker {
         let group = request.group_id.0.to_string();
         let allowed = self.groups.may_commit(
             &group,
-            &request.member_id,
+            MemberRef {
+                id: &request.member_id,
+                instance: request.group_instance_id.as_deref(),
+            },
             request.generation_id_or_member_epoch,
         );
         tracing::debug!(group, member = %request.member_id.as_str(), generation = request.generation_id_or_member_epoch, allowed, "kafka: offset commit");

@@ -8,6 +8,10 @@
 //! assignor (range, roundrobin, sticky, cooperative-sticky: Blink does not look inside), and
 //! hands the assignments back through SyncGroup. Waiting requests hold no lock: they wait on a
 //! oneshot channel the group answers when the barrier falls.
+//!
+//! Static members (KIP-345: a `group.instance.id`) keep their place across restarts: one that
+//! joins again under its instance id takes over its old member's assignment — in a stable group
+//! without a rebalance — and the member it replaced is fenced (FENCED_INSTANCE_ID) from then on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -44,6 +48,21 @@ impl Joined {
             member_id: member_id.to_owned(),
             members: Vec::new(),
         }
+    }
+}
+
+/// A member as SyncGroup, Heartbeat, LeaveGroup and OffsetCommit name it: its member id and,
+/// for a static member, its `group.instance.id`.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberRef<'a> {
+    pub id: &'a str,
+    pub instance: Option<&'a str>,
+}
+
+impl<'a> MemberRef<'a> {
+    /// A dynamic member (no instance id).
+    pub fn dynamic(id: &'a str) -> Self {
+        MemberRef { id, instance: None }
     }
 }
 
@@ -115,6 +134,8 @@ struct Group {
     protocol: Option<String>,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
+    /// Static members: `group.instance.id` → the member id that holds it now.
+    instances: HashMap<String, String>,
     /// When a rebalance in progress gives up on members that have not rejoined.
     deadline: Option<Instant>,
     /// A group's first rebalance waits until then for more members (Kafka's
@@ -134,6 +155,7 @@ impl Group {
             protocol: None,
             leader: None,
             members: BTreeMap::new(),
+            instances: HashMap::new(),
             deadline: None,
             initial_until: None,
             initial_limit: None,
@@ -206,6 +228,8 @@ impl Group {
         self.initial_until = None;
         self.initial_limit = None;
         self.members.retain(|_, m| m.joining.is_some());
+        let members = &self.members;
+        self.instances.retain(|_, id| members.contains_key(id));
         if self.members.is_empty() {
             self.state = State::Empty;
             self.protocol = None;
@@ -259,8 +283,67 @@ impl Group {
         }
     }
 
+    /// Whether `member_id` (with its `group.instance.id`, if static) may act in this group:
+    /// NONE, FENCED_INSTANCE_ID if another member has taken over the instance, or
+    /// UNKNOWN_MEMBER_ID.
+    fn identify(&self, member_id: &str, instance: Option<&str>) -> i16 {
+        if let Some(holder) = instance.and_then(|i| self.instances.get(i))
+            && holder != member_id
+        {
+            return codes::FENCED_INSTANCE_ID;
+        }
+        if self.members.contains_key(member_id) {
+            codes::NONE
+        } else {
+            codes::UNKNOWN_MEMBER_ID
+        }
+    }
+
+    /// A static member joins again under its instance id with no member id (a restarted
+    /// consumer): the member that held the instance is fenced, and its place — assignment and,
+    /// if it led, the leadership — passes to `new_id`. Returns the leader before the change.
+    fn replace_static_member(
+        &mut self,
+        old_id: &str,
+        new_id: &str,
+        request: &JoinRequest,
+    ) -> Option<String> {
+        let previous_leader = self.leader.clone();
+        let Some(mut member) = self.members.remove(old_id) else {
+            return previous_leader;
+        };
+        if let Some(waiter) = member.joining.take() {
+            let _ = waiter.send(Joined::error(codes::FENCED_INSTANCE_ID, old_id));
+        }
+        if let Some(waiter) = member.syncing.take() {
+            let _ = waiter.send((codes::FENCED_INSTANCE_ID, Bytes::new()));
+        }
+        member.client_id = request.client_id.clone();
+        member.client_host = request.client_host.clone();
+        member.session_timeout = request.session_timeout;
+        member.rebalance_timeout = request.rebalance_timeout;
+        member.protocols = request.protocols.clone();
+        member.last_seen = Instant::now();
+        if self.leader.as_deref() == Some(old_id) {
+            self.leader = Some(new_id.to_owned());
+        }
+        if let Some(instance) = &member.group_instance_id {
+            self.instances.insert(instance.clone(), new_id.to_owned());
+        }
+        self.members.insert(new_id.to_owned(), member);
+        previous_leader
+    }
+
     fn remove_member(&mut self, id: &str) {
         if let Some(member) = self.members.remove(id) {
+            if let Some(instance) = &member.group_instance_id
+                && self
+                    .instances
+                    .get(instance)
+                    .is_some_and(|holder| holder == id)
+            {
+                self.instances.remove(instance);
+            }
             if let Some(waiter) = member.joining {
                 let _ = waiter.send(Joined::error(codes::UNKNOWN_MEMBER_ID, id));
             }
@@ -328,12 +411,14 @@ impl Coordinator {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn new_member_id(&self, client_id: &str) -> String {
+    /// A new member id: the client id (a static member's: its instance id), a counter and a
+    /// UUID, as Kafka's are.
+    fn new_member_id(&self, prefix: &str) -> String {
         let n = self
             .next_member
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let uuid = crate::message::format_uuid(&crate::message::new_uuid());
-        format!("{client_id}-{n}-{uuid}")
+        format!("{prefix}-{n}-{uuid}")
     }
 
     /// JoinGroup: waits at the barrier and returns what the member needs.
@@ -350,7 +435,19 @@ impl Coordinator {
                 .entry(request.group.clone())
                 .or_insert_with(Group::new);
             let mut member_id = request.member_id.clone();
-            if member_id.is_empty() {
+            // The member a restarted static member takes over.
+            let mut replaces = None;
+            if let Some(instance) = request.group_instance_id.as_deref() {
+                let holder = group.instances.get(instance).cloned();
+                if member_id.is_empty() {
+                    // A static member needs no MEMBER_ID_REQUIRED round: its instance id
+                    // already names it.
+                    member_id = self.new_member_id(instance);
+                    replaces = holder;
+                } else if holder.is_some_and(|h| h != member_id) {
+                    return Joined::error(codes::FENCED_INSTANCE_ID, &member_id);
+                }
+            } else if member_id.is_empty() {
                 member_id = self.new_member_id(&request.client_id);
                 if request.require_member_id {
                     let mut answer = Joined::error(codes::MEMBER_ID_REQUIRED, &member_id);
@@ -366,7 +463,7 @@ impl Coordinator {
             let others_share = group
                 .members
                 .iter()
-                .filter(|(id, _)| **id != member_id)
+                .filter(|(id, _)| **id != member_id && Some(*id) != replaces.as_ref())
                 .all(|(_, m)| {
                     m.protocols
                         .iter()
@@ -377,6 +474,25 @@ impl Coordinator {
             }
             if group.state == State::Empty {
                 group.protocol_type = request.protocol_type.clone();
+            }
+            if let Some(old_id) = &replaces {
+                let previous_leader = group.replace_static_member(old_id, &member_id, &request);
+                tracing::debug!(group = %request.group, old = %old_id, new = %member_id, "kafka: static member rejoins");
+                // In a stable group whose protocol stays, the returning member takes up its old
+                // assignment (through SyncGroup) and nobody rebalances. The leader named is the
+                // one before the change, so a returning leader does not assign again: a stable
+                // group would not pass its new assignments on.
+                if group.state == State::Stable && group.protocol == group.choose_protocol() {
+                    return Joined {
+                        error: codes::NONE,
+                        generation: group.generation,
+                        protocol_type: group.protocol_type.clone(),
+                        protocol: group.protocol.clone().unwrap_or_default(),
+                        leader: previous_leader.unwrap_or_default(),
+                        member_id,
+                        members: Vec::new(),
+                    };
+                }
             }
             let (tx, rx) = oneshot::channel();
             match group.members.get_mut(&member_id) {
@@ -405,6 +521,9 @@ impl Coordinator {
                             syncing: None,
                         },
                     );
+                    if let Some(instance) = &request.group_instance_id {
+                        group.instances.insert(instance.clone(), member_id.clone());
+                    }
                 }
             }
             // Any join is a rebalance: a known member rejoins because it wants one.
@@ -431,17 +550,19 @@ impl Coordinator {
     pub async fn sync(
         &self,
         group_id: &str,
-        member_id: &str,
+        member: MemberRef<'_>,
         generation: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> Synced {
+        let member_id = member.id;
         let waiter = {
             let mut groups = self.groups();
             let Some(group) = groups.get_mut(group_id) else {
                 return (codes::UNKNOWN_MEMBER_ID, Bytes::new());
             };
-            if !group.members.contains_key(member_id) {
-                return (codes::UNKNOWN_MEMBER_ID, Bytes::new());
+            let known = group.identify(member_id, member.instance);
+            if known != codes::NONE {
+                return (known, Bytes::new());
             }
             if generation != group.generation {
                 return (codes::ILLEGAL_GENERATION, Bytes::new());
@@ -482,12 +603,16 @@ impl Coordinator {
             .unwrap_or((codes::REBALANCE_IN_PROGRESS, Bytes::new()))
     }
 
-    pub fn heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> i16 {
+    pub fn heartbeat(&self, group_id: &str, member: MemberRef<'_>, generation: i32) -> i16 {
         let mut groups = self.groups();
         let Some(group) = groups.get_mut(group_id) else {
             return codes::UNKNOWN_MEMBER_ID;
         };
-        let Some(member) = group.members.get_mut(member_id) else {
+        let known = group.identify(member.id, member.instance);
+        if known != codes::NONE {
+            return known;
+        }
+        let Some(member) = group.members.get_mut(member.id) else {
             return codes::UNKNOWN_MEMBER_ID;
         };
         member.last_seen = Instant::now();
@@ -500,17 +625,23 @@ impl Coordinator {
         codes::NONE
     }
 
-    /// LeaveGroup of one member; its error code.
-    pub fn leave(&self, group_id: &str, member_id: &str) -> i16 {
-        tracing::debug!(group = group_id, member = member_id, "kafka: member leaves");
+    /// LeaveGroup of one member; its error code. A static member may be named by its instance
+    /// id alone (an empty member id), as an administrator removing it does.
+    pub fn leave(&self, group_id: &str, member: MemberRef<'_>) -> i16 {
+        tracing::debug!(group = group_id, member = member.id, instance = ?member.instance, "kafka: member leaves");
         let mut groups = self.groups();
         let Some(group) = groups.get_mut(group_id) else {
             return codes::UNKNOWN_MEMBER_ID;
         };
-        if !group.members.contains_key(member_id) {
-            return codes::UNKNOWN_MEMBER_ID;
+        let id = match member.instance.and_then(|i| group.instances.get(i)) {
+            Some(holder) if member.id.is_empty() => holder.clone(),
+            _ => member.id.to_owned(),
+        };
+        let known = group.identify(&id, member.instance);
+        if known != codes::NONE {
+            return known;
         }
-        group.remove_member(member_id);
+        group.remove_member(&id);
         codes::NONE
     }
 
@@ -539,10 +670,10 @@ impl Coordinator {
 
     /// Whether `member_id` of `generation` may commit for `group_id` (generation −1: a consumer
     /// outside any group, which Kafka allows).
-    pub fn may_commit(&self, group_id: &str, member_id: &str, generation: i32) -> i16 {
+    pub fn may_commit(&self, group_id: &str, member: MemberRef<'_>, generation: i32) -> i16 {
         let groups = self.groups();
         let group = groups.get(group_id);
-        if generation < 0 && member_id.is_empty() {
+        if generation < 0 && member.id.is_empty() {
             // A commit outside the group protocol (a consumer that assigns its own partitions)
             // is taken only while the group has no members, as Kafka does: a consumer that has
             // just left a live group must not overwrite what its successors commit.
@@ -554,8 +685,9 @@ impl Coordinator {
         let Some(group) = group else {
             return codes::UNKNOWN_MEMBER_ID;
         };
-        if !group.members.contains_key(member_id) {
-            return codes::UNKNOWN_MEMBER_ID;
+        let known = group.identify(member.id, member.instance);
+        if known != codes::NONE {
+            return known;
         }
         if group.state == State::PreparingRebalance {
             return codes::REBALANCE_IN_PROGRESS;
@@ -696,7 +828,7 @@ mod tests {
         let coordinator =
             Coordinator::open(dir.path().join("consumer_offsets.json"), Duration::ZERO).unwrap();
         assert_eq!(
-            coordinator.may_commit("g", "", -1),
+            coordinator.may_commit("g", MemberRef::dynamic(""), -1),
             codes::NONE,
             "no such group"
         );
@@ -719,16 +851,23 @@ mod tests {
         assert_eq!(joined.error, codes::NONE);
         // A member that has left (its id and generation reset) cannot commit into a live group.
         assert_eq!(
-            coordinator.may_commit("g", "", -1),
+            coordinator.may_commit("g", MemberRef::dynamic(""), -1),
             codes::UNKNOWN_MEMBER_ID
         );
         assert_eq!(
-            coordinator.may_commit("g", &joined.member_id, joined.generation),
+            coordinator.may_commit(
+                "g",
+                MemberRef::dynamic(&joined.member_id),
+                joined.generation
+            ),
             codes::NONE
         );
-        assert_eq!(coordinator.leave("g", &joined.member_id), codes::NONE);
         assert_eq!(
-            coordinator.may_commit("g", "", -1),
+            coordinator.leave("g", MemberRef::dynamic(&joined.member_id)),
+            codes::NONE
+        );
+        assert_eq!(
+            coordinator.may_commit("g", MemberRef::dynamic(""), -1),
             codes::NONE,
             "empty again"
         );
@@ -793,5 +932,81 @@ mod tests {
             "the wait was extended"
         );
         assert_eq!(a.leader, b.leader);
+    }
+
+    #[test]
+    fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
+        let dir = tempfile::tempdir().unwrap();
+        let coordinator =
+            Coordinator::open(dir.path().join("consumer_offsets.json"), Duration::ZERO).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let static_join = |member_id: &str| JoinRequest {
+            member_id: member_id.into(),
+            group_instance_id: Some("instance-a".into()),
+            require_member_id: true,
+            ..join_request("a")
+        };
+        let first = runtime.block_on(coordinator.join(static_join("")));
+        assert_eq!(first.error, codes::NONE, "no MEMBER_ID_REQUIRED round");
+        assert_eq!(first.leader, first.member_id);
+        let old = MemberRef {
+            id: &first.member_id,
+            instance: Some("instance-a"),
+        };
+        let assignment = Bytes::from_static(b"partitions of a");
+        let synced = runtime.block_on(coordinator.sync(
+            "g",
+            old,
+            first.generation,
+            vec![(first.member_id.clone(), assignment.clone())],
+        ));
+        assert_eq!(synced, (codes::NONE, assignment.clone()));
+
+        // The same instance starts again, with no member id: it is answered at once, in the
+        // same generation, and is not told it leads (so it does not assign again).
+        let again = runtime.block_on(coordinator.join(static_join("")));
+        assert_eq!(again.error, codes::NONE);
+        assert_ne!(again.member_id, first.member_id);
+        assert_eq!(again.generation, first.generation, "no rebalance");
+        assert_eq!(again.leader, first.member_id);
+        assert!(again.members.is_empty());
+        let new = MemberRef {
+            id: &again.member_id,
+            instance: Some("instance-a"),
+        };
+        let synced = runtime.block_on(coordinator.sync("g", new, again.generation, vec![]));
+        assert_eq!(synced, (codes::NONE, assignment), "the old assignment");
+        assert_eq!(
+            coordinator.heartbeat("g", new, again.generation),
+            codes::NONE
+        );
+
+        // The member it replaced is fenced everywhere.
+        assert_eq!(
+            coordinator.heartbeat("g", old, first.generation),
+            codes::FENCED_INSTANCE_ID
+        );
+        assert_eq!(
+            coordinator.may_commit("g", old, first.generation),
+            codes::FENCED_INSTANCE_ID
+        );
+        let fenced = runtime.block_on(coordinator.join(static_join(&first.member_id)));
+        assert_eq!(fenced.error, codes::FENCED_INSTANCE_ID);
+        assert_eq!(coordinator.leave("g", old), codes::FENCED_INSTANCE_ID);
+
+        // An administrator removes it by instance id alone.
+        let by_instance = MemberRef {
+            id: "",
+            instance: Some("instance-a"),
+        };
+        assert_eq!(coordinator.leave("g", by_instance), codes::NONE);
+        assert_eq!(coordinator.describe("g").unwrap().0, "Empty");
+        assert_eq!(
+            coordinator.leave("g", by_instance),
+            codes::UNKNOWN_MEMBER_ID
+        );
     }
 }
