@@ -668,12 +668,15 @@ impl Coordinator {
         }
     }
 
-    /// Whether `member_id` of `generation` may commit for `group_id` (generation −1: a consumer
-    /// outside any group, which Kafka allows).
+    /// Whether `member` of `generation` may commit for `group_id` (generation −1 and no member:
+    /// a consumer outside any group, which Kafka allows). A member may commit while a rebalance
+    /// is being prepared — it still owns its partitions until it joins again, and commits from
+    /// its revocation callback are how it hands them over — but not between the join and its
+    /// assignment (REBALANCE_IN_PROGRESS), as in Kafka. A commit counts as a sign of life.
     pub fn may_commit(&self, group_id: &str, member: MemberRef<'_>, generation: i32) -> i16 {
-        let groups = self.groups();
-        let group = groups.get(group_id);
-        if generation < 0 && member.id.is_empty() {
+        let mut groups = self.groups();
+        let group = groups.get_mut(group_id);
+        if generation < 0 && member.id.is_empty() && member.instance.is_none() {
             // A commit outside the group protocol (a consumer that assigns its own partitions)
             // is taken only while the group has no members, as Kafka does: a consumer that has
             // just left a live group must not overwrite what its successors commit.
@@ -683,17 +686,20 @@ impl Coordinator {
             };
         }
         let Some(group) = group else {
-            return codes::UNKNOWN_MEMBER_ID;
+            return codes::ILLEGAL_GENERATION;
         };
         let known = group.identify(member.id, member.instance);
         if known != codes::NONE {
             return known;
         }
-        if group.state == State::PreparingRebalance {
-            return codes::REBALANCE_IN_PROGRESS;
-        }
         if generation != group.generation {
             return codes::ILLEGAL_GENERATION;
+        }
+        if group.state == State::CompletingRebalance {
+            return codes::REBALANCE_IN_PROGRESS;
+        }
+        if let Some(m) = group.members.get_mut(member.id) {
+            m.last_seen = Instant::now();
         }
         codes::NONE
     }
@@ -849,6 +855,9 @@ mod tests {
             require_member_id: false,
         }));
         assert_eq!(joined.error, codes::NONE);
+        let member = MemberRef::dynamic(&joined.member_id);
+        let synced = runtime.block_on(coordinator.sync("g", member, joined.generation, vec![]));
+        assert_eq!(synced.0, codes::NONE);
         // A member that has left (its id and generation reset) cannot commit into a live group.
         assert_eq!(
             coordinator.may_commit("g", MemberRef::dynamic(""), -1),
@@ -1008,5 +1017,52 @@ mod tests {
             coordinator.leave("g", by_instance),
             codes::UNKNOWN_MEMBER_ID
         );
+    }
+
+    #[test]
+    fn members_commit_while_a_rebalance_is_prepared_but_not_before_their_assignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let coordinator = std::sync::Arc::new(
+            Coordinator::open(dir.path().join("consumer_offsets.json"), Duration::ZERO).unwrap(),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let a = coordinator.join(join_request("a")).await;
+            let a_ref = MemberRef::dynamic(&a.member_id);
+            let synced = coordinator.sync("g", a_ref, a.generation, vec![]).await;
+            assert_eq!(synced.0, codes::NONE);
+            // b's arrival starts a rebalance that waits for a to join again.
+            let b = {
+                let c = coordinator.clone();
+                tokio::spawn(async move { c.join(join_request("b")).await })
+            };
+            tokio::task::yield_now().await;
+            assert_eq!(coordinator.describe("g").unwrap().0, "PreparingRebalance");
+            assert_eq!(
+                coordinator.may_commit("g", a_ref, a.generation),
+                codes::NONE,
+                "a still owns its partitions"
+            );
+            let a2 = coordinator
+                .join(JoinRequest {
+                    member_id: a.member_id.clone(),
+                    ..join_request("a")
+                })
+                .await;
+            let b = b.await.unwrap();
+            assert_eq!((a2.generation, b.generation), (2, 2));
+            assert_eq!(coordinator.describe("g").unwrap().0, "CompletingRebalance");
+            assert_eq!(
+                coordinator.may_commit("g", a_ref, a2.generation),
+                codes::REBALANCE_IN_PROGRESS
+            );
+            assert_eq!(
+                coordinator.may_commit("g", a_ref, a.generation),
+                codes::ILLEGAL_GENERATION
+            );
+        });
     }
 }
