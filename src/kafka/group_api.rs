@@ -30,7 +30,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::broker::Broker;
 use super::codes;
-use super::groups::{Committed, JoinRequest, MemberRef};
+use super::committed_offsets::Committed;
+use super::groups::{JoinRequest, MemberRef};
 
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
@@ -239,7 +240,7 @@ impl Broker {
             })
             .collect();
         if !accepted.is_empty()
-            && let Err(e) = self.groups.commit(&group, accepted)
+            && let Err(e) = self.groups.offsets.commit(&group, accepted)
         {
             tracing::error!(group, error = %e, "kafka: cannot make committed offsets durable");
             for topic in &mut topics {
@@ -338,7 +339,7 @@ impl Broker {
                 let partitions = indexes
                     .into_iter()
                     .map(|i| {
-                        let committed = self.groups.committed(group, &name.0, i);
+                        let committed = self.groups.offsets.get(group, &name.0, i);
                         (
                             i,
                             committed.as_ref().map_or(-1, |c| c.offset),
@@ -354,7 +355,7 @@ impl Broker {
     /// Every (topic, partitions) a group has committed offsets for.
     fn committed_topics(&self, group: &str) -> Vec<(TopicName, Vec<i32>)> {
         let mut out: Vec<(TopicName, Vec<i32>)> = Vec::new();
-        for (topic, partition, _) in self.groups.all_committed(group) {
+        for (topic, partition, _) in self.groups.offsets.of_group(group) {
             match out.iter_mut().find(|(t, _)| *t.0 == *topic) {
                 Some((_, parts)) => parts.push(partition),
                 None => out.push((TopicName(text(&topic)), vec![partition])),

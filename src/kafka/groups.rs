@@ -1,5 +1,5 @@
 //! Consumer groups: the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup)
-//! with a real join barrier, and committed offsets that survive a restart.
+//! with a real join barrier; what groups commit is kept by [`super::committed_offsets`].
 //!
 //! A rebalance starts when a member joins, leaves, or misses its session timeout. Members learn
 //! of it from their heartbeats (REBALANCE_IN_PROGRESS) and join again; the join completes when
@@ -19,10 +19,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::codes;
+use super::committed_offsets::CommittedOffsets;
 
 /// What a JoinGroup gets back.
 #[derive(Debug, Clone)]
@@ -363,24 +363,13 @@ impl Group {
     }
 }
 
-/// A committed offset.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Committed {
-    pub offset: i64,
-    pub metadata: Option<String>,
-}
-
-/// group → topic → partition → committed offset.
-type OffsetTable = BTreeMap<String, BTreeMap<String, BTreeMap<i32, Committed>>>;
-
 /// The group coordinator of this broker.
 pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
     /// How long a new group's first rebalance waits for more members.
     initial_delay: Duration,
-    offsets: Mutex<OffsetTable>,
-    /// `output_path/consumer_offsets.json`.
-    offsets_path: PathBuf,
+    /// What the groups have committed.
+    pub offsets: CommittedOffsets,
     next_member: std::sync::atomic::AtomicU64,
 }
 
@@ -388,21 +377,10 @@ impl Coordinator {
     /// Loads committed offsets from `offsets_path` (missing: none yet); a new group's first
     /// rebalance waits `initial_delay` for more members.
     pub fn open(offsets_path: PathBuf, initial_delay: Duration) -> std::io::Result<Self> {
-        let offsets = match std::fs::read(&offsets_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", offsets_path.display()),
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => OffsetTable::new(),
-            Err(e) => return Err(e),
-        };
         Ok(Coordinator {
             groups: Mutex::new(HashMap::new()),
             initial_delay,
-            offsets: Mutex::new(offsets),
-            offsets_path,
+            offsets: CommittedOffsets::open(offsets_path)?,
             next_member: std::sync::atomic::AtomicU64::new(1),
         })
     }
@@ -704,30 +682,6 @@ impl Coordinator {
         codes::NONE
     }
 
-    /// Records committed offsets and makes them durable (the file is replaced whole).
-    pub fn commit(
-        &self,
-        group_id: &str,
-        offsets: Vec<(String, i32, Committed)>,
-    ) -> std::io::Result<()> {
-        let mut table = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
-        let mut changed = table.clone();
-        let group = changed.entry(group_id.to_owned()).or_default();
-        for (topic, partition, committed) in offsets {
-            group.entry(topic).or_default().insert(partition, committed);
-        }
-        self.store(&changed)?;
-        *table = changed;
-        Ok(())
-    }
-
-    /// Writes the offset table in place of the file, durably; the table in memory changes only
-    /// after, so an answer never claims what the file lacks.
-    fn store(&self, table: &OffsetTable) -> std::io::Result<()> {
-        let text = serde_json::to_vec_pretty(table).map_err(std::io::Error::other)?;
-        crate::log::write_file_atomically(&self.offsets_path, &text).map_err(std::io::Error::other)
-    }
-
     /// DeleteGroups of one group, with its committed offsets. Only a group without members can
     /// go (NON_EMPTY_GROUP otherwise, as Kafka answers); an unknown one is GROUP_ID_NOT_FOUND.
     pub fn delete(&self, group_id: &str) -> std::io::Result<i16> {
@@ -735,38 +689,11 @@ impl Coordinator {
         if groups.get(group_id).is_some_and(|g| !g.members.is_empty()) {
             return Ok(codes::NON_EMPTY_GROUP);
         }
-        let mut table = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
-        if !groups.contains_key(group_id) && !table.contains_key(group_id) {
+        let had_offsets = self.offsets.remove_group(group_id)?;
+        if groups.remove(group_id).is_none() && !had_offsets {
             return Ok(codes::GROUP_ID_NOT_FOUND);
         }
-        if table.contains_key(group_id) {
-            let mut changed = table.clone();
-            changed.remove(group_id);
-            self.store(&changed)?;
-            *table = changed;
-        }
-        groups.remove(group_id);
         Ok(codes::NONE)
-    }
-
-    /// The committed offset of a partition, if any.
-    pub fn committed(&self, group_id: &str, topic: &str, partition: i32) -> Option<Committed> {
-        let table = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
-        table.get(group_id)?.get(topic)?.get(&partition).cloned()
-    }
-
-    /// Every committed offset of a group: (topic, partition, committed).
-    pub fn all_committed(&self, group_id: &str) -> Vec<(String, i32, Committed)> {
-        let table = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
-        table
-            .get(group_id)
-            .map(|topics| {
-                topics
-                    .iter()
-                    .flat_map(|(t, parts)| parts.iter().map(|(p, c)| (t.clone(), *p, c.clone())))
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 
     /// DescribeGroups of one group: (state, protocol type, protocol, members as (id, instance,
@@ -813,10 +740,9 @@ impl Coordinator {
             .iter()
             .map(|(name, g)| (name.clone(), g.protocol_type.clone(), g.state.name()))
             .collect();
-        let table = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
-        for name in table.keys() {
-            if !groups.contains_key(name) {
-                out.push((name.clone(), "consumer".into(), State::Empty.name()));
+        for name in self.offsets.groups() {
+            if !groups.contains_key(&name) {
+                out.push((name, "consumer".into(), State::Empty.name()));
             }
         }
         out.sort();

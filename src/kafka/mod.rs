@@ -11,6 +11,7 @@
 mod admin;
 mod broker;
 pub mod codes;
+mod committed_offsets;
 mod configs;
 mod conn;
 mod fetch;
