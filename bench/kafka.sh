@@ -41,7 +41,9 @@ for run in $(seq "$runs"); do
     sync
     if "$python" -c "import confluent_kafka" 2>/dev/null; then
         echo "end to end, 10 k messages one at a time at 2 k/s (bench/kafka_latency.py):"
+        c0=$(cpu)
         "$python" bench/kafka_latency.py "$broker" | sed 's/^/  /'
+        awk -v c0="$c0" -v c1="$(cpu)" 'BEGIN { printf "  broker CPU for the 10 k round trips %.2f s\n", c1 - c0 }'
     fi
     for size in 100 1024; do
         for acks in 1 all; do

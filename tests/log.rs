@@ -745,3 +745,32 @@ fn an_input_reading_a_topic_through_the_kafka_module_holds_its_retention_back() 
     blink::durability::tick(&log, &store).unwrap();
     assert!(partition.log_start() > 40, "{}", partition.log_start());
 }
+
+#[test]
+fn an_append_is_light_only_when_it_neither_rolls_nor_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(config(dir.path(), 4096)).unwrap();
+    log.create_topic("t", 1).unwrap();
+    let partition = log.partition("t", 0).unwrap();
+    assert!(partition.append_is_light(100), "an empty segment takes it");
+    append_batches(&partition, 0, &[20]);
+    let used = partition.size_bytes() as usize;
+    assert!(
+        partition.append_is_light(4096 - used),
+        "fills the segment exactly"
+    );
+    assert!(
+        !partition.append_is_light(4096 - used + 1),
+        "would roll the segment"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut always = config(dir.path(), 4096);
+    always.fsync = FsyncPolicy::Always;
+    let log = Log::open(always).unwrap();
+    log.create_topic("t", 1).unwrap();
+    assert!(
+        !log.partition("t", 0).unwrap().append_is_light(100),
+        "would fsync"
+    );
+}

@@ -110,9 +110,13 @@ impl Broker {
             }
             RequestKind::Produce(r) => {
                 let acks = r.acks;
-                let response = match self.blocking(move |b| b.produce(r)).await {
-                    Ok(r) => r,
-                    Err(e) => return Reply::Close(e),
+                let response = if self.produce_is_light(&r) {
+                    self.produce(r)
+                } else {
+                    match self.blocking(move |b| b.produce(r)).await {
+                        Ok(r) => r,
+                        Err(e) => return Reply::Close(e),
+                    }
                 };
                 if acks == 0 {
                     return Reply::Nothing;

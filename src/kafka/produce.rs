@@ -21,6 +21,11 @@ use crate::log::batch::{self, Batch, BatchHeader, Compression};
 use crate::log::{Partition, is_queue};
 use crate::message::MessageView;
 
+/// The most record bytes a produce may carry and still run on the connection's task (see
+/// [`Broker::produce_is_light`]): copying this much into the page cache takes well under a
+/// millisecond even where first use of a page is slow.
+const LIGHT_PRODUCE_BYTES: usize = 64 * 1024;
+
 /// Batches remembered per producer and partition, to recognise a retried one (as Kafka does).
 const REMEMBERED_BATCHES: usize = 5;
 
@@ -139,6 +144,26 @@ impl Broker {
         InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0)
+    }
+
+    /// Whether a produce only copies a little into the page cache, so that running it on the
+    /// connection's task costs less than the round trip to the blocking pool and back (that
+    /// round trip was most of the broker's CPU for small produces): at most
+    /// [`LIGHT_PRODUCE_BYTES`] of records, no Heka queue (whose batches are decoded, perhaps
+    /// decompressed), and appends that neither fsync nor roll a segment.
+    pub(super) fn produce_is_light(&self, request: &ProduceRequest) -> bool {
+        let mut total = 0usize;
+        request.topic_data.iter().all(|topic| {
+            !is_queue(&topic.name.0)
+                && topic.partition_data.iter().all(|p| {
+                    let len = p.records.as_ref().map_or(0, |r| r.len());
+                    total += len;
+                    total <= LIGHT_PRODUCE_BYTES
+                        && self
+                            .partition(&topic.name.0, p.index)
+                            .is_none_or(|partition| partition.append_is_light(len))
+                })
+        })
     }
 
     pub(super) fn produce(&self, request: ProduceRequest) -> ProduceResponse {

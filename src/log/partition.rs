@@ -258,6 +258,24 @@ impl Partition {
         self.grown.notify_all();
     }
 
+    /// Whether appending `len` bytes now would only copy them into the page cache: no fsync
+    /// (`fsync = "interval"`), no segment roll (which syncs the closed segment), and no append
+    /// in progress to wait for. The answer may be stale as soon as it is given; callers use it
+    /// to choose a thread, never for correctness.
+    pub fn append_is_light(&self, len: usize) -> bool {
+        if self.read_only || self.config.fsync == FsyncPolicy::Always {
+            return false;
+        }
+        let Ok(w) = self.writer.try_lock() else {
+            return false;
+        };
+        let age_exceeded = w
+            .first_append
+            .is_some_and(|t| t.elapsed() >= self.config.segment_age);
+        w.poisoned.is_none()
+            && !(w.len > 0 && (w.len + len as u64 > self.config.segment_bytes || age_exceeded))
+    }
+
     /// Appends one complete, CRC-valid batch (as built by [`batch::BatchBuilder`] or checked by
     /// [`batch::verify`]); only its base offset is rewritten. The batch is not copied: the base
     /// offset (its first 8 bytes, outside the CRC) is written first, then the rest, so a
