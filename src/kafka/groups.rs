@@ -754,20 +754,31 @@ impl Coordinator {
 mod tests {
     use super::*;
 
+    /// A coordinator over a fresh directory (kept alive by the returned guard) whose new groups
+    /// wait `initial_delay` for more members.
+    fn coordinator(initial_delay: Duration) -> (tempfile::TempDir, std::sync::Arc<Coordinator>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("consumer_offsets.json");
+        let coordinator = Coordinator::open(path, initial_delay).unwrap();
+        (dir, std::sync::Arc::new(coordinator))
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn commits_outside_the_group_protocol_only_while_the_group_has_no_members() {
-        let dir = tempfile::tempdir().unwrap();
-        let coordinator =
-            Coordinator::open(dir.path().join("consumer_offsets.json"), Duration::ZERO).unwrap();
+        let (_dir, coordinator) = coordinator(Duration::ZERO);
         assert_eq!(
             coordinator.may_commit("g", MemberRef::dynamic(""), -1),
             codes::NONE,
             "no such group"
         );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let joined = runtime.block_on(coordinator.join(JoinRequest {
             group: "g".into(),
             member_id: String::new(),
@@ -825,18 +836,8 @@ mod tests {
 
     #[test]
     fn consumers_starting_together_share_the_first_generation() {
-        let dir = tempfile::tempdir().unwrap();
-        let coordinator = std::sync::Arc::new(
-            Coordinator::open(
-                dir.path().join("consumer_offsets.json"),
-                Duration::from_millis(300),
-            )
-            .unwrap(),
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let (_dir, coordinator) = coordinator(Duration::from_millis(300));
+        let runtime = runtime();
         let started = Instant::now();
         let (a, b) = runtime.block_on(async {
             let ticking = coordinator.clone();
@@ -871,13 +872,8 @@ mod tests {
 
     #[test]
     fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
-        let dir = tempfile::tempdir().unwrap();
-        let coordinator =
-            Coordinator::open(dir.path().join("consumer_offsets.json"), Duration::ZERO).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let (_dir, coordinator) = coordinator(Duration::ZERO);
+        let runtime = runtime();
         let static_join = |member_id: &str| JoinRequest {
             member_id: member_id.into(),
             group_instance_id: Some("instance-a".into()),
@@ -947,14 +943,8 @@ mod tests {
 
     #[test]
     fn members_commit_while_a_rebalance_is_prepared_but_not_before_their_assignment() {
-        let dir = tempfile::tempdir().unwrap();
-        let coordinator = std::sync::Arc::new(
-            Coordinator::open(dir.path().join("consumer_offsets.json"), Duration::ZERO).unwrap(),
-        );
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let (_dir, coordinator) = coordinator(Duration::ZERO);
+        let runtime = runtime();
         runtime.block_on(async {
             let a = coordinator.join(join_request("a")).await;
             let a_ref = MemberRef::dynamic(&a.member_id);

@@ -269,11 +269,17 @@ impl Partition {
         let Ok(w) = self.writer.try_lock() else {
             return false;
         };
+        w.poisoned.is_none() && !self.would_roll(&w, len)
+    }
+
+    /// Whether appending `len` bytes must first roll the active segment: it would grow past
+    /// `segment_bytes`, or it has been taking appends for `segment_age`. An empty segment takes
+    /// any batch.
+    fn would_roll(&self, w: &Writer, len: usize) -> bool {
         let age_exceeded = w
             .first_append
             .is_some_and(|t| t.elapsed() >= self.config.segment_age);
-        w.poisoned.is_none()
-            && !(w.len > 0 && (w.len + len as u64 > self.config.segment_bytes || age_exceeded))
+        w.len > 0 && (w.len + len as u64 > self.config.segment_bytes || age_exceeded)
     }
 
     /// Appends one complete, CRC-valid batch (as built by [`batch::BatchBuilder`] or checked by
@@ -302,10 +308,7 @@ impl Partition {
         if let Some(cause) = &w.poisoned {
             return Err(self.poisoned(cause));
         }
-        let age_exceeded = w
-            .first_append
-            .is_some_and(|t| t.elapsed() >= self.config.segment_age);
-        if w.len > 0 && (w.len + batch.len() as u64 > self.config.segment_bytes || age_exceeded) {
+        if self.would_roll(&w, batch.len()) {
             self.roll(&mut w)?;
         }
         let base_offset = w.next_offset;
