@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::log::Notifier;
 use crate::log::storage::{OsStorage, Storage};
+use crate::log::{Notifier, PageCache};
 
 use serde::Deserialize;
 
@@ -78,6 +78,10 @@ pub struct Config {
     pub retention_ms: i64,
     /// Delete the oldest segments while a partition is larger than this; -1 means no limit.
     pub retention_bytes: i64,
+    /// Bytes of each partition's newest data kept in the OS page cache; older data is written
+    /// back and dropped from the cache, and dropped again after a reader reads it. -1 leaves
+    /// the page cache to the kernel.
+    pub page_cache_window: i64,
     /// Longest time an injected message waits to be written with others in one batch.
     pub linger_ms: u64,
     /// Messages per batch at most.
@@ -144,6 +148,7 @@ impl Default for Config {
             segment_ms: 24 * 3600 * 1000,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
+            page_cache_window: 64 << 20,
             linger_ms: 1,
             batch_messages: 4096,
             batch_bytes: 1 << 20,
@@ -219,6 +224,12 @@ impl Config {
                 "must be -1 (no limit) or a positive number of bytes",
             );
         }
+        if self.page_cache_window < -1 {
+            return invalid(
+                "page_cache_window",
+                "must be -1 (leave the page cache to the kernel) or a number of bytes",
+            );
+        }
         if self.batch_messages == 0 {
             return invalid("batch_messages", "must be at least 1");
         }
@@ -261,6 +272,7 @@ impl Config {
                 .ok()
                 .map(Duration::from_millis),
             retention_bytes: u64::try_from(self.retention_bytes).ok(),
+            page_cache: Arc::new(PageCache::new(u64::try_from(self.page_cache_window).ok())),
             max_message_size: self.max_message_size as usize,
             batch: BatchPolicy {
                 max_messages: self.batch_messages,
@@ -283,6 +295,8 @@ pub struct LogConfig {
     pub fsync: FsyncPolicy,
     pub retention_age: Option<Duration>,
     pub retention_bytes: Option<u64>,
+    /// How much of each partition stays in the OS page cache.
+    pub page_cache: Arc<PageCache>,
     pub max_message_size: usize,
     pub batch: BatchPolicy,
     /// How segment bytes are written and synced; tests substitute a failing one.
@@ -355,6 +369,17 @@ mod tests {
         assert!(err.contains("`output_size`"), "{err}");
         let err = parse("retention_ms = 0").unwrap_err().to_string();
         assert!(err.contains("`retention_ms`"), "{err}");
+        let err = parse("page_cache_window = -2").unwrap_err().to_string();
+        assert!(err.contains("`page_cache_window`"), "{err}");
+    }
+
+    #[test]
+    fn page_cache_window_of_minus_one_leaves_the_cache_to_the_kernel() {
+        assert_eq!(parse("").unwrap().log().page_cache.window(), Some(64 << 20));
+        let c = parse("page_cache_window = -1").unwrap();
+        assert_eq!(c.log().page_cache.window(), None);
+        let c = parse("page_cache_window = 0").unwrap();
+        assert_eq!(c.log().page_cache.window(), Some(0));
     }
 
     #[test]

@@ -3,14 +3,15 @@
 # a free loopback port with `default_partitions = 4` (the peers' suites expect auto-created
 # topics with several partitions), waits until it accepts connections, and sets $blink_port,
 # $blink_pid and $blink_dir. $blink_bin picks another binary (the benchmarks use the release
-# build). The caller's EXIT trap should call stop_blink.
+# build); $blink_config adds top-level settings and $blink_kafka_config `[kafka]` ones. The
+# caller's EXIT trap should call stop_blink.
 start_blink() {
     local blink="${blink_bin:-$PWD/target/debug/blink}"
     [ -x "$blink" ] || cargo build --locked --quiet
     blink_dir=$(mktemp -d /tmp/blink-kafka.XXXXXX)
     mkdir -p "$blink_dir"/hs_run/{input,analysis,output} "$blink_dir"/hs_load
-    printf 'output_path = "data"\nsandbox_run_path = "hs_run"\nsandbox_load_path = "hs_load"\n[kafka]\nlisten = "127.0.0.1:0"\ndefault_partitions = 4\n%s\n' \
-        "${blink_kafka_config:-}" > "$blink_dir/blink.toml"
+    printf 'output_path = "data"\nsandbox_run_path = "hs_run"\nsandbox_load_path = "hs_load"\n%s\n[kafka]\nlisten = "127.0.0.1:0"\ndefault_partitions = 4\n%s\n' \
+        "${blink_config:-}" "${blink_kafka_config:-}" > "$blink_dir/blink.toml"
     (cd "$blink_dir" && NO_COLOR=1 RUST_LOG="${BLINK_LOG:-warn,blink::kafka=info}" exec "$blink" run --config blink.toml \
         >"$blink_dir/blink.log" 2>&1) &
     blink_pid=$!

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use super::batch::{self, BatchHeader};
 use super::error::LogError;
+use super::page_cache::Chunks;
 use super::segment::{self, INDEX_INTERVAL, Index, IndexEntry};
 use super::topic_settings::Retention;
 use crate::config::{FsyncPolicy, LogConfig};
@@ -65,6 +66,8 @@ struct Writer {
     unsynced: bool,
     /// Set by a failed sync or an unrepairable failed write; appends are refused from then on.
     poisoned: Option<String>,
+    /// Which written chunks leave the page cache, and when.
+    cache: Chunks,
 }
 
 #[derive(Debug)]
@@ -162,6 +165,7 @@ impl Partition {
             next_offset,
             unsynced: false,
             poisoned: None,
+            cache: config.page_cache.chunks(active.len),
         };
         Ok(Partition {
             topic: topic.to_owned(),
@@ -357,6 +361,8 @@ impl Partition {
             }
         });
         w.since_index += total;
+        let (base, len) = (w.base, w.len);
+        w.cache.appended(|| self.segment_path(base), len);
         {
             let mut shared = lock(&self.shared);
             let active = shared.segments.last_mut().expect("at least one segment");
@@ -392,6 +398,8 @@ impl Partition {
             });
         }
         let state = create_segment(&self.dir, w.next_offset)?;
+        let (base, len) = (w.base, w.len);
+        w.cache.rolled(|| self.segment_path(base), len);
         w.file = state.file.clone();
         w.base = state.base;
         w.len = 0;

@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, Batch, BatchHeader, HEADER_LEN, Record, RecordIter};
 use super::error::LogError;
+use super::page_cache;
 use super::partition::Partition;
 
 /// Bytes read from a segment at a time. A chunk is zeroed, filled by `pread`, CRC-checked, then
@@ -190,7 +191,7 @@ impl PartitionReader {
 
     /// Reads the next chunk of batches into `ready`; false at the end of the log.
     fn fill(&mut self) -> Result<bool, LogError> {
-        let (base, file, position, committed) = {
+        let (base, file, position, committed, behind, before) = {
             let shared = self.partition.shared();
             if self.next >= shared.next_offset {
                 return Ok(false);
@@ -211,7 +212,22 @@ impl PartitionReader {
                 Some(c) if c.base == segment.base => c.position,
                 _ => segment.index.lookup((self.next - segment.base) as u32),
             };
-            (segment.base, segment.file.clone(), position, segment.len)
+            // How far this read is from the partition's end, for the page cache's window.
+            let behind = shared.segments[i..].iter().map(|s| s.len).sum::<u64>() - position;
+            // A reader of old data that just moved into this segment drops what it kept of the
+            // one before.
+            let before = (i > 0 && position < page_cache::CHUNK).then(|| {
+                let s = &shared.segments[i - 1];
+                (s.file.clone(), s.len)
+            });
+            (
+                segment.base,
+                segment.file.clone(),
+                position,
+                segment.len,
+                behind,
+                before,
+            )
         };
         let path = || self.partition.segment_path(base);
         if position >= committed {
@@ -262,6 +278,11 @@ impl PartitionReader {
             let bytes = buf.split_to(header.total_len()).freeze();
             consumed += bytes.len() as u64;
             self.ready.push_back(Batch::new(header, bytes));
+        }
+        let window = self.partition.config().page_cache.window();
+        page_cache::drop_read(window, &file, position, position + consumed, behind);
+        if let Some((file, len)) = before {
+            page_cache::drop_read_tail(window, &file, len, behind);
         }
         self.cursor = Some(Cursor {
             base,
