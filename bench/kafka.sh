@@ -2,8 +2,9 @@
 # Kafka protocol throughput with librdkafka's own load generator, rdkafka_performance (built from
 # the librdkafka sources the rdkafka-sys crate ships, as scripts/librdkafka-tests builds them):
 # produce 1 M x 100 B and 1 M x 1 KB (acks=1 and acks=all, linger.ms=5), consume each set, and
-# the broker's CPU seconds per million messages; then what this machine's page cache takes for
-# new file data (dd), the ceiling for any broker that writes every record. Prints figures;
+# the broker's and the client's CPU seconds; then what this machine's page cache takes for new
+# file data (dd), the ceiling for a broker that leaves everything it writes in the page cache
+# (Blink does not: page_cache_window, docs/configuration.md). Prints figures;
 # asserts nothing. With the test venv (./scripts/test makes it), each run also measures end-to-end
 # latency with bench/kafka_latency.py.
 # Usage: bench/kafka.sh [runs]   (needs a release build: cargo build --release)
@@ -21,18 +22,21 @@ trap stop_blink EXIT
 start_blink
 broker="127.0.0.1:$blink_port"
 cpu() { awk '{print ($14 + $15) / 100}' "/proc/$blink_pid/stat"; }
-# label, then rdkafka_performance's arguments; prints its own rate and the broker's CPU.
+# label, then rdkafka_performance's arguments; prints its own rate, the broker's CPU and the
+# client's (on two cores a slow run is often the client's: it touches 1 GB of fresh memory).
 measure() {
     local label=$1; shift
-    local c0 c1 line
+    local c0 c1 out line client
     c0=$(cpu)
-    line=$("$tool" -b "$broker" -q "$@" 2>&1 | grep -E '^% [0-9]+ messages' | tail -1)
+    out=$( { TIMEFORMAT='client_cpu %U %S'; time "$tool" -b "$broker" -q "$@" 2>&1; } 2>&1)
     c1=$(cpu)
-    awk -v l="$label" -v c0="$c0" -v c1="$c1" -v line="$line" 'BEGIN {
+    line=$(grep -E '^% [0-9]+ messages' <<<"$out" | tail -1)
+    client=$(grep -E '^client_cpu' <<<"$out" | awk '{print $2 + $3}')
+    awk -v l="$label" -v c0="$c0" -v c1="$c1" -v client="$client" -v line="$line" 'BEGIN {
         match(line, /[0-9]+ msgs\/s/); rate = substr(line, RSTART, RLENGTH - 7)
         match(line, /[0-9.]+ MB\/s/); mb = substr(line, RSTART, RLENGTH - 5)
         match(line, / in [0-9]+ms/); ms = substr(line, RSTART + 4, RLENGTH - 6)
-        printf "%-34s %9d msgs/s %8.1f MB/s   %6.2f s   broker CPU %5.2f s\n", l, rate, mb, ms / 1000, c1 - c0 }'
+        printf "%-34s %9d msgs/s %8.1f MB/s   %6.2f s   broker CPU %5.2f s   client CPU %5.2f s\n", l, rate, mb, ms / 1000, c1 - c0, client }'
 }
 for run in $(seq "$runs"); do
     echo "run $run"
