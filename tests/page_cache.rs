@@ -4,6 +4,8 @@
 //! on the segment files, which live under `target/` because a tmpfs `/tmp` has no page cache to
 //! drop from.
 
+#![cfg(target_os = "linux")]
+
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};

@@ -22,10 +22,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+
+use os::{drop_from_cache, start_writeback, write_back};
 
 /// Writeback starts, and pages are dropped, in chunks this large: big enough that the system
 /// calls per chunk cost nothing next to copying it, small enough that the memory in flight
@@ -229,65 +230,125 @@ fn keep(window: u64, events: mpsc::Receiver<Event>) {
     }
 }
 
-/// After a reader consumed `[start, end)` of `file`, `behind` bytes before the end of its
-/// partition: if that is further back than `window`, drops the pages up to [`READ_HISTORY`]
-/// before that range, so catching up on old data does not fill the cache with it. The history
-/// stays because the kernel's readahead looks for it: a cache miss with no cached pages just
-/// before it is taken for a random read and gets no readahead, which made reads from disk three
-/// times slower.
-pub(crate) fn drop_read(window: Option<u64>, file: &File, start: u64, end: u64, behind: u64) {
-    if window.is_some_and(|w| behind > w) {
-        let from = start.saturating_sub(READ_HISTORY) & !(FOLIO - 1);
-        let to = end.saturating_sub(READ_HISTORY) & !(FOLIO - 1);
-        if to > from {
-            drop_from_cache(file, from, to);
+/// Whether a read `rest` bytes before the end of its segment, followed by segments of `later`
+/// lengths, is further back than `window` from the partition's end: old data, which the reader
+/// should not leave in the cache. Stops counting as soon as it knows.
+pub(crate) fn is_cold(
+    window: Option<u64>,
+    rest: u64,
+    mut later: impl Iterator<Item = u64>,
+) -> bool {
+    let Some(window) = window else {
+        return false;
+    };
+    let mut behind = rest;
+    while behind <= window {
+        match later.next() {
+            Some(len) => behind += len,
+            None => return false,
         }
+    }
+    true
+}
+
+/// After a reader consumed `[start, end)` of `file`, old data (see [`is_cold`]): drops the
+/// pages up to [`READ_HISTORY`] before that range, so catching up on old data does not fill the
+/// cache with it. The history stays because the kernel's readahead looks for it: a cache miss
+/// with no cached pages just before it is taken for a random read and gets no readahead, which
+/// made reads from disk three times slower.
+pub(crate) fn drop_read(file: &File, start: u64, end: u64) {
+    let from = start.saturating_sub(READ_HISTORY) & !(FOLIO - 1);
+    let to = end.saturating_sub(READ_HISTORY) & !(FOLIO - 1);
+    if to > from {
+        drop_from_cache(file, from, to);
     }
 }
 
 /// When a reader of old data has moved into a new segment: drops the history [`drop_read`] kept
 /// at the end of the segment before (`file`, `len` bytes long).
-pub(crate) fn drop_read_tail(window: Option<u64>, file: &File, len: u64, behind: u64) {
-    if window.is_some_and(|w| behind > w) {
-        drop_from_cache(file, len.saturating_sub(READ_HISTORY) & !(FOLIO - 1), len);
+pub(crate) fn drop_read_tail(file: &File, len: u64) {
+    drop_from_cache(file, len.saturating_sub(READ_HISTORY) & !(FOLIO - 1), len);
+}
+
+/// The system calls, which only Linux has in this form; elsewhere the kernel keeps its own
+/// policy (all of this is advice).
+#[cfg(target_os = "linux")]
+mod os {
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
+
+    /// Starts writeback of `[start, end)` without waiting for it.
+    pub fn start_writeback(file: &File, start: u64, end: u64) {
+        sync_file_range(file, start, end, libc::SYNC_FILE_RANGE_WRITE);
+    }
+
+    /// Writes `[start, end)` back and waits until it is on disk.
+    pub fn write_back(file: &File, start: u64, end: u64) {
+        sync_file_range(
+            file,
+            start,
+            end,
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        );
+    }
+
+    fn sync_file_range(file: &File, start: u64, end: u64, flags: libc::c_uint) {
+        // SAFETY: a plain system call on an open descriptor; no memory is passed.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                start as libc::off64_t,
+                (end - start) as libc::off64_t,
+                flags,
+            );
+        }
+    }
+
+    /// Drops the clean pages of `[start, end)` from the page cache.
+    pub fn drop_from_cache(file: &File, start: u64, end: u64) {
+        // SAFETY: a plain system call on an open descriptor; no memory is passed.
+        unsafe {
+            libc::posix_fadvise(
+                file.as_raw_fd(),
+                start as libc::off_t,
+                (end - start) as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            );
+        }
     }
 }
 
-fn start_writeback(file: &File, start: u64, end: u64) {
-    sync_file_range(file, start, end, libc::SYNC_FILE_RANGE_WRITE);
+#[cfg(not(target_os = "linux"))]
+mod os {
+    use std::fs::File;
+
+    pub fn start_writeback(_file: &File, _start: u64, _end: u64) {}
+    pub fn write_back(_file: &File, _start: u64, _end: u64) {}
+    pub fn drop_from_cache(_file: &File, _start: u64, _end: u64) {}
 }
 
-fn write_back(file: &File, start: u64, end: u64) {
-    sync_file_range(
-        file,
-        start,
-        end,
-        libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-    );
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn sync_file_range(file: &File, start: u64, end: u64, flags: libc::c_uint) {
-    // SAFETY: a plain system call on an open descriptor; no memory is passed.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            start as libc::off64_t,
-            (end - start) as libc::off64_t,
-            flags,
-        );
-    }
-}
-
-fn drop_from_cache(file: &File, start: u64, end: u64) {
-    // SAFETY: a plain system call on an open descriptor; no memory is passed.
-    unsafe {
-        libc::posix_fadvise(
-            file.as_raw_fd(),
-            start as libc::off_t,
-            (end - start) as libc::off_t,
-            libc::POSIX_FADV_DONTNEED,
-        );
+    #[test]
+    fn a_read_is_cold_only_when_further_back_than_the_window() {
+        let mib = 1 << 20;
+        assert!(!is_cold(None, 100 * mib, [100 * mib].into_iter()));
+        assert!(!is_cold(Some(64 * mib), 10 * mib, [].into_iter()));
+        assert!(!is_cold(Some(64 * mib), 10 * mib, [54 * mib].into_iter()));
+        assert!(is_cold(
+            Some(64 * mib),
+            10 * mib,
+            [54 * mib + 1].into_iter()
+        ));
+        assert!(is_cold(Some(64 * mib), 65 * mib, [].into_iter()));
+        // Counting stops once the answer is known: later segments are not all visited.
+        let mut visited = 0;
+        let later = std::iter::repeat_n(64 * mib, 1000).inspect(|_| visited += 1);
+        assert!(is_cold(Some(64 * mib), mib, later));
+        assert_eq!(visited, 1);
     }
 }

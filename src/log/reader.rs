@@ -191,7 +191,7 @@ impl PartitionReader {
 
     /// Reads the next chunk of batches into `ready`; false at the end of the log.
     fn fill(&mut self) -> Result<bool, LogError> {
-        let (base, file, position, committed, behind, before) = {
+        let (base, file, position, committed, cold, before) = {
             let shared = self.partition.shared();
             if self.next >= shared.next_offset {
                 return Ok(false);
@@ -212,11 +212,12 @@ impl PartitionReader {
                 Some(c) if c.base == segment.base => c.position,
                 _ => segment.index.lookup((self.next - segment.base) as u32),
             };
-            // How far this read is from the partition's end, for the page cache's window.
-            let behind = shared.segments[i..].iter().map(|s| s.len).sum::<u64>() - position;
+            let window = self.partition.config().page_cache.window();
+            let later = shared.segments[i + 1..].iter().map(|s| s.len);
+            let cold = page_cache::is_cold(window, segment.len - position, later);
             // A reader of old data that just moved into this segment drops what it kept of the
             // one before.
-            let before = (i > 0 && position < page_cache::CHUNK).then(|| {
+            let before = (cold && i > 0 && position < page_cache::CHUNK).then(|| {
                 let s = &shared.segments[i - 1];
                 (s.file.clone(), s.len)
             });
@@ -225,7 +226,7 @@ impl PartitionReader {
                 segment.file.clone(),
                 position,
                 segment.len,
-                behind,
+                cold,
                 before,
             )
         };
@@ -279,10 +280,11 @@ impl PartitionReader {
             consumed += bytes.len() as u64;
             self.ready.push_back(Batch::new(header, bytes));
         }
-        let window = self.partition.config().page_cache.window();
-        page_cache::drop_read(window, &file, position, position + consumed, behind);
+        if cold {
+            page_cache::drop_read(&file, position, position + consumed);
+        }
         if let Some((file, len)) = before {
-            page_cache::drop_read_tail(window, &file, len, behind);
+            page_cache::drop_read_tail(&file, len);
         }
         self.cursor = Some(Cursor {
             base,
