@@ -11,7 +11,7 @@
 //! Freed pages are reused by the next appends and reads, and copying into memory the kernel just
 //! freed is several times faster than into memory it has never touched: on this project's
 //! virtual machine, whose memory the host backs on first touch, 1 KB Kafka produce went from
-//! about 230 to about 800 MB/s (docs/benchmarks.md). Writing back early also leaves little dirty
+//! about 230 to 700–800 MB/s (docs/benchmarks.md). Writing back early also leaves little dirty
 //! data for the once-a-second fsync.
 //!
 //! Writeback can block on a busy disk, so the writer only reports completed chunks; one
@@ -97,11 +97,9 @@ impl PageCache {
         };
         let mut keeper = self.keeper.lock().unwrap_or_else(|e| e.into_inner());
         let sender = keeper.get_or_insert_with(|| start_keeper(window));
-        if let Err(mpsc::SendError(event)) = sender.send(event) {
-            // The thread could not be started or has died (it does not panic, but a failed
-            // spawn ends it at once): the chunk stays in the kernel's care, as with no window.
-            drop(event);
-        }
+        // Fails only if the thread could not be started: the chunk then stays in the kernel's
+        // care, as with no window.
+        let _ = sender.send(event);
     }
 }
 
