@@ -144,18 +144,20 @@ impl Chunks {
         if self.cache.window.is_none() {
             return;
         }
-        if self.segment.is_none() {
-            let path = path();
-            match File::open(&path) {
-                Ok(file) => self.segment = Some(Arc::new(file)),
-                Err(e) => {
-                    // Only the cache policy suffers: the kernel keeps this segment's pages.
-                    tracing::debug!(path = %path.display(), error = %e, "cannot open a segment for the page-cache thread");
-                    return;
+        let file = match &self.segment {
+            Some(file) => file.clone(),
+            None => {
+                let path = path();
+                match File::open(&path) {
+                    Ok(file) => self.segment.insert(Arc::new(file)).clone(),
+                    Err(e) => {
+                        // Only the cache policy suffers: the kernel keeps this segment's pages.
+                        tracing::debug!(path = %path.display(), error = %e, "cannot open a segment for the page-cache thread");
+                        return;
+                    }
                 }
             }
-        }
-        let file = self.segment.clone().expect("opened above");
+        };
         self.reported = true;
         self.cache.send(Event::Written {
             partition: self.partition,
