@@ -458,3 +458,106 @@ fn moving_a_plugin_to_another_thread_loses_and_repeats_nothing() {
     );
     sigterm(&mut blink);
 }
+
+/// The shipped layout (`sandbox_load_path = "hs_load"`, relative) is watched through file
+/// events, not found by the once-a-second rescan: the watcher's absolute event paths once never
+/// matched the relative directory.
+#[test]
+fn a_relative_load_directory_is_watched_through_file_events() {
+    let w = workspace();
+    let mut blink = w.start_logging("info,blink::hotload=debug");
+    for n in 0..3 {
+        let name = format!("probe{n}");
+        std::fs::write(
+            load_path(&w, "analysis", &format!("{name}.lua")),
+            "function process_message() return 0 end\n",
+        )
+        .unwrap();
+        std::fs::write(
+            load_path(&w, "analysis", &format!("{name}.cfg")),
+            format!("filename = '{name}.lua'\nmessage_matcher = 'TRUE'\n"),
+        )
+        .unwrap();
+        let cfg = run_path(&w, "analysis", &format!("{name}.cfg"));
+        wait_for("the plugin to load", WAIT, || cfg.exists());
+        let noticed = blink.logged(&format!("file=hs_load/analysis/{name}.cfg"));
+        assert!(
+            noticed
+                .iter()
+                .any(|l| l.contains("hot-load: noticed") && l.contains("via=\"event\"")),
+            "{name}.cfg was not seen through a file event: {noticed:?}"
+        );
+    }
+    sigterm(&mut blink);
+}
+
+/// One refused file: one log line, one `.err` naming the file once, and nothing moved — not even
+/// the code dropped with a refused cfg.
+#[test]
+fn a_refused_cfg_moves_nothing_and_is_reported_once() {
+    let w = workspace();
+    let mut blink = w.start();
+    let write = |file: &str, text: &str| {
+        std::fs::write(load_path(&w, "analysis", file), text).unwrap();
+    };
+    let good_lua = "function process_message() return 0 end\n";
+
+    // A matcher that does not compile, dropped with its code.
+    write("x.lua", good_lua);
+    write("x.cfg", "filename = 'x.lua'\nmessage_matcher = 'Type =='\n");
+    let x_err = load_path(&w, "analysis", "x.err");
+    wait_for("x.err", WAIT, || x_err.exists());
+    let text = std::fs::read_to_string(&x_err).unwrap();
+    let (_, message) = text.split_once('\t').unwrap();
+    assert!(
+        message.starts_with("hs_load/analysis/x.cfg: key `message_matcher`: column"),
+        "{text}"
+    );
+    assert_eq!(message.matches("x.cfg").count(), 1, "{text}");
+
+    // Code that does not compile, dropped with its cfg: the cfg's .err says why, in the same
+    // form; the code waits with it.
+    write("y.lua", "function process_message( return 0 end\n");
+    write("y.cfg", "filename = 'y.lua'\nmessage_matcher = 'TRUE'\n");
+    let y_err = load_path(&w, "analysis", "y.err");
+    wait_for("y.err", WAIT, || y_err.exists());
+    let text = std::fs::read_to_string(&y_err).unwrap();
+    assert!(
+        text.contains("\ths_load/analysis/y.cfg: y.lua:1:"),
+        "{text}"
+    );
+
+    // A cfg with a Lua syntax error names its path once, with the line.
+    write("z.cfg", "filename = 'z.lua'\nmessage_matcher = = 'TRUE'\n");
+    let z_err = load_path(&w, "analysis", "z.err");
+    wait_for("z.err", WAIT, || z_err.exists());
+    let text = std::fs::read_to_string(&z_err).unwrap();
+    assert!(text.contains("\ths_load/analysis/z.cfg:2: "), "{text}");
+    assert_eq!(text.matches("z.cfg").count(), 1, "{text}");
+
+    // Several rescans later: still one line per refusal, nothing moved, no .lua.err.
+    std::thread::sleep(Duration::from_millis(2500));
+    for (file, lines) in [("x.cfg", 1), ("y.cfg", 1), ("z.cfg", 1), ("x.lua", 0), ("y.lua", 0)] {
+        let rejected = blink.logged("hot-load: rejected");
+        let about: Vec<_> = rejected
+            .iter()
+            .filter(|l| l.contains(&format!("hs_load/analysis/{file}")))
+            .collect();
+        assert_eq!(about.len(), lines, "{file}: {rejected:?}");
+    }
+    for file in ["x.lua", "y.lua", "x.cfg", "y.cfg"] {
+        assert!(load_path(&w, "analysis", file).exists(), "{file} moved");
+        assert!(!run_path(&w, "analysis", file).exists(), "{file} moved");
+    }
+    for file in ["x.lua.err", "y.lua.err"] {
+        assert!(!load_path(&w, "analysis", file).exists(), "{file}");
+    }
+
+    // Fixed, the cfg takes its code along and starts.
+    write("x.cfg", "filename = 'x.lua'\nmessage_matcher = 'TRUE'\n");
+    wait_for("x to start", WAIT, || {
+        run_path(&w, "analysis", "x.cfg").exists() && run_path(&w, "analysis", "x.lua").exists()
+    });
+    wait_for("x.err to go", WAIT, || !x_err.exists());
+    sigterm(&mut blink);
+}

@@ -5,7 +5,8 @@
 //! `count.lua` (from `bench/reference-workload/`) busy on analysis thread 0 and the hot-load
 //! directory watched as `blink run` watches it.
 //! 1. Load latency: a probe plugin (code, then cfg; `initial_position = "start"`, thread 0) is
-//!    dropped into `hs_load/analysis/`; its first `process_message` injects a mark, whose
+//!    dropped into `hs_load/analysis/` (relative to the working directory, as `cfg/blink.toml`
+//!    configures it); its first `process_message` injects a mark, whose
 //!    Timestamp (set by Blink) minus the moment the cfg was written is the latency.
 //! 2. Restart pause: new code for `count.lua` is dropped while it is processing; the thread
 //!    reports how long the swap held it (Blink's own `hotload.tsv` figure).
@@ -83,7 +84,10 @@ pub fn bench_hotload(root: &Path, runs: usize) -> anyhow::Result<()> {
     let ctx = context(&log, &checkpoints, dir.clone());
     let stats = ctx.stats.clone();
     let pipeline = Arc::new(Pipeline::start(ctx, 1)?);
-    let load_dir = root.join("hs_load");
+    // The shipped layout: a relative `hs_load` in the directory Blink runs in.
+    std::env::set_current_dir(root)
+        .with_context(|| format!("entering {}", root.display()))?;
+    let load_dir = Path::new("hs_load").to_owned();
     let hotload = HotLoader::start(load_dir.clone(), pipeline.clone())?;
     wait_until(limit, || input.next_offset() >= 100_000)?;
     let analysis_dir = load_dir.join("analysis");

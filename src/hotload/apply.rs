@@ -17,8 +17,23 @@ pub struct Applier<'a> {
     pub pipeline: &'a Pipeline,
 }
 
-/// Why a dropped file was not applied; written to its `.err` file.
+/// What became of a file that was not refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// A `.lua` that a cfg in `hs_load` names: it moves with that cfg, once the cfg is accepted.
+    WaitingForCfg,
+}
+
+/// Why a dropped file was not applied: one line starting with the file's path, written to its
+/// `.err` file and logged once.
 pub struct Rejected(pub String);
+
+impl Rejected {
+    fn at(path: &Path, reason: impl std::fmt::Display) -> Self {
+        Rejected(format!("{}: {reason}", path.display()))
+    }
+}
 
 impl Applier<'_> {
     fn run_dir(&self, kind: PluginKind) -> PathBuf {
@@ -34,100 +49,153 @@ impl Applier<'_> {
     }
 
     /// Applies `file`; `Err` when it was rejected (the file stays, with its `.err`).
-    pub fn apply(&self, file: &Dropped) -> Result<(), Rejected> {
+    pub fn apply(&self, file: &Dropped) -> Result<Applied, Rejected> {
         let result = match file.ext {
-            Ext::Cfg => self.apply_cfg(file),
+            Ext::Cfg => self.apply_cfg(file).map(|()| Applied::Done),
             Ext::Lua => self.apply_lua(file),
             Ext::Off => {
                 self.apply_off(file);
-                Ok(())
+                Ok(Applied::Done)
             }
         };
-        let err = err_path(file);
         match &result {
-            Ok(()) => {
-                let _ = std::fs::remove_file(&err);
+            Ok(Applied::Done) => {
+                let _ = std::fs::remove_file(err_path(file));
             }
-            Err(Rejected(reason)) => {
+            Ok(Applied::WaitingForCfg) => {
+                tracing::debug!(file = %file.path.display(), "hot-load: code waits for its cfg");
+            }
+            Err(Rejected(message)) => {
                 self.counters().rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(file = %file.path.display(), error = %reason, "hot-load: rejected; running plugins are unchanged");
-                crate::runner::write_err_file(&err, reason);
+                tracing::error!(error = %message, "hot-load: rejected; running plugins are unchanged");
+                crate::runner::write_err_file(&err_path(file), message);
             }
         }
         result
     }
 
-    /// `NAME.cfg`: validate (cfg, its Lua file, a trial load), move to `hs_run`, (re)start.
+    /// `NAME.cfg`: validate it, trial-load it with its code (from `hs_load` if it was dropped
+    /// too, else from `hs_run`), and trial-load every other plugin of new code with it; only
+    /// then move the code and the cfg to `hs_run` and (re)start the plugins.
     fn apply_cfg(&self, file: &Dropped) -> Result<(), Rejected> {
+        let at = |reason: String| Rejected::at(&file.path, reason);
         let config =
             PluginConfig::load(file.kind, &file.path).map_err(|e| Rejected(e.to_string()))?;
-        let in_load = self.load_dir(file.kind).join(&config.filename);
-        if in_load.exists() {
-            // Dropped together: the code goes first (checked and moved on its own terms).
-            let lua = super::files::classify(self.load_dir, &in_load).ok_or_else(|| {
-                Rejected(format!(
+        let (load_dir, run_dir) = (self.load_dir(file.kind), self.run_dir(file.kind));
+        let dropped_code = load_dir.join(&config.filename);
+        let new_code = if dropped_code.is_file() {
+            let lua = super::files::classify(self.load_dir, &dropped_code).ok_or_else(|| {
+                at(format!(
                     "key `filename`: {} is not a plugin file name",
                     config.filename
                 ))
             })?;
-            self.apply(&lua).map_err(|Rejected(e)| {
-                Rejected(format!(
-                    "key `filename`: {} was rejected: {e}",
-                    config.filename
-                ))
-            })?;
-        }
-        let run_dir = self.run_dir(file.kind);
-        if !run_dir.join(&config.filename).exists() {
-            return Err(Rejected(format!(
-                "{}: key `filename`: {} is in neither {} nor {}",
-                file.path.display(),
+            Some(lua)
+        } else if run_dir.join(&config.filename).is_file() {
+            None
+        } else {
+            return Err(at(format!(
+                "key `filename`: {} is in neither {} nor {}",
                 config.filename,
-                self.load_dir(file.kind).display(),
+                load_dir.display(),
                 run_dir.display()
             )));
-        }
-        self.trial_load(&config, &run_dir)?;
+        };
+        let code_dir = if new_code.is_some() {
+            &load_dir
+        } else {
+            &run_dir
+        };
+        // New code is compiled (and tried with its other plugins) first: its syntax error
+        // reads better without the trial load's `lsb_init()` around it.
+        let other_users = match &new_code {
+            Some(lua) => self.users_of(lua, Some(&config.name)).map_err(at)?,
+            None => Vec::new(),
+        };
+        self.trial_load(&config, code_dir).map_err(at)?;
 
+        if let Some(lua) = &new_code {
+            self.move_code(lua).map_err(at)?;
+        }
         let target = run_dir.join(file.file_name());
         move_file(&file.path, &target)
-            .map_err(|e| Rejected(format!("cannot move it to {}: {e}", target.display())))?;
+            .map_err(|e| at(format!("cannot move it to {}: {e}", target.display())))?;
         for stale in ["off", "err"] {
             let _ = std::fs::remove_file(run_dir.join(format!("{}.{stale}", file.stem)));
         }
         let config = PluginConfig::load(file.kind, &target).map_err(|e| Rejected(e.to_string()))?;
         self.load(Arc::new(config));
+        for user in other_users {
+            self.load(Arc::new(user));
+        }
         Ok(())
     }
 
-    /// `NAME.lua`: check it compiles, trial-load it with every cfg in `hs_run` that uses it, move
-    /// it to `hs_run`, and (re)start those plugins.
-    fn apply_lua(&self, file: &Dropped) -> Result<(), Rejected> {
-        let source = std::fs::read(&file.path).map_err(|e| Rejected(e.to_string()))?;
-        let lua = mlua::Lua::new();
-        lua.load(&source[..])
-            .set_name(format!("@{}", file.file_name()))
-            .set_mode(mlua::chunk::ChunkMode::Text)
-            .into_function()
-            .map_err(|e| Rejected(crate::plugin::lua_error_text(&e)))?;
-        let run_dir = self.run_dir(file.kind);
-        let name = file.file_name();
-        let users: Vec<PluginConfig> = run_configs(&run_dir, file.kind)
-            .into_iter()
-            .filter(|c| c.filename == name)
-            .collect();
-        let load_dir = self.load_dir(file.kind);
-        for config in &users {
-            self.trial_load(config, &load_dir)
-                .map_err(|Rejected(e)| Rejected(format!("with {}: {e}", config.name)))?;
+    /// `NAME.lua`: unless a cfg in `hs_load` names it (then it goes with that cfg), check it
+    /// compiles, trial-load it with every cfg in `hs_run` that uses it, move it to `hs_run`, and
+    /// (re)start those plugins.
+    fn apply_lua(&self, file: &Dropped) -> Result<Applied, Rejected> {
+        if self.cfg_naming(file).is_some() {
+            return Ok(Applied::WaitingForCfg);
         }
-        let target = run_dir.join(&name);
-        move_file(&file.path, &target)
-            .map_err(|e| Rejected(format!("cannot move it to {}: {e}", target.display())))?;
-        tracing::info!(file = %target.display(), plugins = users.len(), "hot-load: code updated");
+        let users = self
+            .users_of(file, None)
+            .map_err(|e| Rejected::at(&file.path, e))?;
+        self.move_code(file)
+            .map_err(|e| Rejected::at(&file.path, e))?;
         for config in users {
             self.load(Arc::new(config));
         }
+        Ok(Applied::Done)
+    }
+
+    /// A cfg in `file`'s `hs_load` directory that names it as its `filename` (or, if the cfg
+    /// cannot be read, shares its name).
+    fn cfg_naming(&self, file: &Dropped) -> Option<PathBuf> {
+        let entries = std::fs::read_dir(self.load_dir(file.kind)).ok()?;
+        let code = file.file_name();
+        entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter_map(|p| super::files::classify(self.load_dir, &p))
+            .filter(|cfg| cfg.ext == Ext::Cfg)
+            .find(|cfg| match PluginConfig::filename_in(&cfg.path) {
+                Some(filename) => filename == code,
+                None => cfg.stem == file.stem,
+            })
+            .map(|cfg| cfg.path)
+    }
+
+    /// Checks that the code `lua` (still in `hs_load`) compiles, and trial-loads it with every
+    /// cfg in `hs_run` that uses it but the plugin `except`: the plugins to restart with it.
+    fn users_of(&self, lua: &Dropped, except: Option<&str>) -> Result<Vec<PluginConfig>, String> {
+        let source = std::fs::read(&lua.path).map_err(|e| e.to_string())?;
+        let name = lua.file_name();
+        mlua::Lua::new()
+            .load(&source[..])
+            .set_name(format!("@{name}"))
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .into_function()
+            .map_err(|e| crate::plugin::lua_error_text(&e))?;
+        let users: Vec<PluginConfig> = run_configs(&self.run_dir(lua.kind), lua.kind)
+            .into_iter()
+            .filter(|c| c.filename == name && Some(c.name.as_str()) != except)
+            .collect();
+        let load_dir = self.load_dir(lua.kind);
+        for config in &users {
+            self.trial_load(config, &load_dir)
+                .map_err(|e| format!("{name} with {}: {e}", config.name))?;
+        }
+        Ok(users)
+    }
+
+    /// Moves checked code to `hs_run`.
+    fn move_code(&self, lua: &Dropped) -> Result<(), String> {
+        let target = self.run_dir(lua.kind).join(lua.file_name());
+        move_file(&lua.path, &target)
+            .map_err(|e| format!("cannot move {} to {}: {e}", lua.path.display(), target.display()))?;
+        let _ = std::fs::remove_file(err_path(lua));
+        tracing::info!(file = %target.display(), "hot-load: code updated");
         Ok(())
     }
 
@@ -152,13 +220,13 @@ impl Applier<'_> {
 
     /// Creates the plugin's sandbox with its code taken from `code_dir`, on this thread, and
     /// throws it away: a plugin whose code fails to load is never swapped in.
-    fn trial_load(&self, config: &PluginConfig, code_dir: &Path) -> Result<(), Rejected> {
+    fn trial_load(&self, config: &PluginConfig, code_dir: &Path) -> Result<(), String> {
         let mut settings = self.pipeline.context().settings(config.kind);
         settings.plugin_dir = code_dir.to_owned();
         let running = Arc::new(AtomicBool::new(true));
         Sandbox::new(Arc::new(config.clone()), &settings, None, running)
             .map(drop)
-            .map_err(|t| Rejected(t.0))
+            .map_err(|t| t.0)
     }
 
     fn load(&self, config: Arc<PluginConfig>) {

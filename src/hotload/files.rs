@@ -5,12 +5,12 @@ use std::time::SystemTime;
 
 use crate::plugin::PluginKind;
 
-/// The three kinds of file a user drops, in the order one batch of them is applied: code first,
-/// so a cfg dropped with its `.lua` finds it; stops last.
+/// The three kinds of file a user drops, in the order one batch of them is applied: cfgs first
+/// (each takes the code it names along, checked together), then code on its own, stops last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Ext {
-    Lua,
     Cfg,
+    Lua,
     Off,
 }
 

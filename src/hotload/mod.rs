@@ -66,7 +66,10 @@ struct Pending {
 }
 
 struct Watch {
+    /// As configured (often relative): the paths Blink shows and acts on.
     load_dir: PathBuf,
+    /// The same directory as an absolute path: the watcher reports events under it.
+    watched: PathBuf,
     pipeline: Arc<Pipeline>,
     pending: HashMap<PathBuf, Pending>,
     /// Files rejected as they are now: not retried until they change.
@@ -75,7 +78,12 @@ struct Watch {
 
 impl Watch {
     fn new(load_dir: PathBuf, pipeline: Arc<Pipeline>) -> Self {
+        // notify joins a relative directory to the current one; its events come back absolute.
+        let watched = std::env::current_dir()
+            .map(|cwd| cwd.join(&load_dir))
+            .unwrap_or_else(|_| load_dir.clone());
         Watch {
+            watched,
             load_dir,
             pipeline,
             pending: HashMap::new(),
@@ -106,7 +114,7 @@ impl Watch {
         let _watcher = match watcher {
             Ok(mut watcher) => {
                 for kind in PluginKind::ALL {
-                    let dir = self.load_dir.join(kind.dir());
+                    let dir = self.watched.join(kind.dir());
                     if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
                         tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; relying on rescans every {RESCAN:?}");
                     }
@@ -153,19 +161,33 @@ impl Watch {
     fn note(&mut self, event: notify::Result<notify::Event>) {
         match event {
             Ok(event) => {
+                use notify::EventKind::Access;
+                use notify::event::{AccessKind, AccessMode};
+                // Opening or reading a file changes nothing, and Blink reads what it checks:
+                // acting on those events would look at every waiting file again and again.
+                if matches!(event.kind, Access(kind) if kind != AccessKind::Close(AccessMode::Write))
+                {
+                    return;
+                }
                 let now = Instant::now();
                 for path in event.paths {
-                    self.touch(path, now);
+                    // Back to the configured form, which `classify` and the messages use.
+                    if let Ok(inside) = path.strip_prefix(&self.watched) {
+                        self.touch(self.load_dir.join(inside), now, "event");
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "file watcher error; the next rescan catches up"),
         }
     }
 
-    /// Notes that `path` changed (or appeared) now.
-    fn touch(&mut self, path: PathBuf, now: Instant) {
+    /// Notes that `path` changed (or appeared) now; `via` says who saw it (an event or a rescan).
+    fn touch(&mut self, path: PathBuf, now: Instant, via: &'static str) {
         if classify(&self.load_dir, &path).is_none() {
             return;
+        }
+        if !self.pending.contains_key(&path) {
+            tracing::debug!(file = %path.display(), via, "hot-load: noticed");
         }
         let fingerprint = fingerprint(&path);
         let pending = self.pending.entry(path).or_insert(Pending {
@@ -191,7 +213,7 @@ impl Watch {
                 {
                     continue;
                 }
-                self.touch(path, now);
+                self.touch(path, now, "rescan");
             }
         }
         self.rejected.retain(|path, _| path.exists());
@@ -232,7 +254,8 @@ impl Watch {
             }
             let started = Instant::now();
             match applier.apply(&file) {
-                Ok(()) => {
+                Ok(apply::Applied::WaitingForCfg) => {} // looked at again on the next rescan
+                Ok(apply::Applied::Done) => {
                     self.rejected.remove(&file.path);
                     if file.ext == Ext::Lua {
                         // Cfgs waiting for this code are worth another look.

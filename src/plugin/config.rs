@@ -19,6 +19,13 @@ use crate::matcher::Matcher;
 pub enum ConfigError {
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
+    /// An error Lua reported at a line of the cfg (syntax, or evaluating it).
+    #[error("{path}:{line}: {reason}")]
+    Line {
+        path: PathBuf,
+        line: u32,
+        reason: String,
+    },
     #[error("{path}: key `{key}`: {reason}")]
     Key {
         path: PathBuf,
@@ -108,6 +115,16 @@ impl PluginConfig {
         Self::parse(kind, path, &text)
     }
 
+    /// The `filename` a cfg at `path` names, even if the cfg is otherwise invalid (a bad
+    /// matcher, say); `None` if it cannot be read or names none.
+    pub fn filename_in(path: &Path) -> Option<String> {
+        let values = evaluate(&std::fs::read(path).ok()?).ok()?;
+        values.into_iter().find_map(|(key, value)| match value {
+            CfgValue::String(s) if key == "filename" => String::from_utf8(s).ok(),
+            _ => None,
+        })
+    }
+
     /// Validates cfg source `text`; `path` names the plugin (`<kind>.<stem>`) and the errors.
     pub fn parse(kind: PluginKind, path: &Path, text: &[u8]) -> Result<Self, ConfigError> {
         let file_error = |reason: String| ConfigError::File {
@@ -119,7 +136,7 @@ impl PluginConfig {
             .and_then(|s| s.to_str())
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
             .ok_or_else(|| file_error("a plugin name (the file name before .cfg) may hold only letters, digits, '_' and '-'".into()))?;
-        let values = evaluate(path, text).map_err(file_error)?;
+        let values = evaluate(text).map_err(|reason| located(path, reason))?;
         let key_error = |key: &str, reason: String| ConfigError::Key {
             path: path.to_owned(),
             key: key.to_owned(),
@@ -254,8 +271,32 @@ impl PluginConfig {
     }
 }
 
+/// The chunk name the cfg is evaluated under; Lua prefixes its errors with it and the line.
+/// A short fixed name, because Lua cuts long chunk names (a deep path) to 60 bytes.
+const CHUNK: &str = "cfg";
+
+/// A Lua error about the cfg as an error at its line of `path` (`cfg:LINE: …` from Lua).
+fn located(path: &Path, reason: String) -> ConfigError {
+    let at_line = reason
+        .strip_prefix(CHUNK)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .and_then(|rest| rest.split_once(": "))
+        .and_then(|(line, rest)| Some((line.parse::<u32>().ok()?, rest)));
+    match at_line {
+        Some((line, rest)) => ConfigError::Line {
+            path: path.to_owned(),
+            line,
+            reason: rest.to_owned(),
+        },
+        None => ConfigError::File {
+            path: path.to_owned(),
+            reason,
+        },
+    }
+}
+
 /// Runs the cfg source in an empty environment and collects its globals.
-fn evaluate(path: &Path, text: &[u8]) -> Result<Vec<(String, CfgValue)>, String> {
+fn evaluate(text: &[u8]) -> Result<Vec<(String, CfgValue)>, String> {
     let lua = Lua::new_with(StdLib::NONE, LuaOptions::default()).map_err(|e| e.to_string())?;
     lua.set_memory_limit(1 << 20).map_err(|e| e.to_string())?;
     lua.set_hook(
@@ -268,9 +309,8 @@ fn evaluate(path: &Path, text: &[u8]) -> Result<Vec<(String, CfgValue)>, String>
     )
     .map_err(|e| e.to_string())?;
     let env = lua.create_table().map_err(|e| e.to_string())?;
-    let name = format!("@{}", path.display());
     lua.load(text)
-        .set_name(name)
+        .set_name(format!("={CHUNK}"))
         .set_mode(ChunkMode::Text)
         .set_environment(env.clone())
         .exec()
@@ -414,6 +454,7 @@ mod tests {
         for (text, expected) in cases {
             let err = parse(PluginKind::Analysis, text).unwrap_err().to_string();
             assert!(err.starts_with("hs_run/analysis/count.cfg"), "{err}");
+            assert_eq!(err.matches("count.cfg").count(), 1, "the path once: {err}");
             assert!(
                 err.contains(expected),
                 "{text:?}: {err:?} should contain {expected:?}"

@@ -5,10 +5,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A running `blink run`, and the `host:port` its Kafka server listens on.
-pub struct Blink(pub Child, pub String);
+/// A running `blink run`, the `host:port` its Kafka server listens on, and the lines it has
+/// logged so far (colours stripped).
+pub struct Blink(pub Child, pub String, pub Arc<Mutex<Vec<String>>>);
 
 impl Drop for Blink {
     fn drop(&mut self) {
@@ -20,6 +22,12 @@ impl Drop for Blink {
 }
 
 impl Blink {
+    /// The logged lines that contain `text`.
+    pub fn logged(&self, text: &str) -> Vec<String> {
+        let lines = self.2.lock().unwrap();
+        lines.iter().filter(|l| l.contains(text)).cloned().collect()
+    }
+
     pub fn kill_9(&mut self) {
         self.0.kill().unwrap();
         self.0.wait().unwrap();
@@ -68,19 +76,33 @@ impl Workspace {
     }
 
     /// Starts `blink run` and waits until it says it is running. The caller stops and reaps it.
-    #[allow(clippy::zombie_processes)]
     pub fn start(&self) -> Blink {
+        self.start_logging("info")
+    }
+
+    /// [`Workspace::start`] with `RUST_LOG` set to `filter`.
+    #[allow(clippy::zombie_processes)]
+    pub fn start_logging(&self, filter: &str) -> Blink {
         let mut child = Command::new(env!("CARGO_BIN_EXE_blink"))
             .args(["run", "--config", "blink.toml"])
             .current_dir(self.path())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let logged = Arc::new(Mutex::new(Vec::new()));
+        let keep = logged.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let line = strip_colours(&line);
+                let mut kept = keep.lock().unwrap();
+                // Bounded: a test keeps its first 100 k lines.
+                if kept.len() < 100_000 {
+                    kept.push(line.clone());
+                }
+                drop(kept);
                 let _ = tx.send(line);
             }
         });
@@ -91,7 +113,7 @@ impl Workspace {
                 Ok(line) if line.contains("blink is running") => {
                     // Keep draining stderr so the child never blocks on a full pipe.
                     std::thread::spawn(move || while rx.recv().is_ok() {});
-                    return Blink(child, kafka);
+                    return Blink(child, kafka, logged);
                 }
                 Ok(line) if line.contains("kafka server listening") => {
                     kafka = kafka_address(&line);
@@ -147,8 +169,16 @@ pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// The `address=` of Blink's "kafka server listening" log line, colours stripped.
+/// The `address=` of Blink's "kafka server listening" log line.
 fn kafka_address(line: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("address="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `line` without ANSI colour sequences (older builds coloured logs on pipes too).
+fn strip_colours(line: &str) -> String {
     let mut plain = String::new();
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
@@ -164,8 +194,4 @@ fn kafka_address(line: &str) -> String {
         }
     }
     plain
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("address="))
-        .unwrap_or_default()
-        .to_owned()
 }
