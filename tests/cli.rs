@@ -45,9 +45,18 @@ fn hindsight_file_decodes_exactly_as_hindsight_printed_it() {
         .arg(fixture("varied.log")));
     assert!(output.status.success());
     let reference = std::fs::read_to_string(fixture("varied.txt")).unwrap();
-    // lsb_heka_cat's first two lines are its summary; the rest is one block per message.
-    let body: String = reference.splitn(3, '\n').nth(2).unwrap().to_owned();
+    // lsb_heka_cat's first two lines are its summary (on stderr, unbuffered, so it came first
+    // when the reference was captured with 2>&1); the rest is one block per message.
+    let (summary, body) = reference.split_at(reference.find("\n\n").unwrap() + 2);
     assert_eq!(stdout(&output), body);
+    assert_eq!(String::from_utf8_lossy(&output.stderr), summary);
+
+    // -c's equivalent: the summary alone, on stdout.
+    let count = run(blink()
+        .args(["cat", "--count", "--hindsight"])
+        .arg(fixture("varied.log")));
+    assert!(count.status.success());
+    assert_eq!(stdout(&count), "Processed: 8, matched: 8 messages\n");
 }
 
 #[test]
@@ -308,6 +317,173 @@ fn cat_follow_prints_what_is_appended_later() {
 }
 
 #[test]
+fn cat_from_past_the_end_is_an_error_or_says_it_waits() {
+    let t = test_log();
+    let log = t.open();
+    let appender = log.appender(INPUT_TOPIC, 0, None).unwrap();
+    for n in 0..3 {
+        appender.append(n, &heka(n)).unwrap();
+    }
+    appender.flush().unwrap();
+    for from in ["5", "-1"] {
+        let past = t.cat(&["blink.input", "--from", from]);
+        assert!(!past.status.success(), "--from {from}");
+        let stderr = String::from_utf8_lossy(&past.stderr);
+        assert!(
+            stderr.contains(&format!("--from {from} is out of range: blink.input-0"))
+                && stderr.contains("holds offsets 0 to 2"),
+            "{stderr}"
+        );
+    }
+    // At the end exactly: nothing to print yet, and no error.
+    let at_end = t.cat(&["blink.input", "--from", "3"]);
+    assert!(at_end.status.success());
+    assert_eq!(stdout(&at_end), "");
+
+    // With --follow it says what it waits for, and prints from there once it exists.
+    let mut child = blink()
+        .args(["cat", "--follow", "--json", "--from", "5", "--config"])
+        .arg(&t.config)
+        .arg("blink.input")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    stderr.read_line(&mut said).unwrap();
+    assert!(
+        said.contains("blink.input-0 ends at offset 3; waiting for offset 5"),
+        "{said}"
+    );
+    for n in 3..7 {
+        appender.append(n, &heka(n)).unwrap();
+    }
+    appender.flush().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let second: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        (first["Fields"]["n"].clone(), second["Fields"]["n"].clone()),
+        (5.into(), 6.into())
+    );
+}
+
+#[test]
+fn run_outside_a_deployment_says_where_it_looked_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(blink().arg("run").current_dir(dir.path()));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("hs_run") && stderr.contains("blink init"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "created something"
+    );
+}
+
+#[test]
+fn a_busy_kafka_port_is_reported_before_anything_is_created() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("hs_run")).unwrap();
+    std::fs::write(
+        dir.path().join("blink.toml"),
+        format!("[kafka]\nlisten = \"{}\"\n", busy.local_addr().unwrap()),
+    )
+    .unwrap();
+    let output = run(blink()
+        .args(["run", "--config", "blink.toml"])
+        .current_dir(dir.path()));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("[kafka] listen") && stderr.contains("blink.toml"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data").exists(), "the log was created");
+    assert!(!dir.path().join("hs_load").exists(), "hs_load was created");
+}
+
+#[test]
+fn init_writes_a_deployment_that_runs_and_refuses_to_overwrite_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let deployment = dir.path().join("blink-here");
+    let output = run(blink().arg("init").arg(&deployment));
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout(&output).contains("blink run"));
+    for file in [
+        "cfg/blink.toml",
+        "hs_run/input/auth_events.cfg",
+        "hs_run/analysis/ssh_brute_force.lua",
+        "hs_run/output/alerts_file.cfg",
+    ] {
+        assert!(deployment.join(file).is_file(), "{file}");
+    }
+    for dir in [
+        "hs_load/input",
+        "hs_load/analysis",
+        "hs_load/output",
+        "lua_modules",
+    ] {
+        assert!(deployment.join(dir).is_dir(), "{dir}");
+    }
+    let again = run(blink().arg("init").arg(&deployment));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    // It runs as written (on a port of its own), every example plugin started.
+    let cfg = deployment.join("cfg/blink.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("127.0.0.1:9092", "127.0.0.1:0")).unwrap();
+    let mut child = blink()
+        .env("RUST_LOG", "info")
+        .arg("run")
+        .current_dir(&deployment)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stats = deployment.join("data/plugins.tsv");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let running = || running_in(&std::fs::read_to_string(&stats).unwrap_or_default());
+    while running() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = std::fs::read_to_string(&stats).unwrap_or_default();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+    assert_eq!(running_in(&seen), 4, "{seen}");
+}
+
+fn running_in(stats: &str) -> usize {
+    stats.lines().filter(|l| l.contains("\trunning")).count()
+}
+
+#[test]
+fn help_says_what_run_runs() {
+    let output = run(blink().arg("--help"));
+    let text = stdout(&output);
+    let run_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("run"))
+        .unwrap();
+    assert!(run_line.contains("plugins"), "{run_line}");
+    assert!(text.contains("init"), "{text}");
+}
+
+#[test]
 fn config_errors_name_the_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
@@ -347,10 +523,20 @@ fn run_opens_the_log_and_stops_cleanly_on_sigterm() {
             break;
         }
     }
-    // While it runs, the log is locked against a second writer but readable.
+    // While it runs, the log is locked against a second writer, said once with the holder,
+    // but readable.
     let second = run(blink().arg("run").arg("--config").arg(&t.config));
     assert!(!second.status.success());
-    assert!(String::from_utf8_lossy(&second.stderr).contains("locked by another Blink process"));
+    let refusal = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        refusal.contains(&format!(
+            ".lock is locked by another Blink process (pid {})",
+            child.id()
+        )),
+        "{refusal}"
+    );
+    assert_eq!(refusal.matches("lock").count(), 2, "{refusal}");
+    assert!(t.cat(&["blink.input"]).status.success());
     assert!(t.cat(&["blink.input"]).status.success());
 
     let pid = child.id().to_string();
@@ -362,6 +548,10 @@ fn run_opens_the_log_and_stops_cleanly_on_sigterm() {
             .success()
     );
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        !rest.iter().any(|l| l.contains('\u{1b}')),
+        "colour codes in a log that is not a terminal: {rest:?}"
+    );
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status}: {rest:?}");
     assert!(

@@ -537,7 +537,13 @@ fn a_refused_cfg_moves_nothing_and_is_reported_once() {
 
     // Several rescans later: still one line per refusal, nothing moved, no .lua.err.
     std::thread::sleep(Duration::from_millis(2500));
-    for (file, lines) in [("x.cfg", 1), ("y.cfg", 1), ("z.cfg", 1), ("x.lua", 0), ("y.lua", 0)] {
+    for (file, lines) in [
+        ("x.cfg", 1),
+        ("y.cfg", 1),
+        ("z.cfg", 1),
+        ("x.lua", 0),
+        ("y.lua", 0),
+    ] {
         let rejected = blink.logged("hot-load: rejected");
         let about: Vec<_> = rejected
             .iter()

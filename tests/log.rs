@@ -91,6 +91,14 @@ fn a_second_writer_is_refused() {
     let _log = Log::open(LogConfig::in_dir(dir.path())).unwrap();
     let err = Log::open(LogConfig::in_dir(dir.path())).unwrap_err();
     assert!(matches!(err, LogError::Locked { .. }), "{err}");
+    // Said once, naming the lock file and the holder.
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("(pid {})", std::process::id())),
+        "{text}"
+    );
+    assert!(text.contains(".lock"), "{text}");
+    assert_eq!(text.matches("lock").count(), 2, "{text}");
 }
 
 #[test]

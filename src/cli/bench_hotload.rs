@@ -85,8 +85,7 @@ pub fn bench_hotload(root: &Path, runs: usize) -> anyhow::Result<()> {
     let stats = ctx.stats.clone();
     let pipeline = Arc::new(Pipeline::start(ctx, 1)?);
     // The shipped layout: a relative `hs_load` in the directory Blink runs in.
-    std::env::set_current_dir(root)
-        .with_context(|| format!("entering {}", root.display()))?;
+    std::env::set_current_dir(root).with_context(|| format!("entering {}", root.display()))?;
     let load_dir = Path::new("hs_load").to_owned();
     let hotload = HotLoader::start(load_dir.clone(), pipeline.clone())?;
     wait_until(limit, || input.next_offset() >= 100_000)?;

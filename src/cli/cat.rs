@@ -38,6 +38,9 @@ pub struct CatArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// With --hindsight: print only the summary line, on stdout (lsb_heka_cat -c).
+    #[arg(long, requires = "hindsight")]
+    count: bool,
 }
 
 /// Counts what could not be shown, so the exit status tells a script something was wrong.
@@ -51,7 +54,7 @@ pub fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let result = match &args.hindsight {
-        Some(file) => cat_hindsight(file, args.json, &mut out),
+        Some(file) => cat_hindsight(file, args.json, args.count, &mut out),
         None => cat_topic(&args, &mut out),
     };
     let flushed = out.flush();
@@ -95,14 +98,21 @@ fn write_message(
     }
 }
 
-fn cat_hindsight(file: &PathBuf, json: bool, out: &mut impl Write) -> anyhow::Result<Outcome> {
+fn cat_hindsight(
+    file: &PathBuf,
+    json: bool,
+    count_only: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<Outcome> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let mut outcome = Outcome::default();
     for frame in StreamReader::new(&bytes) {
         match frame {
             Ok((_, message)) => {
-                let view = MessageView::parse(message).expect("the stream reader validated it");
-                write_message(out, &view, json, None)?;
+                if !count_only {
+                    let view = MessageView::parse(message).expect("the stream reader validated it");
+                    write_message(out, &view, json, None)?;
+                }
                 outcome.printed += 1;
             }
             Err(e) => {
@@ -111,11 +121,14 @@ fn cat_hindsight(file: &PathBuf, json: bool, out: &mut impl Write) -> anyhow::Re
             }
         }
     }
-    eprintln!(
-        "Processed: {} messages from {}",
-        outcome.printed,
-        file.display()
-    );
+    // lsb_heka_cat's summary, where it puts it: on stdout when it is all that is printed (-c),
+    // else on stderr with a blank line after it. Every message matches: there is no matcher.
+    let summary = format!("Processed: {0}, matched: {0} messages", outcome.printed);
+    if count_only {
+        writeln!(out, "{summary}")?;
+    } else {
+        eprintln!("{summary}\n");
+    }
     Ok(outcome)
 }
 
@@ -147,13 +160,32 @@ fn cat_topic(args: &CatArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
         })?],
         None => partitions,
     };
-    let mut readers: Vec<PartitionReader> = selected
-        .into_iter()
-        .map(|p| {
-            let from = args.from.unwrap_or_else(|| p.log_start());
-            PartitionReader::new(p, from)
-        })
-        .collect();
+    let mut readers = Vec::with_capacity(selected.len());
+    for p in selected {
+        let (start, end) = (p.log_start(), p.next_offset());
+        let from = args.from.unwrap_or(start);
+        let name = format!("{topic}-{}", p.id());
+        if from < start || (from > end && !args.follow) {
+            let holds = if end > start {
+                format!("holds offsets {start} to {}", end - 1)
+            } else {
+                "holds no records".to_owned()
+            };
+            bail!(
+                "--from {from} is out of range: {name} {holds}; the next record written will be \
+                 offset {end}{}",
+                if from > end {
+                    " (--follow waits for it)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if from > end {
+            eprintln!("blink cat: {name} ends at offset {end}; waiting for offset {from}");
+        }
+        readers.push(PartitionReader::new(p, from));
+    }
     let heka = log::is_queue(topic);
     let mut outcome = Outcome::default();
     loop {

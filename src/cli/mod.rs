@@ -4,6 +4,7 @@ mod bench;
 mod bench_hotload;
 mod bench_pipeline;
 mod cat;
+mod init;
 mod render;
 mod run;
 
@@ -27,11 +28,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Open the log and keep it durable: recovery, fsync, checkpoints, retention.
+    /// Run the pipeline: the plugins in hs_run/ (inputs, analysis, outputs) over the log, the
+    /// Kafka server, and hot-loading of files dropped into hs_load/. Run it in a deployment
+    /// (see `blink init`); SIGINT or SIGTERM stops it cleanly.
     Run {
         /// Global config (TOML); defaults to cfg/blink.toml when it exists.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Write a new deployment into DIR: cfg/blink.toml, the example pipeline in hs_run/, and
+    /// empty hs_load/ and lua_modules/.
+    Init {
+        /// Where to write it (created if missing; refused if it holds a deployment).
+        dir: PathBuf,
     },
     /// Print the records of a topic, or the messages of a Hindsight stream file.
     Cat(cat::CatArgs),
@@ -46,6 +55,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => run::run(&load_config(config.as_deref())?),
+        Command::Init { dir } => init::init(&dir),
         Command::Cat(args) => cat::cat(args),
         Command::Bench { what } => bench::bench(what),
     }
@@ -61,12 +71,17 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` filters them (default `info`).
+/// Logs go to stderr; `RUST_LOG` filters them (default `info`). Colours only on a terminal (and
+/// never with `NO_COLOR` set): a log file or a pipe gets plain text.
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use blink::checkpoint::CheckpointStore;
 use blink::config::Config;
 use blink::durability::Durability;
 use blink::hotload::HotLoader;
-use blink::kafka::KafkaServer;
+use blink::kafka::KafkaListener;
 use blink::log::Log;
 use blink::runner::{Context, Pipeline, Stats};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -24,6 +24,31 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
             .context("installing signal handlers")?;
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
     }
+    // What can fail without touching the disk is checked first: a wrong directory or a busy
+    // port leaves nothing behind.
+    if !config.sandbox_run_path.is_dir() {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        bail!(
+            "no plugins to run: {} (sandbox_run_path of {}) is not a directory, looked for from {}.\n\
+             Start Blink in a deployment (a directory holding cfg/blink.toml, hs_run/ and \
+             hs_load/), or make one with the example pipeline: `blink init DIR`, then \
+             `cd DIR && blink run`",
+            config.sandbox_run_path.display(),
+            config.source.display(),
+            cwd.display()
+        );
+    }
+    let kafka_listener = if config.kafka.listen.is_empty() {
+        None
+    } else {
+        Some(KafkaListener::bind(&config.kafka).with_context(|| {
+            format!(
+                "{}: [kafka] listen = {:?}: cannot listen there",
+                config.source.display(),
+                config.kafka.listen
+            )
+        })?)
+    };
     let log = Arc::new(
         Log::open(config.log())
             .with_context(|| format!("opening the log in {}", config.output_path.display()))?,
@@ -54,18 +79,13 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         backpressure: config.backpressure,
     };
     // Before the plugins: a client may produce as soon as Blink says it runs.
-    let kafka = if config.kafka.listen.is_empty() {
-        None
-    } else {
-        Some(
-            KafkaServer::start(&config.kafka, log.clone()).with_context(|| {
-                format!(
-                    "{}: [kafka] listen = {:?}: cannot listen there",
-                    config.source.display(),
-                    config.kafka.listen
-                )
-            })?,
-        )
+    let kafka = match kafka_listener {
+        None => None,
+        Some(listener) => Some(
+            listener
+                .serve(log.clone())
+                .context("starting the Kafka server")?,
+        ),
     };
     let stats = context.stats.clone();
     let stats_dir = config.output_path.clone();

@@ -192,8 +192,13 @@ impl Applier<'_> {
     /// Moves checked code to `hs_run`.
     fn move_code(&self, lua: &Dropped) -> Result<(), String> {
         let target = self.run_dir(lua.kind).join(lua.file_name());
-        move_file(&lua.path, &target)
-            .map_err(|e| format!("cannot move {} to {}: {e}", lua.path.display(), target.display()))?;
+        move_file(&lua.path, &target).map_err(|e| {
+            format!(
+                "cannot move {} to {}: {e}",
+                lua.path.display(),
+                target.display()
+            )
+        })?;
         let _ = std::fs::remove_file(err_path(lua));
         tracing::info!(file = %target.display(), "hot-load: code updated");
         Ok(())

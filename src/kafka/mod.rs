@@ -41,15 +41,38 @@ pub struct KafkaServer {
     thread: Option<JoinHandle<()>>,
 }
 
-impl KafkaServer {
-    /// Binds `config.listen` and serves `log` until [`KafkaServer::stop`].
-    pub fn start(config: &KafkaConfig, log: Arc<Log>) -> std::io::Result<Self> {
+/// A bound listener with its runtime, not serving yet: `blink run` binds before it touches the
+/// disk, so a busy port is reported before anything is created.
+pub struct KafkaListener {
+    runtime: tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    config: KafkaConfig,
+}
+
+impl KafkaListener {
+    /// Binds `config.listen`.
+    pub fn bind(config: &KafkaConfig) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("blink-kafka")
             .enable_all()
             .build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind(&config.listen))?;
+        Ok(KafkaListener {
+            runtime,
+            listener,
+            config: config.clone(),
+        })
+    }
+
+    /// Serves `log` until [`KafkaServer::stop`].
+    pub fn serve(self, log: Arc<Log>) -> std::io::Result<KafkaServer> {
+        let KafkaListener {
+            runtime,
+            listener,
+            config,
+        } = self;
+        let config = &config;
         let address = listener.local_addr()?;
         let broker = Arc::new(Broker::new(config.clone(), address, log)?);
         let (stop, stopped) = watch::channel(false);
@@ -66,6 +89,13 @@ impl KafkaServer {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+impl KafkaServer {
+    /// Binds `config.listen` and serves `log` until [`KafkaServer::stop`].
+    pub fn start(config: &KafkaConfig, log: Arc<Log>) -> std::io::Result<Self> {
+        KafkaListener::bind(config)?.serve(log)
     }
 
     /// The address it listens on (with the port chosen when `listen` asked for port 0).

@@ -66,10 +66,12 @@ pub enum LogError {
     TopicExists(String),
     #[error("{0} is opened read-only")]
     ReadOnly(String),
-    #[error("{path} is locked by another Blink process: {source}")]
+    #[error("{} is locked by another Blink process{}: only one `blink run` may write {}", lock_file.display(), holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default(), dir.display())]
     Locked {
-        path: PathBuf,
-        source: std::io::Error,
+        dir: PathBuf,
+        lock_file: PathBuf,
+        /// The pid the holder wrote into the lock file, if it could be read.
+        holder: Option<u32>,
     },
     #[error("invalid record batch: {0}")]
     Batch(#[from] BatchError),

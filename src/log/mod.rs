@@ -84,6 +84,49 @@ pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
     Ok(())
 }
 
+/// How long a lock held by another process is waited for: a process killed a moment ago (kill -9
+/// returns before the kernel has closed its files) lets go within this.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes `dir/.lock` for this process (an advisory lock the kernel drops with the process) and
+/// writes this process's pid into it, for the error a second Blink shows.
+fn lock_dir(dir: &Path) -> Result<File, LogError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(".lock");
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(LogError::io("create", &path))?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::Error(e)) => return Err(LogError::io("lock", &path)(e)),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(LogError::Locked {
+                    dir: dir.to_owned(),
+                    lock_file: path,
+                    holder: text.trim().parse().ok(),
+                });
+            }
+        }
+    }
+    let pid = format!("{}\n", std::process::id());
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(pid.as_bytes()))
+        .map_err(LogError::io("write", &path))?;
+    Ok(file)
+}
+
 /// All topics under one `output_path`.
 #[derive(Debug)]
 pub struct Log {
@@ -105,17 +148,7 @@ impl Log {
     pub fn open(config: LogConfig) -> Result<Self, LogError> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(LogError::io("create directory", &dir))?;
-        let lock_path = dir.join(".lock");
-        let lock = File::create(&lock_path).map_err(LogError::io("create", &lock_path))?;
-        lock.try_lock().map_err(|e| LogError::Locked {
-            path: dir.clone(),
-            source: match e {
-                std::fs::TryLockError::Error(e) => e,
-                std::fs::TryLockError::WouldBlock => {
-                    std::io::Error::new(std::io::ErrorKind::WouldBlock, "lock held")
-                }
-            },
-        })?;
+        let lock = lock_dir(&dir)?;
         let log = Self::load(config, false, Some(lock), Some(Linger::start()))?;
         for queue in [INPUT_TOPIC, ANALYSIS_TOPIC] {
             if log.partitions(queue).is_none() {

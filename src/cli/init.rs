@@ -1,0 +1,92 @@
+//! `blink init DIR`: writes a deployment Blink can run from — the shipped `cfg/blink.toml`, the
+//! example pipeline in `hs_run/`, empty `hs_load/` and `lua_modules/` — for users who installed
+//! the binary and have no repository to start from. The files are the repository's own,
+//! compiled in.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+/// Every file of a new deployment, by path inside it.
+const FILES: &[(&str, &str)] = &[
+    ("cfg/blink.toml", include_str!("../../cfg/blink.toml")),
+    (
+        "hs_run/input/auth_events.cfg",
+        include_str!("../../hs_run/input/auth_events.cfg"),
+    ),
+    (
+        "hs_run/input/auth_events.lua",
+        include_str!("../../hs_run/input/auth_events.lua"),
+    ),
+    (
+        "hs_run/input/kafka.cfg",
+        include_str!("../../hs_run/input/kafka.cfg"),
+    ),
+    (
+        "hs_run/input/kafka.lua",
+        include_str!("../../hs_run/input/kafka.lua"),
+    ),
+    (
+        "hs_run/analysis/ssh_brute_force.cfg",
+        include_str!("../../hs_run/analysis/ssh_brute_force.cfg"),
+    ),
+    (
+        "hs_run/analysis/ssh_brute_force.lua",
+        include_str!("../../hs_run/analysis/ssh_brute_force.lua"),
+    ),
+    (
+        "hs_run/output/alerts_file.cfg",
+        include_str!("../../hs_run/output/alerts_file.cfg"),
+    ),
+    (
+        "hs_run/output/alerts_file.lua",
+        include_str!("../../hs_run/output/alerts_file.lua"),
+    ),
+];
+
+/// Directories a deployment has even when empty.
+const DIRS: &[&str] = &[
+    "hs_load/input",
+    "hs_load/analysis",
+    "hs_load/output",
+    "hs_run/input",
+    "hs_run/analysis",
+    "hs_run/output",
+    "lua_modules",
+];
+
+pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
+    // Never over a deployment: a user's cfg or plugins are not ours to replace.
+    for existing in ["cfg/blink.toml", "hs_run", "hs_load"] {
+        let path = dir.join(existing);
+        if path.exists() {
+            bail!(
+                "{} already exists: {} looks like a deployment already; nothing was written",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    for sub in DIRS {
+        let path = dir.join(sub);
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+    }
+    for (name, text) in FILES {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "A Blink deployment with the example pipeline is in {0}.\n\
+         Start it:     cd {0} && blink run\n\
+         Watch it:     tail -f data/alerts.log\n\
+         Add plugins:  cp my.lua my.cfg hs_load/analysis/\n\
+         Settings:     cfg/blink.toml",
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
