@@ -452,7 +452,7 @@ fn init_writes_a_deployment_that_runs_and_refuses_to_overwrite_one() {
     let stats = deployment.join("data/plugins.tsv");
     let deadline = Instant::now() + Duration::from_secs(60);
     let running = || running_in(&std::fs::read_to_string(&stats).unwrap_or_default());
-    while running() < 4 && Instant::now() < deadline {
+    while running() < 5 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     let seen = std::fs::read_to_string(&stats).unwrap_or_default();
@@ -464,7 +464,7 @@ fn init_writes_a_deployment_that_runs_and_refuses_to_overwrite_one() {
             .success()
     );
     assert!(child.wait().unwrap().success());
-    assert_eq!(running_in(&seen), 4, "{seen}");
+    assert_eq!(running_in(&seen), 5, "{seen}");
 }
 
 fn running_in(stats: &str) -> usize {

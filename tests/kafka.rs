@@ -606,19 +606,159 @@ else:
     print(json.dumps([m.value.decode("utf-8", "replace") for m in consumer]))
 "#;
 
-/// The shipped Kafka bridge (`hs_run/input/kafka.lua` and `.cfg`), installed in `w`.
-fn install_bridge(w: &Workspace) {
+/// The shipped Kafka bridge (`hs_run/input/kafka.lua` and `.cfg`), installed in `w` to read
+/// `topics` (a Lua list) instead of the shipped `{"events"}`.
+fn install_bridge(w: &Workspace, topics: &str) {
     let input = w.path().join("hs_run/input");
     std::fs::write(
         input.join("kafka.lua"),
         include_str!("../hs_run/input/kafka.lua"),
     )
     .unwrap();
+    let shipped = include_str!("../hs_run/input/kafka.cfg");
+    assert!(shipped.contains("topics            = {\"events\"}"));
     std::fs::write(
         input.join("kafka.cfg"),
-        include_str!("../hs_run/input/kafka.cfg"),
+        shipped.replace("{\"events\"}", topics),
     )
     .unwrap();
+}
+
+/// The row of `plugin` in `plugins.tsv`, by column name.
+fn plugin_row(w: &Workspace, plugin: &str) -> std::collections::HashMap<String, String> {
+    let text = std::fs::read_to_string(w.file("data/plugins.tsv")).unwrap_or_default();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
+    lines
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .find(|cells| cells[0] == plugin)
+        .map(|cells| {
+            header
+                .iter()
+                .zip(cells)
+                .map(|(h, c)| (h.to_string(), c.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_record_too_large_to_inject_is_a_bad_record_and_ingest_goes_on() {
+    let w = workspace();
+    install_bridge(&w, "{\"events\"}"); // as shipped
+    let mut blink = w.start();
+    let huge = "x".repeat(1 << 20);
+    // Under output_limit alone, over it once it is a message with fields.
+    let near = format!("{{\"pad\": \"{}\"}}", "y".repeat(65_000));
+    let mut child = kcat(&blink)
+        .args([
+            "-P",
+            "-t",
+            "events",
+            "-K",
+            ":",
+            "-X",
+            "message.max.bytes=4000000",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in [
+        r#"a:{"n": 1}"#.to_owned(),
+        format!("b:{huge}"),
+        format!("c:{near}"),
+        r#"d:{"n": 4}"#.to_owned(),
+    ] {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    // Another topic is not the bridge's.
+    produce_lines(&blink, "other", "none", &[r#"k:{"n": 99}"#.to_owned()]);
+
+    wait_for("four bridged messages", Duration::from_secs(60), || {
+        input_queue(&w).len() >= 4
+    });
+    let bridged = input_queue(&w);
+    assert_eq!(bridged.len(), 4, "{bridged:?}");
+    assert_eq!(bridged[0]["Fields"]["n"], 1.0);
+    for (i, size) in [(1, 1usize << 20), (2, near.len())] {
+        let m = &bridged[i];
+        assert_eq!(m["Fields"]["kafka_size"], size as f64, "{m}");
+        assert_eq!(m["Fields"]["kafka_offset"], i as f64);
+        assert!(m.get("Payload").is_none(), "the value is left out: {m}");
+        let error = m["Fields"]["decode_error"].as_str().unwrap();
+        assert!(
+            error.contains("bytes") || error.contains("output_limit"),
+            "{error}"
+        );
+    }
+    assert_eq!(bridged[3]["Fields"]["n"], 4.0, "ingest went on");
+
+    // The bridge, which never returns from process_message, shows its counts while it runs.
+    wait_for(
+        "the bridge's counts in plugins.tsv",
+        Duration::from_secs(30),
+        || {
+            let row = plugin_row(&w, "input.kafka");
+            row.get("Inject Message Count").is_some_and(|c| c == "4")
+                && row.get("Notes").is_some_and(|n| {
+                    n.contains("bad_records=2") && n.contains("oversized_records=1")
+                })
+        },
+    );
+    assert_eq!(plugin_row(&w, "input.kafka")["State"], "running");
+    sigterm(&mut blink);
+}
+
+#[test]
+fn detections_an_output_forwards_to_a_topic_do_not_come_back_in() {
+    let w = workspace();
+    // The bridge reads every topic, the one alerts are forwarded to included.
+    install_bridge(&w, "{\"*\"}");
+    w.plugin(
+        "analysis",
+        "alert",
+        "message_matcher = 'Type == \"kafka\"'\nprocess_message_inject_limit = 1",
+        r#"function process_message()
+            inject_message({Type = "detection", Payload = read_message("Payload")})
+            return 0
+        end"#,
+    );
+    w.plugin(
+        "output",
+        "forward",
+        "message_matcher = 'Type == \"detection\"'",
+        r#"require "kafka"
+        local producer = kafka.producer()
+        function process_message()
+            producer:send("alerts", read_message("Payload"))
+            return 0
+        end"#,
+    );
+    let mut blink = w.start();
+    produce_lines(&blink, "events", "none", &[r#"k:{"n": 1}"#.to_owned()]);
+    // The detection reaches "alerts"…
+    wait_for("the forwarded detection", Duration::from_secs(60), || {
+        plugin_row(&w, "input.kafka")
+            .get("Notes")
+            .is_some_and(|n| n.contains("own_records_skipped=1"))
+    });
+    // …and a record another client produces there is still bridged: only Blink's own are not.
+    produce_lines(&blink, "alerts", "none", &[r#"k:{"n": 2}"#.to_owned()]);
+    wait_for("the client's record", Duration::from_secs(60), || {
+        input_queue(&w).len() >= 2
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let bridged = input_queue(&w);
+    let loggers: Vec<&str> = bridged
+        .iter()
+        .map(|m| m["Logger"].as_str().unwrap())
+        .collect();
+    assert_eq!(loggers, ["events", "alerts"], "{bridged:?}");
+    assert_eq!(bridged[1]["Fields"]["n"], 2.0);
+    sigterm(&mut blink);
 }
 
 /// Every message in `blink.input`, as `blink cat --json` prints them.
@@ -636,7 +776,7 @@ fn input_queue(w: &Workspace) -> Vec<serde_json::Value> {
 #[test]
 fn json_produced_with_kafka_becomes_detections_read_with_kafka() {
     let w = workspace();
-    install_bridge(&w);
+    install_bridge(&w, "{\"auth\"}");
     w.plugin(
         "analysis",
         "mallory",
@@ -738,7 +878,7 @@ fn produce_frame(topic: &'static str, batch: Vec<u8>) -> Vec<u8> {
 #[test]
 fn the_bridge_hands_over_a_batch_it_cannot_read_and_goes_on() {
     let w = workspace();
-    install_bridge(&w);
+    install_bridge(&w, "{\"raw\"}");
     let mut blink = w.start();
     produce_lines(&blink, "raw", "none", &[r#"k:{"n": 1}"#.to_owned()]);
     // A batch whose CRC is right but whose "gzip" records are not gzip: a broken producer.
@@ -1073,5 +1213,53 @@ fn kafkajs_creates_produces_gzip_and_consumes_in_a_group() {
             &serde_json::json!([partition, offset, format!("k{i}"), format!("v{i}")])
         );
     }
+    sigterm(&mut blink);
+}
+
+#[test]
+fn the_shipped_pipeline_forwards_detections_to_a_topic_as_json() {
+    let w = workspace();
+    for (kind, name) in [
+        ("input", "auth_events"),
+        ("analysis", "ssh_brute_force"),
+        ("output", "detections_kafka"),
+    ] {
+        for ext in ["lua", "cfg"] {
+            let file = format!("{name}.{ext}");
+            let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("hs_run")
+                .join(kind)
+                .join(&file);
+            std::fs::copy(shipped, w.path().join("hs_run").join(kind).join(&file)).unwrap();
+        }
+    }
+    let mut blink = w.start();
+    let mut detections = Vec::new();
+    wait_for(
+        "a detection on the detections topic",
+        Duration::from_secs(90),
+        || {
+            // Fails until the first detection creates the topic.
+            let out = kcat(&blink)
+                .args(["-C", "-t", "detections", "-e", "-q"])
+                .output()
+                .unwrap();
+            detections = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .collect();
+            !detections.is_empty()
+        },
+    );
+    let d = &detections[0];
+    assert_eq!(d["Type"], "detection", "{d}");
+    assert_eq!(d["Fields"]["rule"], "ssh_brute_force", "{d}");
+    assert_eq!(d["Fields"]["src_ip"], "203.0.113.66", "{d}");
+    assert!(
+        d["Payload"].as_str().unwrap().contains("failed SSH logins"),
+        "{d}"
+    );
+    assert_eq!(d["Uuid"].as_str().unwrap().len(), 36, "{d}");
+    assert!(d["time"].as_str().unwrap().ends_with('Z'), "{d}");
     sigterm(&mut blink);
 }

@@ -471,3 +471,63 @@ fn backpressure_holds_inputs_back_for_a_stuck_reader() {
         "{written} messages written despite backpressure"
     );
 }
+
+/// A detection written from the docs' minimal cfg (no `process_message_inject_limit`): its first
+/// alert ends it, and the error says which cfg key and value fix that. A misspelt key is warned
+/// about in the log and in plugins.tsv.
+#[test]
+fn the_inject_limit_error_names_the_fix_and_misspelt_keys_are_warned_about() {
+    let w = workspace();
+    w.plugin("input", "seq", "count = 3", SEQ_INPUT);
+    w.plugin(
+        "analysis",
+        "first_alert",
+        "message_matcher = 'Type == \"seq\"'",
+        r#"function process_message()
+            inject_message({Type = "detection"})
+            return 0
+        end"#,
+    );
+    w.plugin(
+        "analysis",
+        "typo",
+        "message_matcher = 'Type == \"seq\"'\ninstruction_limt = 5\nthreshold = 3",
+        "function process_message() return 0 end",
+    );
+    let mut blink = w.start();
+    let err = w.path().join("hs_run/analysis/first_alert.err");
+    wait_for(
+        "the alert to end the plugin",
+        Duration::from_secs(60),
+        || err.exists(),
+    );
+    let text = std::fs::read_to_string(&err).unwrap();
+    assert!(
+        text.contains("exceeded InjectMessage count: process_message_inject_limit = 0 in the cfg; set process_message_inject_limit = 1"),
+        "{text}"
+    );
+    let stats = w.path().join("data/plugins.tsv");
+    wait_for(
+        "the warning in plugins.tsv",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&stats).is_ok_and(|s| {
+                s.lines().any(|l| {
+                    l.starts_with("analysis.typo\t")
+                        && l.contains(
+                            "unknown key `instruction_limt`: did you mean `instruction_limit`?",
+                        )
+                })
+            })
+        },
+    );
+    let warned = blink.logged("did you mean `instruction_limit`?");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("WARN") && warned[0].contains("analysis.typo"),
+        "{warned:?}"
+    );
+    // A user key (`threshold`) is the plugin's own: no warning about it.
+    assert!(blink.logged("`threshold`").is_empty());
+    sigterm(&mut blink);
+}

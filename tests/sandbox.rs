@@ -35,6 +35,7 @@ impl Env {
             pid: 4242,
             max_message_size: 65536,
             log: Some(self.log.clone()),
+            stats: None,
         }
     }
 
@@ -257,6 +258,7 @@ fn analysis_inject_limits_and_restricted_headers() {
             for i = 1, 10 do inject_message({Type = "tick"}) end
             local ok, err = pcall(inject_message, {Type = "one too many"})
             assert(not ok and err:match("exceeded InjectMessage count"), err)
+            assert(err:match("timer_event_inject_limit = 10 in the cfg"), err)
         end
     "#;
     let refused = e
@@ -267,6 +269,13 @@ fn analysis_inject_limits_and_restricted_headers() {
     assert!(
         err.0.starts_with(
             "process_message() plugin.lua:3: inject_message() exceeded InjectMessage count"
+        ),
+        "{err}"
+    );
+    // The error names the key and the value that fix it.
+    assert!(
+        err.0.contains(
+            "process_message_inject_limit = 0 in the cfg; set process_message_inject_limit = 1"
         ),
         "{err}"
     );

@@ -4,16 +4,19 @@
 -- Every record becomes one message: Type = cfg `type`, Logger = the topic, Payload = the value,
 -- Timestamp = the record's, and Fields kafka_partition, kafka_offset, kafka_key and one
 -- header.<name> per record header. With decoder = "json", the members of a JSON object value
--- become Fields too (nested objects and arrays as JSON text). A value that does not decode is
--- never dropped silently: on_error = "inject" (the default) injects it raw with a
--- decode_error field, on_error = "skip" counts it (skipped_records in the plugin's stats log).
--- A batch whose records cannot be read at all (a producer compressed garbage) is handled the
--- same way, as one message holding the batch's bytes.
+-- become Fields too (nested objects and arrays as JSON text).
+--
+-- A bad record is never dropped silently and never stops the bridge: a value that does not
+-- decode, a batch whose records cannot be read, or a record too large to inject (over the
+-- plugin's output_limit) is, with on_error = "inject" (the default), injected with a
+-- decode_error field (a too-large record as a small message without its value, with
+-- kafka_size), or with on_error = "skip" only counted. Both count in plugins.tsv's Notes
+-- (bad_records, skipped_records).
 -- The consumer's position is this plugin's checkpoint: a restart resumes at the next record.
 require "kafka"
 require "cjson"
 
-local topics   = read_config("topics")             -- nil: every topic but blink.*
+local topics   = read_config("topics")             -- names or patterns ("auth-*"); nil: all
 local decoder  = read_config("decoder") or "none"  -- "none" or "json"
 local on_error = read_config("on_error") or "inject"
 local msg_type = read_config("type") or "kafka"
@@ -25,8 +28,6 @@ end
 if on_error ~= "inject" and on_error ~= "skip" then
     error("on_error must be \"inject\" or \"skip\", not " .. tostring(on_error))
 end
-
-local skipped = 0
 
 local function json_fields(value, fields)
     local ok, doc = pcall(cjson.decode, value)
@@ -43,27 +44,48 @@ local function json_fields(value, fields)
     return nil
 end
 
+-- A bad record: counted, then injected small (its value left out) or only checkpointed.
+local function bad_record(consumer, topic, partition, offset, timestamp, size, err)
+    consumer:count("bad_records")
+    if on_error == "skip" then
+        consumer:count("skipped_records")
+        inject_message(nil, consumer:checkpoint())
+        return
+    end
+    inject_message({Type = msg_type, Logger = topic, Timestamp = timestamp * 1e6,
+                    Fields = {kafka_partition = partition, kafka_offset = offset,
+                              kafka_size = size, decode_error = err}},
+                   consumer:checkpoint())
+end
+
 function process_message(checkpoint)
     local consumer = kafka.consumer(topics, checkpoint, {start = start})
     while is_running() do
-        local value, topic, partition, key, offset, timestamp, headers, unreadable = consumer:receive()
+        local value, topic, partition, key, offset, timestamp, headers, problem, size = consumer:receive()
         if value then
             local fields = {kafka_partition = partition, kafka_offset = offset, kafka_key = key}
             for name, v in pairs(headers) do
                 if v then fields["header." .. name] = v end
             end
-            -- unreadable: a whole batch whose records could not be read, as stored.
-            local err = unreadable
+            -- problem: the record could not be read, or was too large to hand over.
+            local err = problem
             if not err and decoder == "json" then err = json_fields(value, fields) end
-            if err and on_error == "skip" then
-                skipped = skipped + 1
-                print("skipped_records", skipped, topic, partition, offset, err)
-                inject_message(nil, consumer:checkpoint())
+            if err and (on_error == "skip" or value == "") then
+                bad_record(consumer, topic, partition, offset, timestamp, size, err)
             else
-                if err then fields.decode_error = err end
-                inject_message({Type = msg_type, Logger = topic, Payload = value,
-                                Timestamp = timestamp * 1e6, Fields = fields},
-                               consumer:checkpoint())
+                if err then
+                    consumer:count("bad_records")
+                    fields.decode_error = err
+                end
+                local ok, refused = pcall(inject_message,
+                    {Type = msg_type, Logger = topic, Payload = value,
+                     Timestamp = timestamp * 1e6, Fields = fields},
+                    consumer:checkpoint())
+                if not ok then
+                    -- Too large as a message (output_limit, max_message_size): a bad record.
+                    bad_record(consumer, topic, partition, offset, timestamp, size,
+                               "not injected: " .. tostring(refused))
+                end
             end
         end
     end

@@ -43,6 +43,14 @@ const FILES: &[(&str, &str)] = &[
         "hs_run/output/alerts_file.lua",
         include_str!("../../hs_run/output/alerts_file.lua"),
     ),
+    (
+        "hs_run/output/detections_kafka.cfg",
+        include_str!("../../hs_run/output/detections_kafka.cfg"),
+    ),
+    (
+        "hs_run/output/detections_kafka.lua",
+        include_str!("../../hs_run/output/detections_kafka.lua"),
+    ),
 ];
 
 /// Directories a deployment has even when empty.

@@ -92,6 +92,82 @@ pub struct PluginConfig {
     pub initial_position: Option<InitialPosition>,
     /// Every key of the file, for `read_config`.
     pub values: Vec<(String, CfgValue)>,
+    /// Keys Blink does not know that look like a misspelt one it does ("did you mean …?"): an
+    /// unknown key is the plugin's own, as in Hindsight, so it is not an error.
+    pub warnings: Vec<String>,
+}
+
+/// Every key Blink (or Hindsight) gives a meaning to.
+const KNOWN_KEYS: &[&str] = &[
+    "filename",
+    "message_matcher",
+    "ticker_interval",
+    "thread",
+    "preserve_data",
+    "memory_limit",
+    "instruction_limit",
+    "output_limit",
+    "shutdown_on_terminate",
+    "remove_checkpoints_on_terminate",
+    "process_message_inject_limit",
+    "timer_event_inject_limit",
+    "async_buffer_size",
+    "read_queue",
+    "restricted_headers",
+    "initial_position",
+];
+
+/// The likely misspellings among `keys`: unknown keys within a small edit distance of a known
+/// one (one edit for short keys, two from eight letters on).
+fn misspelt_keys<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for key in keys {
+        if KNOWN_KEYS.contains(&key) {
+            continue;
+        }
+        let allowed = if key.len() >= 8 { 2 } else { 1 };
+        let closest = KNOWN_KEYS
+            .iter()
+            .map(|known| (edit_distance(key, known), *known))
+            .min();
+        if let Some((distance, known)) = closest
+            && distance <= allowed
+        {
+            warnings.push(format!(
+                "unknown key `{key}`: did you mean `{known}`? (unknown keys are the plugin's own, read with read_config; Blink ignores them)"
+            ));
+        }
+    }
+    warnings
+}
+
+/// Edits (insert, delete, substitute, swap two neighbours) that turn `a` into `b`; gives up
+/// past 3 (only small distances matter), so a long hostile key costs little.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len().abs_diff(b.len()) > 3 || a.len() > 64 {
+        return usize::MAX;
+    }
+    // Three rows of the optimal-string-alignment table.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        current[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            current[j] = d;
+        }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
 }
 
 const KNOWN_NUMBERS: &[&str] = &[
@@ -261,6 +337,7 @@ impl PluginConfig {
                 None => kind == PluginKind::Analysis,
                 Some(_) => boolean("restricted_headers")?,
             },
+            warnings: misspelt_keys(values.iter().map(|(k, _)| k.as_str())),
             values,
         })
     }
@@ -460,6 +537,39 @@ mod tests {
                 "{text:?}: {err:?} should contain {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn misspelt_keys_are_warned_about_and_user_keys_are_not() {
+        let c = parse(
+            PluginKind::Analysis,
+            "filename = 'x.lua' message_matcher = 'TRUE' instruction_limt = 5 \
+             process_message_inject_limt = 1 prezerve_data = true thred = 1 \
+             threshold = 5 path = 'a' topics = 'x' type = 'y' window = 60",
+        )
+        .unwrap();
+        let expected = [
+            ("instruction_limt", "instruction_limit"),
+            (
+                "process_message_inject_limt",
+                "process_message_inject_limit",
+            ),
+            ("prezerve_data", "preserve_data"),
+            ("thred", "thread"),
+        ];
+        assert_eq!(c.warnings.len(), expected.len(), "{:?}", c.warnings);
+        for (typo, known) in expected {
+            assert!(
+                c.warnings
+                    .iter()
+                    .any(|w| w.contains(&format!("`{typo}`: did you mean `{known}`?"))),
+                "{typo}: {:?}",
+                c.warnings
+            );
+        }
+        assert_eq!(edit_distance("thread", "thraed"), 1);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("a", "abcdefgh"), usize::MAX);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Plugins as the pipeline knows them: kind, name, and their Lua-syntax `.cfg` files.
 
 mod config;
+mod stats;
 
 pub use config::{CfgValue, ConfigError, InitialPosition, PluginConfig, ReadQueue, lua_error_text};
+pub use stats::PluginStats;
 
 /// The three kinds of plugin, named as Hindsight's directories are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -211,7 +211,7 @@ fn load(
         .map_err(|e| e.to_string())?;
     let sandbox = Sandbox::new(
         config.clone(),
-        &ctx.settings(config.kind),
+        &ctx.plugin_settings(config),
         Some(appender),
         running.clone(),
     )

@@ -95,7 +95,7 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool
     };
     let sandbox = match Sandbox::new(
         config.clone(),
-        &ctx.settings(config.kind),
+        &ctx.plugin_settings(config),
         Some(appender),
         running.clone(),
     ) {

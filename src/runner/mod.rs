@@ -68,6 +68,21 @@ impl Context {
             pid: std::process::id() as i32,
             max_message_size: self.max_message_size,
             log: Some(self.log.clone()),
+            stats: None,
+        }
+    }
+
+    /// The sandbox settings for the plugin `config` is about, its counters included; its cfg's
+    /// warnings are logged and shown in `plugins.tsv`.
+    pub fn plugin_settings(&self, config: &PluginConfig) -> SandboxSettings {
+        let stats = self.stats.plugin(&config.name);
+        for warning in &config.warnings {
+            tracing::warn!(plugin = %config.name, cfg = %config.path.display(), "{warning}");
+        }
+        stats.set_warnings(config.warnings.clone());
+        SandboxSettings {
+            stats: Some(stats),
+            ..self.settings(config.kind)
         }
     }
 

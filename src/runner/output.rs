@@ -130,7 +130,7 @@ fn run_output(
     };
     let sandbox = match Sandbox::new(
         config.clone(),
-        &ctx.settings(config.kind),
+        &ctx.plugin_settings(config),
         None,
         running.clone(),
     ) {

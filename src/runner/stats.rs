@@ -1,9 +1,11 @@
 //! Per-plugin statistics, written to `output_path/plugins.tsv` as Hindsight does.
 //!
-//! Runners publish their counters now and then (at checkpoints, not per message), so the file is
-//! at most a checkpoint interval behind. Columns: plugin, state, inject count and bytes,
-//! process_message count and failures, current and peak Lua memory; Hindsight's timing columns
-//! are not collected.
+//! Runners publish their counters now and then (at checkpoints, not per message); inject counts
+//! are kept current by the sandbox as it injects, so an input that never returns from
+//! `process_message` (a consumer loop) shows them too. Columns: plugin, state, inject count and
+//! bytes, process_message count and failures, current and peak Lua memory (Hindsight's), then
+//! Blink's Notes: cfg warnings and the counters a plugin's modules keep (`kafka`: bad records).
+//! Hindsight's timing columns are not collected.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,33 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// One plugin's counters.
-#[derive(Debug, Default)]
-pub struct PluginStats {
-    pub inject_count: AtomicU64,
-    pub inject_bytes: AtomicU64,
-    pub process_count: AtomicU64,
-    pub process_failures: AtomicU64,
-    pub memory: AtomicU64,
-    pub max_memory: AtomicU64,
-    state: Mutex<String>,
-}
-
-impl PluginStats {
-    pub fn set_state(&self, state: impl Into<String>) {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state.into();
-    }
-
-    pub fn state(&self) -> String {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Records the Lua state's current memory use.
-    pub fn memory_now(&self, bytes: usize) {
-        self.memory.store(bytes as u64, Ordering::Relaxed);
-        self.max_memory.fetch_max(bytes as u64, Ordering::Relaxed);
-    }
-}
+pub use crate::plugin::PluginStats;
 
 /// What the hot-load directories did since Blink started (`hotload.tsv`).
 #[derive(Debug, Default)]
@@ -106,7 +82,7 @@ impl Stats {
     /// The table as TSV text.
     pub fn to_tsv(&self) -> String {
         let mut out = String::from(
-            "Plugin\tState\tInject Message Count\tInject Message Bytes\tProcess Message Count\tProcess Message Failures\tCurrent Memory\tMax Memory\n",
+            "Plugin\tState\tInject Message Count\tInject Message Bytes\tProcess Message Count\tProcess Message Failures\tCurrent Memory\tMax Memory\tNotes\n",
         );
         for (name, s) in self
             .plugins
@@ -116,7 +92,7 @@ impl Stats {
         {
             let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
             out.push_str(&format!(
-                "{name}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                "{name}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 s.state().replace(['\t', '\n'], " "),
                 n(&s.inject_count),
                 n(&s.inject_bytes),
@@ -124,6 +100,7 @@ impl Stats {
                 n(&s.process_failures),
                 n(&s.memory),
                 n(&s.max_memory),
+                s.notes().replace(['\t', '\n'], " "),
             ));
         }
         out

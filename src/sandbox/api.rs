@@ -48,6 +48,8 @@ pub struct Host {
     pub injected_bytes: u64,
     /// Injects left in the current call, for analysis plugins.
     inject_budget: u32,
+    /// The entry point running (`None` while the plugin's top-level code loads).
+    phase: Option<Phase>,
     payload: Vec<u8>,
     /// Where `inject_message` encodes a table (reused: no allocation per inject).
     pub(super) scratch: Scratch,
@@ -57,6 +59,8 @@ pub struct Host {
     max_message_size: usize,
     /// For host modules that read the log (`kafka`).
     pub(super) log: Option<Arc<crate::log::Log>>,
+    /// The plugin's counters in `plugins.tsv`, kept current as it injects.
+    pub(super) stats: Arc<crate::plugin::PluginStats>,
     running: Arc<AtomicBool>,
     /// Input plugins: called every `THROTTLE_EVERY` injects; blocks while backpressure applies,
     /// and returns false if Blink is stopping meanwhile (the inject is then refused).
@@ -83,12 +87,14 @@ impl Host {
             injected: 0,
             injected_bytes: 0,
             inject_budget: 0,
+            phase: None,
             payload: Vec::new(),
             scratch: Scratch::default(),
             defaults,
             keys: None,
             lua_paths: settings.lua_paths.clone(),
             log: settings.log.clone(),
+            stats: settings.stats.clone().unwrap_or_default(),
             max_message_size: settings.max_message_size,
             running,
             checkpoint_update: None,
@@ -97,6 +103,7 @@ impl Host {
     }
 
     pub(super) fn begin_call(&mut self, phase: Phase) {
+        self.phase = Some(phase);
         self.inject_budget = match phase {
             Phase::ProcessMessage => self.config.process_message_inject_limit,
             Phase::TimerEvent => self.config.timer_event_inject_limit,
@@ -162,9 +169,37 @@ impl Host {
     /// events: `timer_event_inject_limit`).
     pub(super) fn check_inject_budget(&self) -> Result<(), String> {
         if self.config.kind == PluginKind::Analysis && self.inject_budget == 0 {
-            return Err("exceeded InjectMessage count".into());
+            return Err(self.inject_count_error());
         }
         Ok(())
+    }
+
+    /// Hindsight's words, then the cfg key and value that would have allowed the inject: the
+    /// default `process_message_inject_limit` is 0, which surprises a detection's first alert.
+    pub(super) fn inject_count_error(&self) -> String {
+        let (key, limit) = match self.phase {
+            Some(Phase::ProcessMessage) => (
+                "process_message_inject_limit",
+                self.config.process_message_inject_limit,
+            ),
+            Some(Phase::TimerEvent) => (
+                "timer_event_inject_limit",
+                self.config.timer_event_inject_limit,
+            ),
+            None => {
+                return "exceeded InjectMessage count: no injects while the plugin loads".into();
+            }
+        };
+        format!(
+            "exceeded InjectMessage count: {key} = {limit} in the cfg; set {key} = {} (or more) to inject",
+            limit + 1
+        )
+    }
+
+    /// The most bytes one injected message may have: the plugin's `output_limit`, or Blink's
+    /// `max_message_size` if that is smaller.
+    pub(super) fn inject_size_limit(&self) -> usize {
+        self.config.output_limit.min(self.max_message_size)
     }
 
     /// Which headers of an injected table are kept.
@@ -209,6 +244,7 @@ impl Host {
             .map_err(|e| e.to_string())?;
         self.injected += 1;
         self.injected_bytes += len as u64;
+        self.stats.injected(self.injected, self.injected_bytes);
         if analysis {
             self.inject_budget -= 1;
         }
@@ -454,11 +490,8 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
             let host = shared(lua);
             let mut host = host.borrow_mut();
             if host.inject_budget == 0 {
-                return Ok(Some(api_error(
-                    lua,
-                    "inject_message",
-                    "exceeded InjectMessage count",
-                )));
+                let error = host.inject_count_error();
+                return Ok(Some(api_error(lua, "inject_message", error)));
             }
             let result = message_of(&t, &host).and_then(|m| host.inject_from_plugin(m, None));
             Ok(result.err().map(|e| api_error(lua, "inject_message", e)))
@@ -488,11 +521,8 @@ fn install_analysis(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
                 let host = shared(lua);
                 let mut host = host.borrow_mut();
                 if host.inject_budget == 0 {
-                    return Ok(Some(api_error(
-                        lua,
-                        "inject_payload",
-                        "exceeded InjectMessage count",
-                    )));
+                    let error = host.inject_count_error();
+                    return Ok(Some(api_error(lua, "inject_payload", error)));
                 }
                 let mut payload = std::mem::take(&mut host.payload);
                 if let Err(e) = append_values(&mut payload, &rest) {

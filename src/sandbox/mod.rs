@@ -47,6 +47,9 @@ pub struct SandboxSettings {
     pub max_message_size: usize,
     /// The log, for the `kafka` module's consumers; `None` leaves the module out.
     pub log: Option<std::sync::Arc<crate::log::Log>>,
+    /// The plugin's counters in `plugins.tsv` (`None`: counted where nobody looks, as in a trial
+    /// load).
+    pub stats: Option<std::sync::Arc<crate::plugin::PluginStats>>,
 }
 
 /// Why a plugin stopped: Hindsight's termination message (at most 255 bytes).

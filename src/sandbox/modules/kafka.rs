@@ -38,7 +38,17 @@
 //! returns nil when there is none, so the plugin can check `is_running()`. A batch whose CRC holds
 //! but whose records cannot be read (a producer's compressed garbage) comes back once, whole, as
 //! the value, with its first offset and an eighth result saying why; the consumer then goes on
-//! after it, so one bad batch never stops a plugin.
+//! after it, so one bad batch never stops a plugin. The ninth result is the value's size.
+//!
+//! Nothing larger than the plugin could inject is handed over: a value (or a bad batch, or a
+//! record's headers) over `min(output_limit, max_message_size)` comes back as an empty string
+//! with the eighth result saying so, counted as `oversized_records` — a 1 MB record is a bad
+//! record, not the end of the plugin. Topics are names or patterns with `*` (`"auth-*"`); Blink's
+//! queues are never read, and neither is any record one of Blink's output plugins produced
+//! (every such record carries the header `blink.output`), so detections forwarded to a topic
+//! never loop back in. `consumer:count(name [, n])` adds to a count of the plugin's own, shown
+//! with the consumer's (`unreadable_batches`, `oversized_records`, `own_records_skipped`) in
+//! `plugins.tsv`'s Notes column.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +57,56 @@ use std::time::{Duration, Instant};
 use mlua::{IntoLuaMulti, Lua, Table, UserData, UserDataMethods, Value, Variadic};
 
 use crate::log::{Log, LogError, PartitionReader, is_queue};
+use crate::plugin::PluginStats;
+
+/// The header Blink's output plugins put on every record they produce, naming the plugin: a
+/// consumer never hands such a record over, so detections an output forwards to a topic never
+/// come back in through the bridge.
+pub const ORIGIN_HEADER: &str = "blink.output";
+
+/// What an input plugin's consumers need from their sandbox.
+pub struct ConsumerHost {
+    pub log: Arc<Log>,
+    /// The plugin, which the log keeps as a topic consumer (retention waits for it).
+    pub plugin: String,
+    /// Where the consumer's counts show (`plugins.tsv`).
+    pub stats: Arc<PluginStats>,
+    /// The largest value handed over: what the plugin could inject at all.
+    pub max_value_bytes: usize,
+}
+
+/// Which topics a consumer reads: a name, or a pattern with `*` (any run of characters).
+#[derive(Debug, Clone)]
+struct TopicFilter(String);
+
+impl TopicFilter {
+    fn matches(&self, topic: &str) -> bool {
+        glob_match(self.0.as_bytes(), topic.as_bytes())
+    }
+}
+
+/// `*` matches any run of bytes; everything else matches itself. Linear in practice: the
+/// classic backtrack-to-the-last-star walk.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
 
 /// How long `receive` waits for a record before returning nil.
 const WAIT: Duration = Duration::from_millis(100);
@@ -61,8 +121,10 @@ struct Source {
 
 struct Consumer {
     log: Arc<Log>,
-    /// `None`: every topic but Blink's own queues.
-    topics: Option<Vec<String>>,
+    /// `None`: every topic but Blink's own queues (which are never read, even when named).
+    topics: Option<Vec<TopicFilter>>,
+    stats: Arc<PluginStats>,
+    max_value_bytes: usize,
     /// Positions from the checkpoint, for partitions not opened yet.
     resume: HashMap<(String, u32), i64>,
     from_end: bool,
@@ -82,9 +144,12 @@ impl Consumer {
             .log
             .topics()
             .into_iter()
-            .filter(|(name, _)| match &self.topics {
-                Some(wanted) => wanted.contains(name),
-                None => !is_queue(name),
+            .filter(|(name, _)| {
+                !is_queue(name)
+                    && self
+                        .topics
+                        .as_ref()
+                        .is_none_or(|wanted| wanted.iter().any(|f| f.matches(name)))
             })
             .collect();
         for (topic, partitions) in topics {
@@ -120,7 +185,17 @@ impl Consumer {
         for i in 0..n {
             let at = (self.next + i) % n;
             let source = &mut self.sources[at];
-            match source.reader.next_record() {
+            let mut next = source.reader.next_record();
+            // Records Blink's own outputs produced are passed over (their position still moves).
+            while let Ok(Some(record)) = &next
+                && record
+                    .headers()
+                    .any(|(name, _)| name == ORIGIN_HEADER.as_bytes())
+            {
+                self.stats.count("own_records_skipped", 1);
+                next = source.reader.next_record();
+            }
+            match next {
                 Ok(Some(record)) => {
                     self.next = at + 1;
                     return Ok(Some(Received::Record(at, record)));
@@ -156,6 +231,28 @@ impl Consumer {
             }
         }
         Ok(None)
+    }
+
+    /// `bytes` if the plugin could inject them, else nothing and why (added to `reason`): a
+    /// value over the plugin's inject limit would only end it, and a huge one would not fit its
+    /// memory either.
+    fn within_limit<'b>(&self, bytes: &'b [u8], reason: String) -> (&'b [u8], String) {
+        if bytes.len() <= self.max_value_bytes {
+            return (bytes, reason);
+        }
+        self.stats.count("oversized_records", 1);
+        let why = format!(
+            "{} bytes, over the {} a message of this plugin may carry (output_limit, \
+             max_message_size): not handed over",
+            bytes.len(),
+            self.max_value_bytes
+        );
+        let reason = if reason.is_empty() {
+            why
+        } else {
+            format!("{reason}; {why}")
+        };
+        (&[], reason)
     }
 
     fn checkpoint(&self) -> String {
@@ -207,11 +304,13 @@ impl UserData for Consumer {
                     batch,
                     reason,
                 }) => {
+                    this.stats.count("unreadable_batches", 1);
                     let source = &this.sources[at];
                     let timestamp = crate::log::batch::BatchHeader::parse(&batch)
                         .map_or(-1, |h| h.max_timestamp);
+                    let (value, reason) = this.within_limit(&batch, reason);
                     return Ok(Variadic::from_iter([
-                        Value::String(lua.create_string(&batch)?),
+                        Value::String(lua.create_string(value)?),
                         Value::String(lua.create_string(&source.topic)?),
                         Value::Number(source.partition as f64),
                         Value::Nil,
@@ -219,12 +318,20 @@ impl UserData for Consumer {
                         Value::Number(timestamp as f64),
                         Value::Table(lua.create_table()?),
                         Value::String(lua.create_string(&reason)?),
+                        Value::Number(batch.len() as f64),
                     ]));
                 }
             };
             let source = &this.sources[at];
             let headers = lua.create_table()?;
-            for (name, value) in record.headers() {
+            // Headers too are bounded by what the plugin could inject (a producer may send
+            // megabytes of them); over that, none are handed over.
+            let header_bytes: usize = record
+                .headers()
+                .map(|(n, v)| n.len() + v.map_or(0, <[u8]>::len))
+                .sum();
+            let all_headers = header_bytes <= this.max_value_bytes;
+            for (name, value) in record.headers().take_while(|_| all_headers) {
                 headers.raw_set(
                     lua.create_string(name)?,
                     match value {
@@ -233,10 +340,35 @@ impl UserData for Consumer {
                     },
                 )?;
             }
-            let value = record.value.as_deref().unwrap_or_default();
+            let whole = record.value.as_deref().unwrap_or_default();
+            let (value, problem) = if whole.len() > this.max_value_bytes {
+                this.within_limit(whole, String::new())
+            } else {
+                (whole, String::new())
+            };
             let key = match record.key.as_deref() {
-                Some(k) => Value::String(lua.create_string(k)?),
-                None => Value::Nil,
+                Some(k) if k.len() <= this.max_value_bytes => Value::String(lua.create_string(k)?),
+                _ => Value::Nil,
+            };
+            let problem = if all_headers {
+                problem
+            } else {
+                this.stats.count("oversized_records", 1);
+                let why = format!(
+                    "headers of {header_bytes} bytes, over the {} a message of this plugin may \
+                     carry: not handed over",
+                    this.max_value_bytes
+                );
+                if problem.is_empty() {
+                    why
+                } else {
+                    format!("{problem}; {why}")
+                }
+            };
+            let problem = if problem.is_empty() {
+                Value::Nil
+            } else {
+                Value::String(lua.create_string(&problem)?)
             };
             Ok(Variadic::from_iter([
                 Value::String(lua.create_string(value)?),
@@ -246,9 +378,21 @@ impl UserData for Consumer {
                 Value::Number(record.offset as f64),
                 Value::Number(record.timestamp as f64),
                 Value::Table(headers),
+                problem,
+                Value::Number(whole.len() as f64),
             ]))
         });
         methods.add_method("checkpoint", |_, this, ()| Ok(this.checkpoint()));
+        // A count of the plugin's own, shown in plugins.tsv's Notes (bad records, say).
+        methods.add_method("count", |_, this, (name, n): (String, Option<f64>)| {
+            if name.is_empty() || name.len() > 64 {
+                return Err(mlua::Error::runtime(
+                    "consumer:count: the name must be 1 to 64 bytes",
+                ));
+            }
+            this.stats.count(&name, n.unwrap_or(1.0).max(0.0) as u64);
+            Ok(())
+        });
     }
 }
 
@@ -268,6 +412,8 @@ enum Received {
 /// Appends records to Blink's topics for an output plugin.
 struct Producer {
     log: Arc<Log>,
+    /// The output plugin, named in every record's [`ORIGIN_HEADER`].
+    plugin: String,
     next: u32,
     /// lua_sandbox_extensions' call shape: the highest sequence id whose record is in the log and
     /// not yet reported by `poll`.
@@ -343,7 +489,14 @@ impl Producer {
             )
         })?;
         let mut builder = crate::log::batch::BatchBuilder::with_capacity(value.len() + 128);
-        builder.push_with_headers(crate::time::now_nanos() / 1_000_000, key, Some(value), &[]);
+        let origin: &[(&[u8], Option<&[u8]>)] =
+            &[(ORIGIN_HEADER.as_bytes(), Some(self.plugin.as_bytes()))];
+        builder.push_with_headers(
+            crate::time::now_nanos() / 1_000_000,
+            key,
+            Some(value),
+            origin,
+        );
         let batch = builder.finish();
         target.append(&batch).map(|a| a.base_offset).map_err(|e| {
             let code = match e {
@@ -436,7 +589,7 @@ impl UserData for Producer {
 /// The module of an output plugin: producers. `kafka.producer()` writes to Blink's own log; a
 /// broker list (lua_sandbox_extensions' first argument) must be empty or absent — sending to
 /// another Kafka cluster is not supported from a plugin.
-pub fn producer_module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
+pub fn producer_module(lua: &Lua, log: Arc<Log>, plugin: String) -> mlua::Result<Table> {
     let module = lua.create_table()?;
     module.raw_set(
         "producer",
@@ -452,6 +605,7 @@ pub fn producer_module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
             }
             Ok(Producer {
                 log: log.clone(),
+                plugin: plugin.clone(),
                 next: 0,
                 delivered: None,
             })
@@ -462,7 +616,13 @@ pub fn producer_module(lua: &Lua, log: Arc<Log>) -> mlua::Result<Table> {
 
 /// The module of input plugin `plugin`: consumers. Creating one registers the plugin with the
 /// log as a topic consumer, so retention keeps what its checkpoint has not passed.
-pub fn module(lua: &Lua, log: Arc<Log>, plugin: String) -> mlua::Result<Table> {
+pub fn module(lua: &Lua, host: ConsumerHost) -> mlua::Result<Table> {
+    let ConsumerHost {
+        log,
+        plugin,
+        stats,
+        max_value_bytes,
+    } = host;
     let module = lua.create_table()?;
     module.raw_set(
         "consumer",
@@ -477,11 +637,12 @@ pub fn module(lua: &Lua, log: Arc<Log>, plugin: String) -> mlua::Result<Table> {
                     ),
                     other => {
                         return Err(mlua::Error::runtime(format!(
-                            "kafka.consumer: topics must be a table of names, a name or nil, not a {}",
+                            "kafka.consumer: topics must be a table of names or patterns, a name or pattern, or nil, not a {}",
                             other.type_name()
                         )));
                     }
                 };
+                let topics = topics.map(|t| t.into_iter().map(TopicFilter).collect());
                 let resume = crate::checkpoint::parse_topic_positions(checkpoint.as_deref().unwrap_or(""))
                     .map_err(|e| mlua::Error::runtime(format!("kafka.consumer: {e}")))?;
                 let from_end = match options {
@@ -500,6 +661,8 @@ pub fn module(lua: &Lua, log: Arc<Log>, plugin: String) -> mlua::Result<Table> {
                 let mut consumer = Consumer {
                     log: log.clone(),
                     topics,
+                    stats: stats.clone(),
+                    max_value_bytes,
                     resume,
                     from_end,
                     sources: Vec::new(),

@@ -21,11 +21,17 @@ pub fn load(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
             let host = host.borrow();
             match (&host.log, host.config.kind) {
                 (Some(log), PluginKind::Input) => {
-                    kafka::module(lua, log.clone(), host.config.name.clone())
-                        .map(|t| Some(Value::Table(t)))
+                    let consumer_host = kafka::ConsumerHost {
+                        log: log.clone(),
+                        plugin: host.config.name.clone(),
+                        stats: host.stats.clone(),
+                        max_value_bytes: host.inject_size_limit(),
+                    };
+                    kafka::module(lua, consumer_host).map(|t| Some(Value::Table(t)))
                 }
                 (Some(log), PluginKind::Output) => {
-                    kafka::producer_module(lua, log.clone()).map(|t| Some(Value::Table(t)))
+                    kafka::producer_module(lua, log.clone(), host.config.name.clone())
+                        .map(|t| Some(Value::Table(t)))
                 }
                 _ => Ok(None),
             }
