@@ -46,6 +46,21 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Idle cost: CPU and wake-ups of a `blink run` with nothing flowing.
+    Idle {
+        /// Length of each measured window.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Runs per figure; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Another blink executable to measure the same way (default: this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Scratch directory (default: a new one under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Hot-load: time from a cfg written to its plugin's first message, and the pause an
     /// analysis restart causes its thread.
     Hotload {
@@ -76,6 +91,15 @@ pub fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
         } => {
             let scratch = scratch_dir(dir)?;
             super::bench_pipeline::bench_pipeline(scratch.path(), messages, replays.max(1))?;
+        }
+        BenchCommand::Idle {
+            seconds,
+            runs,
+            binary,
+            dir,
+        } => {
+            let scratch = scratch_dir(dir)?;
+            super::bench_idle::bench_idle(scratch.path(), seconds.max(1), runs.max(1), binary)?;
         }
         BenchCommand::Hotload { runs, dir } => {
             let scratch = scratch_dir(dir)?;

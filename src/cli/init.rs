@@ -65,6 +65,20 @@ const DIRS: &[&str] = &[
 ];
 
 pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
+    write_deployment(dir)?;
+    println!(
+        "A Blink deployment with the example pipeline is in {0}.\n\
+         Start it:     cd {0} && blink run\n\
+         Watch it:     tail -f data/alerts.log\n\
+         Add plugins:  cp my.lua my.cfg hs_load/analysis/\n\
+         Settings:     cfg/blink.toml",
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the deployment's files into `dir`, refusing one that holds a deployment already.
+pub fn write_deployment(dir: &Path) -> anyhow::Result<()> {
     // Never over a deployment: a user's cfg or plugins are not ours to replace.
     for existing in ["cfg/blink.toml", "hs_run", "hs_load"] {
         let path = dir.join(existing);
@@ -88,13 +102,5 @@ pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    println!(
-        "A Blink deployment with the example pipeline is in {0}.\n\
-         Start it:     cd {0} && blink run\n\
-         Watch it:     tail -f data/alerts.log\n\
-         Add plugins:  cp my.lua my.cfg hs_load/analysis/\n\
-         Settings:     cfg/blink.toml",
-        dir.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

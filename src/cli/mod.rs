@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_hotload;
+mod bench_idle;
 mod bench_pipeline;
 mod cat;
 mod init;

@@ -16,14 +16,25 @@ use blink::log::Log;
 use blink::runner::{Context, Pipeline, Stats};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+/// How often `plugins.tsv` and `hotload.tsv` are rewritten.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+
 pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
+    // The main thread sleeps on this socket between stats writes; a signal writes a byte into
+    // it, so a stop is seen at once without polling.
+    let (mut wake, signalled) =
+        std::os::unix::net::UnixStream::pair().context("creating the signal pipe")?;
     for signal in [SIGINT, SIGTERM] {
         // A second signal while stopping exits at once (status 130), the first asks to stop.
         signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
             .context("installing signal handlers")?;
         signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
+        signal_hook::low_level::pipe::register(signal, signalled.try_clone()?)
+            .context("installing signal handlers")?;
     }
+    wake.set_read_timeout(Some(STATS_EVERY))
+        .context("setting up the signal pipe")?;
     // What can fail without touching the disk is checked first: a wrong directory or a busy
     // port leaves nothing behind.
     if !config.sandbox_run_path.is_dir() {
@@ -104,8 +115,9 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
 
     let mut last_stats = std::time::Instant::now();
     while !stop.load(Ordering::SeqCst) && !pipeline.shutdown_requested() {
-        std::thread::sleep(Duration::from_millis(50));
-        if last_stats.elapsed() >= Duration::from_secs(1) {
+        // Until a signal or the next stats write (a plugin's shutdown_on_terminate is seen then).
+        let _ = std::io::Read::read(&mut wake, &mut [0u8; 16]);
+        if last_stats.elapsed() >= STATS_EVERY {
             last_stats = std::time::Instant::now();
             if let Err(e) = stats.write(&stats_dir) {
                 tracing::warn!(dir = %stats_dir.display(), error = %e, "cannot write plugin stats");

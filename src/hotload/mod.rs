@@ -33,6 +33,14 @@ const RESCAN: Duration = Duration::from_secs(1);
 /// The hot-load thread.
 pub struct HotLoader {
     worker: Worker,
+    /// Wakes the thread for a stop (it waits on file events, not on a polling timer).
+    wake: mpsc::Sender<Wake>,
+}
+
+/// What the hot-load thread waits for.
+enum Wake {
+    File(notify::Result<notify::Event>),
+    Stop,
 }
 
 impl HotLoader {
@@ -42,19 +50,22 @@ impl HotLoader {
         for kind in PluginKind::ALL {
             std::fs::create_dir_all(load_dir.join(kind.dir()))?;
         }
+        let (wake, inbox) = mpsc::channel();
+        let events = wake.clone();
         let worker = Worker::spawn("blink-hotload".into(), move |running| {
             let span = tracing::info_span!("hotload");
             let _entered = span.enter();
             let mut watch = Watch::new(load_dir, pipeline);
             watch.clear_stale_errors();
-            watch.run(&running);
+            watch.run(&running, events, &inbox);
         })?;
-        Ok(HotLoader { worker })
+        Ok(HotLoader { worker, wake })
     }
 
     /// Stops watching (a file being applied is finished first).
     pub fn stop(self) {
         self.worker.stop();
+        let _ = self.wake.send(Wake::Stop);
         self.worker.join();
     }
 }
@@ -105,11 +116,15 @@ impl Watch {
         }
     }
 
-    fn run(&mut self, running: &std::sync::atomic::AtomicBool) {
+    fn run(
+        &mut self,
+        running: &std::sync::atomic::AtomicBool,
+        events: mpsc::Sender<Wake>,
+        inbox: &mpsc::Receiver<Wake>,
+    ) {
         use std::sync::atomic::Ordering;
-        let (events, inbox) = mpsc::channel();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let _ = events.send(event);
+            let _ = events.send(Wake::File(event));
         });
         let _watcher = match watcher {
             Ok(mut watcher) => {
@@ -141,14 +156,13 @@ impl Watch {
                 .min()
                 .unwrap_or(next_rescan)
                 .min(next_rescan);
-            // Short enough that a stop request is seen promptly.
-            let timeout = wake
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(100));
+            // Until a file event, a stop, the next quiet file or the next rescan: no polling.
+            let timeout = wake.saturating_duration_since(Instant::now());
             match inbox.recv_timeout(timeout) {
-                Ok(event) => {
+                Ok(Wake::Stop) => break,
+                Ok(Wake::File(event)) => {
                     self.note(event);
-                    while let Ok(event) = inbox.try_recv() {
+                    while let Ok(Wake::File(event)) = inbox.try_recv() {
                         self.note(event);
                     }
                 }

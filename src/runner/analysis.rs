@@ -25,6 +25,9 @@ const CHECKPOINT_EVERY: u32 = 1024;
 /// How long a caller waits for a thread to answer a command: longer than any sandbox load, and
 /// bounded so a wedged thread cannot hang the hot-loader.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest an idle thread waits before it looks again on its own (appends, commands and
+/// `stop` wake it sooner): long, so an idle Blink stays idle.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// A change to a running thread's plugins, applied between two messages.
 enum Command {
@@ -157,6 +160,7 @@ impl AnalysisThread {
         let sent = self.mailbox.commands.send(command).is_ok();
         self.mailbox.pending.store(true, Ordering::Release);
         self.mailbox.input.wake_readers();
+        self.worker.wake();
         sent
     }
 
@@ -402,11 +406,12 @@ impl ThreadState<'_> {
                 }
             }
             let Some(reader) = &mut self.reader else {
-                // No plugins: nothing to read until one is loaded.
-                match inbox.recv_timeout(Duration::from_millis(100)) {
+                // No plugins: nothing to read until one is loaded. A command or `stop` unparks
+                // the thread (a token left by an unpark before the park is not lost).
+                match inbox.try_recv() {
                     Ok(command) => self.handle(command),
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(mpsc::TryRecvError::Empty) => std::thread::park_timeout(IDLE_WAIT),
+                    Err(mpsc::TryRecvError::Disconnected) => break,
                 }
                 continue;
             };
@@ -432,11 +437,11 @@ impl ThreadState<'_> {
                         .filter(|p| p.interval.is_some())
                         .map(|p| p.next_timer)
                         .min();
-                    let wait = next.map_or(Duration::from_millis(100), |t| {
-                        t.saturating_duration_since(Instant::now())
-                    });
+                    // Appends, commands and `stop` all wake the reader: the cap is a safety net.
+                    let wait =
+                        next.map_or(IDLE_WAIT, |t| t.saturating_duration_since(Instant::now()));
                     if let Some(reader) = &self.reader {
-                        let _ = reader.wait(wait.min(Duration::from_millis(100)));
+                        let _ = reader.wait(wait.min(IDLE_WAIT));
                     }
                 }
                 Err(e) => {

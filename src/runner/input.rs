@@ -21,6 +21,9 @@ use crate::sandbox::Sandbox;
 pub struct InputRunner {
     pub config: Arc<PluginConfig>,
     worker: Worker,
+    /// The log's notifier: an input waiting for records of a topic (the kafka bridge) waits on
+    /// it, so `stop` bumps it.
+    notifier: Arc<crate::log::Notifier>,
 }
 
 impl InputRunner {
@@ -31,12 +34,17 @@ impl InputRunner {
             let _entered = span.enter();
             run_input(&ctx, &cfg, &running);
         })?;
-        Ok(InputRunner { config, worker })
+        Ok(InputRunner {
+            config,
+            worker,
+            notifier: context.log.notifier(),
+        })
     }
 
     /// Asks the plugin to stop: `is_running()` turns false and no further call is made.
     pub fn stop(&self) {
         self.worker.stop();
+        self.notifier.notify();
     }
 
     /// Waits up to `timeout` for the thread; an input blocked in I/O is left behind (it holds no
@@ -144,9 +152,10 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool
         if interval.is_zero() {
             break;
         }
+        // Parked until the next tick; `stop` unparks it (no polling while idle).
         let deadline = Instant::now() + interval;
         while running.load(Ordering::SeqCst) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20).min(deadline - Instant::now()));
+            std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
         }
     }
     ctx.preserve(config, &sandbox);

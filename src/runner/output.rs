@@ -49,6 +49,8 @@ impl OutputStatus {
 pub struct OutputRunner {
     pub config: Arc<PluginConfig>,
     worker: Worker,
+    /// The log's notifier, which the output waits on for new records: `stop` bumps it.
+    notifier: Arc<crate::log::Notifier>,
 }
 
 impl OutputRunner {
@@ -66,17 +68,26 @@ impl OutputRunner {
             let _entered = span.enter();
             run_output(&ctx, &cfg, &running, start_at);
         })?;
-        Ok(OutputRunner { config, worker })
+        Ok(OutputRunner {
+            config,
+            worker,
+            notifier: context.log.notifier(),
+        })
     }
 
     pub fn stop(&self) {
         self.worker.stop();
+        self.notifier.notify();
     }
 
     pub fn join(self) {
         self.worker.join();
     }
 }
+
+/// The longest an idle output waits before it looks again on its own (appends and `stop` wake
+/// it sooner): long, so an idle Blink stays idle.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// Records between checkpoint store updates while data flows.
 const COMMIT_EVERY: u32 = 1024;
@@ -220,10 +231,11 @@ fn run_output(
                 }
                 next_timer = (next_timer + interval).max(Instant::now());
             }
-            let wait = interval.map_or(Duration::from_millis(100), |_| {
+            // Appends and `stop` both bump the notifier: the cap is only a safety net.
+            let wait = interval.map_or(IDLE_WAIT, |_| {
                 next_timer.saturating_duration_since(Instant::now())
             });
-            notifier.wait_past(generation, wait.min(Duration::from_millis(100)));
+            notifier.wait_past(generation, wait.min(IDLE_WAIT));
             continue;
         };
         let record = sources[index].next.take().expect("peeked");
@@ -283,7 +295,7 @@ fn run_output(
                         if !running.load(Ordering::Relaxed) {
                             break 'run;
                         }
-                        std::thread::sleep(Duration::from_millis(20));
+                        std::thread::park_timeout(until.saturating_duration_since(Instant::now()));
                     }
                     continue;
                 }

@@ -27,9 +27,18 @@ impl Worker {
         })
     }
 
-    /// Asks the thread to finish.
+    /// Asks the thread to finish, and wakes it if it is parked (see [`Worker::wake`]).
     pub fn stop(&self) {
         self.running.store(false, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Unparks the thread: a runner with nothing to do waits in `std::thread::park_timeout`
+    /// (not in a polling sleep), and is woken here when there is something to look at.
+    pub fn wake(&self) {
+        if let Some(handle) = &self.handle {
+            handle.thread().unpark();
+        }
     }
 
     /// Waits for the thread.

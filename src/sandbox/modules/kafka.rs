@@ -34,8 +34,9 @@
 //! The consumer's position is the plugin's checkpoint: `consumer:checkpoint()` encodes the next
 //! offset of every partition (`topic:partition:offset,…`), and a consumer created with it resumes
 //! exactly there. Partitions with no position start at their oldest retained record (or the
-//! newest, with `{start = "end"}` as third argument). `receive` waits up to 100 ms for a record and
-//! returns nil when there is none, so the plugin can check `is_running()`. A batch whose CRC holds
+//! newest, with `{start = "end"}` as third argument). `receive` waits for a record (up to a second;
+//! stopping the plugin ends the wait at once) and returns nil when there is none, so the plugin
+//! can check `is_running()`. A batch whose CRC holds
 //! but whose records cannot be read (a producer's compressed garbage) comes back once, whole, as
 //! the value, with its first offset and an eighth result saying why; the consumer then goes on
 //! after it, so one bad batch never stops a plugin. The ninth result is the value's size.
@@ -108,8 +109,9 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|&b| b == b'*')
 }
 
-/// How long `receive` waits for a record before returning nil.
-const WAIT: Duration = Duration::from_millis(100);
+/// The longest `receive` waits for a record before returning nil. Any append to the log, and
+/// the plugin's stop, end the wait sooner, so it can be long: an idle bridge stays idle.
+const WAIT: Duration = Duration::from_secs(1);
 /// How often the consumer looks for new topics and partitions.
 const REFRESH: Duration = Duration::from_secs(1);
 
