@@ -565,5 +565,25 @@ fn a_refused_cfg_moves_nothing_and_is_reported_once() {
         run_path(&w, "analysis", "x.cfg").exists() && run_path(&w, "analysis", "x.lua").exists()
     });
     wait_for("x.err to go", WAIT, || !x_err.exists());
+
+    // A cfg refused because its code is nowhere yet takes the code when it arrives.
+    write(
+        "late.cfg",
+        "filename = 'late.lua'\nmessage_matcher = 'TRUE'\n",
+    );
+    let late_err = load_path(&w, "analysis", "late.err");
+    wait_for("late.err", WAIT, || late_err.exists());
+    write("late.lua", good_lua);
+    wait_for("late to start", WAIT, || {
+        run_path(&w, "analysis", "late.cfg").exists()
+            && run_path(&w, "analysis", "late.lua").exists()
+    });
+
+    // Code held back by a refused cfg goes on its own once that cfg is removed.
+    std::fs::remove_file(load_path(&w, "analysis", "y.cfg")).unwrap();
+    write("y.lua", good_lua);
+    wait_for("y.lua to move alone", WAIT, || {
+        run_path(&w, "analysis", "y.lua").exists()
+    });
     sigterm(&mut blink);
 }

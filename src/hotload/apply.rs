@@ -27,11 +27,23 @@ pub enum Applied {
 
 /// Why a dropped file was not applied: one line starting with the file's path, written to its
 /// `.err` file and logged once.
-pub struct Rejected(pub String);
+pub struct Rejected {
+    pub message: String,
+    /// A cfg refused only because the code it names is nowhere yet: worth another look when
+    /// that code is dropped.
+    pub code_missing: bool,
+}
 
 impl Rejected {
+    fn new(message: String) -> Self {
+        Rejected {
+            message,
+            code_missing: false,
+        }
+    }
+
     fn at(path: &Path, reason: impl std::fmt::Display) -> Self {
-        Rejected(format!("{}: {reason}", path.display()))
+        Rejected::new(format!("{}: {reason}", path.display()))
     }
 }
 
@@ -65,7 +77,7 @@ impl Applier<'_> {
             Ok(Applied::WaitingForCfg) => {
                 tracing::debug!(file = %file.path.display(), "hot-load: code waits for its cfg");
             }
-            Err(Rejected(message)) => {
+            Err(Rejected { message, .. }) => {
                 self.counters().rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %message, "hot-load: rejected; running plugins are unchanged");
                 crate::runner::write_err_file(&err_path(file), message);
@@ -80,7 +92,7 @@ impl Applier<'_> {
     fn apply_cfg(&self, file: &Dropped) -> Result<(), Rejected> {
         let at = |reason: String| Rejected::at(&file.path, reason);
         let config =
-            PluginConfig::load(file.kind, &file.path).map_err(|e| Rejected(e.to_string()))?;
+            PluginConfig::load(file.kind, &file.path).map_err(|e| Rejected::new(e.to_string()))?;
         let (load_dir, run_dir) = (self.load_dir(file.kind), self.run_dir(file.kind));
         let dropped_code = load_dir.join(&config.filename);
         let new_code = if dropped_code.is_file() {
@@ -94,12 +106,15 @@ impl Applier<'_> {
         } else if run_dir.join(&config.filename).is_file() {
             None
         } else {
-            return Err(at(format!(
-                "key `filename`: {} is in neither {} nor {}",
-                config.filename,
-                load_dir.display(),
-                run_dir.display()
-            )));
+            return Err(Rejected {
+                code_missing: true,
+                ..at(format!(
+                    "key `filename`: {} is in neither {} nor {}",
+                    config.filename,
+                    load_dir.display(),
+                    run_dir.display()
+                ))
+            });
         };
         let code_dir = if new_code.is_some() {
             &load_dir
@@ -123,7 +138,8 @@ impl Applier<'_> {
         for stale in ["off", "err"] {
             let _ = std::fs::remove_file(run_dir.join(format!("{}.{stale}", file.stem)));
         }
-        let config = PluginConfig::load(file.kind, &target).map_err(|e| Rejected(e.to_string()))?;
+        let config =
+            PluginConfig::load(file.kind, &target).map_err(|e| Rejected::new(e.to_string()))?;
         self.load(Arc::new(config));
         for user in other_users {
             self.load(Arc::new(user));

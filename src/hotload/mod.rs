@@ -70,6 +70,12 @@ impl HotLoader {
     }
 }
 
+/// A refused file as it was refused.
+struct Rejection {
+    fingerprint: Option<Fingerprint>,
+    code_missing: bool,
+}
+
 /// A file seen changing, waiting to be quiet.
 struct Pending {
     last_change: Instant,
@@ -83,8 +89,15 @@ struct Watch {
     watched: PathBuf,
     pipeline: Arc<Pipeline>,
     pending: HashMap<PathBuf, Pending>,
-    /// Files rejected as they are now: not retried until they change.
-    rejected: HashMap<PathBuf, Option<Fingerprint>>,
+    /// Files rejected as they are now: not retried until they change (or, for a cfg refused
+    /// because its code was missing, until that code is dropped).
+    rejected: HashMap<PathBuf, Rejection>,
+    /// Code waiting for the cfg in `hs_load` that names it, as it is now: looked at again when
+    /// it changes or when a cfg of its directory is applied, refused or removed.
+    waiting: HashMap<PathBuf, Option<Fingerprint>>,
+    /// The version of each waiting file whose arrival already gave the refused cfgs of its
+    /// directory another try (once per version: a cfg refused for want of it may take it now).
+    retried_for: HashMap<PathBuf, Option<Fingerprint>>,
 }
 
 impl Watch {
@@ -99,6 +112,8 @@ impl Watch {
             pipeline,
             pending: HashMap::new(),
             rejected: HashMap::new(),
+            waiting: HashMap::new(),
+            retried_for: HashMap::new(),
         }
     }
 
@@ -222,15 +237,35 @@ impl Watch {
                 if self.pending.contains_key(&path) {
                     continue;
                 }
-                if let Some(rejected) = self.rejected.get(&path)
-                    && *rejected == fingerprint(&path)
+                let unchanged = |seen: Option<&Option<Fingerprint>>| {
+                    seen.is_some_and(|seen| *seen == fingerprint(&path))
+                };
+                if unchanged(self.rejected.get(&path).map(|r| &r.fingerprint))
+                    || unchanged(self.waiting.get(&path))
                 {
                     continue;
                 }
                 self.touch(path, now, "rescan");
             }
         }
-        self.rejected.retain(|path, _| path.exists());
+        // A refused cfg that was removed may have held code back: let that code look again.
+        let removed: Vec<PathBuf> = self
+            .rejected
+            .keys()
+            .filter(|p| !p.exists())
+            .cloned()
+            .collect();
+        for path in removed {
+            self.rejected.remove(&path);
+            self.stop_waiting_in(path.parent());
+        }
+        self.waiting.retain(|path, _| path.exists());
+        self.retried_for.retain(|path, _| path.exists());
+    }
+
+    /// Code waiting in `dir` is looked at again on the next rescan.
+    fn stop_waiting_in(&mut self, dir: Option<&Path>) {
+        self.waiting.retain(|p, _| p.parent() != dir);
     }
 
     /// Applies the files that have been quiet for [`QUIET`] with an unchanged fingerprint.
@@ -258,17 +293,32 @@ impl Watch {
             .filter_map(|p| classify(&self.load_dir, p))
             .collect();
         ready.sort_by(|a, b| (a.ext, &a.path).cmp(&(b.ext, &b.path)));
+        let (load_dir, pipeline) = (self.load_dir.clone(), self.pipeline.clone());
         let applier = apply::Applier {
-            load_dir: &self.load_dir,
-            pipeline: &self.pipeline,
+            load_dir: &load_dir,
+            pipeline: &pipeline,
         };
         for file in ready {
             if !file.path.exists() {
                 continue; // applied with another file (a cfg takes its .lua along)
             }
             let started = Instant::now();
-            match applier.apply(&file) {
-                Ok(apply::Applied::WaitingForCfg) => {} // looked at again on the next rescan
+            let result = applier.apply(&file);
+            if file.ext == Ext::Cfg {
+                // Code this cfg named may be free to go now (or be gone with it).
+                self.waiting.retain(|p, _| p.parent() != file.path.parent());
+            }
+            match result {
+                Ok(apply::Applied::WaitingForCfg) => {
+                    let version = fingerprint(&file.path);
+                    self.waiting.insert(file.path.clone(), version);
+                    if self.retried_for.insert(file.path.clone(), version) != Some(version) {
+                        // New code: a cfg refused because its code was missing may take it now.
+                        let dir = file.path.parent().map(Path::to_owned);
+                        self.rejected
+                            .retain(|p, r| !r.code_missing || p.parent() != dir.as_deref());
+                    }
+                }
                 Ok(apply::Applied::Done) => {
                     self.rejected.remove(&file.path);
                     if file.ext == Ext::Lua {
@@ -278,9 +328,12 @@ impl Watch {
                     }
                     tracing::debug!(file = %file.path.display(), took = ?started.elapsed(), "hot-load: applied");
                 }
-                Err(_) => {
-                    self.rejected
-                        .insert(file.path.clone(), fingerprint(&file.path));
+                Err(rejected) => {
+                    let rejection = Rejection {
+                        fingerprint: fingerprint(&file.path),
+                        code_missing: rejected.code_missing,
+                    };
+                    self.rejected.insert(file.path.clone(), rejection);
                 }
             }
         }

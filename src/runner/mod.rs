@@ -143,11 +143,13 @@ pub fn write_err(dir: &std::path::Path, stem: &str, message: &str) {
     write_err_file(&dir.join(format!("{stem}.err")), message);
 }
 
-/// Writes an `.err` file: `YYYY-MM-DDTHH:MM:SS<TAB>error`.
+/// Writes an `.err` file: `YYYY-MM-DDTHH:MM:SS<TAB>error`, whole (written beside it and renamed
+/// into place, so a reader never sees it empty or half written).
 pub fn write_err_file(path: &std::path::Path, message: &str) {
     let stamp = crate::time::format_rfc3339_nanos(crate::time::now_nanos());
     let line = format!("{}\t{message}\n", &stamp[..19]);
-    if let Err(e) = std::fs::write(path, line) {
+    let tmp = path.with_extension("err.tmp");
+    if let Err(e) = std::fs::write(&tmp, line).and_then(|()| std::fs::rename(&tmp, path)) {
         tracing::error!(path = %path.display(), error = %e, "cannot write the plugin's .err file");
     }
 }
