@@ -456,15 +456,20 @@ fn init_writes_a_deployment_that_runs_and_refuses_to_overwrite_one() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let seen = std::fs::read_to_string(&stats).unwrap_or_default();
+    sigterm(child.id());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(running_in(&seen), 5, "{seen}");
+}
+
+/// Asks process `pid` to stop, as Ctrl-C or a service manager would.
+fn sigterm(pid: u32) {
     assert!(
         Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()
             .unwrap()
             .success()
     );
-    assert!(child.wait().unwrap().success());
-    assert_eq!(running_in(&seen), 5, "{seen}");
 }
 
 fn running_in(stats: &str) -> usize {
@@ -539,14 +544,7 @@ fn run_opens_the_log_and_stops_cleanly_on_sigterm() {
     assert!(t.cat(&["blink.input"]).status.success());
     assert!(t.cat(&["blink.input"]).status.success());
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(child.id());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(
         !rest.iter().any(|l| l.contains('\u{1b}')),
