@@ -531,3 +531,29 @@ fn the_inject_limit_error_names_the_fix_and_misspelt_keys_are_warned_about() {
     assert!(blink.logged("`threshold`").is_empty());
     sigterm(&mut blink);
 }
+
+/// A Blink started the moment the last one was killed (`kill -9`, not yet reaped) gets the data
+/// directory: the lock goes with the process, and the newcomer waits the instant it takes.
+#[test]
+fn a_restart_right_after_kill_9_gets_the_lock() {
+    let w = workspace();
+    for round in 0..3 {
+        let mut blink = w.start();
+        // SIGKILL without waiting for the process to be gone, as `kill -9 PID; blink run` does.
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-KILL", &blink.0.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let mut next = w.start();
+        sigterm(&mut next);
+        let _ = blink.0.wait();
+        assert!(
+            next.logged("locked by another").is_empty(),
+            "round {round}: {:?}",
+            next.logged("lock")
+        );
+    }
+}
