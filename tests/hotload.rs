@@ -466,7 +466,9 @@ fn moving_a_plugin_to_another_thread_loses_and_repeats_nothing() {
 fn a_relative_load_directory_is_watched_through_file_events() {
     let w = workspace();
     let mut blink = w.start_logging("info,blink::hotload=debug");
-    for n in 0..3 {
+    let probes = 4;
+    let mut by_event = 0;
+    for n in 0..probes {
         let name = format!("probe{n}");
         std::fs::write(
             load_path(&w, "analysis", &format!("{name}.lua")),
@@ -481,13 +483,20 @@ fn a_relative_load_directory_is_watched_through_file_events() {
         let cfg = run_path(&w, "analysis", &format!("{name}.cfg"));
         wait_for("the plugin to load", WAIT, || cfg.exists());
         let noticed = blink.logged(&format!("file=hs_load/analysis/{name}.cfg"));
-        assert!(
-            noticed
-                .iter()
-                .any(|l| l.contains("hot-load: noticed") && l.contains("via=\"event\"")),
-            "{name}.cfg was not seen through a file event: {noticed:?}"
-        );
+        if noticed
+            .iter()
+            .any(|l| l.contains("hot-load: noticed") && l.contains("via=\"event\""))
+        {
+            by_event += 1;
+        }
     }
+    // A rescan may see a file first now and then (it lists the directory once a second); with
+    // the relative path unwatched, every file was found by a rescan.
+    assert!(
+        by_event >= probes - 1,
+        "{by_event} of {probes} cfgs were seen through a file event: {:?}",
+        blink.logged("hot-load: noticed")
+    );
     sigterm(&mut blink);
 }
 
