@@ -237,12 +237,13 @@ impl Watch {
                 if self.pending.contains_key(&path) {
                     continue;
                 }
-                let unchanged = |seen: Option<&Option<Fingerprint>>| {
-                    seen.is_some_and(|seen| *seen == fingerprint(&path))
-                };
-                if unchanged(self.rejected.get(&path).map(|r| &r.fingerprint))
-                    || unchanged(self.waiting.get(&path))
-                {
+                // Refused or waiting as it is now: nothing to look at (one stat to tell).
+                let seen = self
+                    .rejected
+                    .get(&path)
+                    .map(|r| r.fingerprint)
+                    .or_else(|| self.waiting.get(&path).copied());
+                if seen.is_some_and(|seen| seen == fingerprint(&path)) {
                     continue;
                 }
                 self.touch(path, now, "rescan");
@@ -292,7 +293,11 @@ impl Watch {
             .iter()
             .filter_map(|p| classify(&self.load_dir, p))
             .collect();
+        if ready.is_empty() {
+            return;
+        }
         ready.sort_by(|a, b| (a.ext, &a.path).cmp(&(b.ext, &b.path)));
+        // Owned, so the applier borrows nothing of `self` while its state is updated below.
         let (load_dir, pipeline) = (self.load_dir.clone(), self.pipeline.clone());
         let applier = apply::Applier {
             load_dir: &load_dir,
@@ -306,7 +311,7 @@ impl Watch {
             let result = applier.apply(&file);
             if file.ext == Ext::Cfg {
                 // Code this cfg named may be free to go now (or be gone with it).
-                self.waiting.retain(|p, _| p.parent() != file.path.parent());
+                self.stop_waiting_in(file.path.parent());
             }
             match result {
                 Ok(apply::Applied::WaitingForCfg) => {

@@ -49,12 +49,6 @@ impl PluginStats {
         }
     }
 
-    /// A count's value (0 if it was never counted).
-    pub fn counted(&self, name: &str) -> u64 {
-        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts.get(name).copied().unwrap_or(0)
-    }
-
     /// The Notes column: warnings, then `name=count` pairs.
     pub fn notes(&self) -> String {
         let warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());

@@ -235,26 +235,32 @@ impl Consumer {
         Ok(None)
     }
 
-    /// `bytes` if the plugin could inject them, else nothing and why (added to `reason`): a
-    /// value over the plugin's inject limit would only end it, and a huge one would not fit its
-    /// memory either.
-    fn within_limit<'b>(&self, bytes: &'b [u8], reason: String) -> (&'b [u8], String) {
-        if bytes.len() <= self.max_value_bytes {
-            return (bytes, reason);
+    /// Whether `size` bytes of `what` are more than the plugin could inject; if so it is
+    /// counted and said in `reason` (after what is there). Such bytes are not handed over: they
+    /// would only end the plugin, and huge ones would not fit its memory either.
+    fn over_limit(&self, what: &str, size: usize, reason: &mut String) -> bool {
+        if size <= self.max_value_bytes {
+            return false;
         }
         self.stats.count("oversized_records", 1);
-        let why = format!(
-            "{} bytes, over the {} a message of this plugin may carry (output_limit, \
-             max_message_size): not handed over",
-            bytes.len(),
+        if !reason.is_empty() {
+            reason.push_str("; ");
+        }
+        reason.push_str(&format!(
+            "{what} of {size} bytes, over the {} a message of this plugin may carry \
+             (output_limit, max_message_size): not handed over",
             self.max_value_bytes
-        );
-        let reason = if reason.is_empty() {
-            why
+        ));
+        true
+    }
+
+    /// `bytes`, or nothing if they are over the limit (see [`Consumer::over_limit`]).
+    fn within_limit<'b>(&self, what: &str, bytes: &'b [u8], reason: &mut String) -> &'b [u8] {
+        if self.over_limit(what, bytes.len(), reason) {
+            &[]
         } else {
-            format!("{reason}; {why}")
-        };
-        (&[], reason)
+            bytes
+        }
     }
 
     fn checkpoint(&self) -> String {
@@ -310,7 +316,8 @@ impl UserData for Consumer {
                     let source = &this.sources[at];
                     let timestamp = crate::log::batch::BatchHeader::parse(&batch)
                         .map_or(-1, |h| h.max_timestamp);
-                    let (value, reason) = this.within_limit(&batch, reason);
+                    let mut reason = reason;
+                    let value = this.within_limit("the batch", &batch, &mut reason);
                     return Ok(Variadic::from_iter([
                         Value::String(lua.create_string(value)?),
                         Value::String(lua.create_string(&source.topic)?),
@@ -332,7 +339,8 @@ impl UserData for Consumer {
                 .headers()
                 .map(|(n, v)| n.len() + v.map_or(0, <[u8]>::len))
                 .sum();
-            let all_headers = header_bytes <= this.max_value_bytes;
+            let mut problem = String::new();
+            let all_headers = !this.over_limit("the headers", header_bytes, &mut problem);
             for (name, value) in record.headers().take_while(|_| all_headers) {
                 headers.raw_set(
                     lua.create_string(name)?,
@@ -343,29 +351,10 @@ impl UserData for Consumer {
                 )?;
             }
             let whole = record.value.as_deref().unwrap_or_default();
-            let (value, problem) = if whole.len() > this.max_value_bytes {
-                this.within_limit(whole, String::new())
-            } else {
-                (whole, String::new())
-            };
+            let value = this.within_limit("the value", whole, &mut problem);
             let key = match record.key.as_deref() {
                 Some(k) if k.len() <= this.max_value_bytes => Value::String(lua.create_string(k)?),
                 _ => Value::Nil,
-            };
-            let problem = if all_headers {
-                problem
-            } else {
-                this.stats.count("oversized_records", 1);
-                let why = format!(
-                    "headers of {header_bytes} bytes, over the {} a message of this plugin may \
-                     carry: not handed over",
-                    this.max_value_bytes
-                );
-                if problem.is_empty() {
-                    why
-                } else {
-                    format!("{problem}; {why}")
-                }
             };
             let problem = if problem.is_empty() {
                 Value::Nil
