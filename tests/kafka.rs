@@ -940,6 +940,11 @@ fn an_output_plugin_produces_into_a_topic_kafka_clients_read() {
         "message_matcher = 'Type == \"alert\"'",
         r#"require "kafka"
         local producer = kafka.producer()
+        -- A partition that is not a partition number is an error, never partition 0.
+        for _, p in ipairs({-1, 0/0, 1.5}) do
+            local ok, err = pcall(producer.send, producer, "alerts", "bad", "k", p)
+            assert(not ok and tostring(err):match("not a partition number"), tostring(err))
+        end
         function process_message()
             local ok, err = pcall(producer.send, producer, "alerts", read_message("Payload"), "k")
             if not ok then return -3, err end
@@ -955,6 +960,10 @@ fn an_output_plugin_produces_into_a_topic_kafka_clients_read() {
         local producer = kafka.producer(nil, {["queue.buffering.max.ms"] = 1})
         local bad, code = producer:send("blink.input", -1, 0, "x")
         assert(bad == 22 and code:match("queues"), tostring(bad))
+        for _, p in ipairs({-2, 0/0, 0.5}) do
+            local ret, err = producer:send("async-alerts", p, 0, "bad")
+            assert(ret == 22 and err:match("not a partition number"), tostring(err))
+        end
         function process_message(sequence_id)
             local ret = producer:send("async-alerts", -1, sequence_id, read_message("Payload"))
             if ret ~= 0 then return -1, "send failed " .. ret end

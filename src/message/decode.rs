@@ -478,7 +478,7 @@ impl<'a> MessageView<'a> {
             return Self::empty(raw);
         }
         let text = |i: usize| {
-            index.text[i].and_then(|(at, len)| raw.get(at as usize..(at + len) as usize))
+            index.text[i].and_then(|(at, len)| raw.get(at as usize..at as usize + len as usize))
         };
         MessageView {
             raw,
@@ -710,7 +710,9 @@ fn leading_name(body: &[u8]) -> Option<&[u8]> {
         return None;
     }
     let (len, n) = varint::decode_u64(&body[1..])?;
-    body.get(1 + n..1 + n + len as usize)
+    // `len` comes from the message: checked, so a huge length cannot wrap into a small range.
+    let end = (1 + n).checked_add(usize::try_from(len).ok()?)?;
+    body.get(1 + n..end)
 }
 
 fn count_varints(mut buf: &[u8]) -> Option<usize> {
@@ -827,5 +829,22 @@ impl<'a> Iterator for ValueIter<'a> {
                 _ => self.scalar(entry.varint),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leading_name;
+
+    #[test]
+    fn a_name_length_near_u64_max_is_refused_not_wrapped() {
+        // Tag 1 (name, length-delimited), then a length of u64::MAX: `1 + n + len` used to wrap.
+        let mut body = vec![0x0a];
+        body.extend_from_slice(&[0xff; 9]);
+        body.push(0x01);
+        body.extend_from_slice(b"abc");
+        assert_eq!(leading_name(&body), None);
+        assert_eq!(leading_name(b"\x0a\x03abc\x10\x01"), Some(&b"abc"[..]));
+        assert_eq!(leading_name(b"\x0a\x09abc"), None);
     }
 }

@@ -111,7 +111,12 @@ impl Current {
 }
 
 /// An optional index argument: a number ≥ 0, else 0 (nil or absent) or `None` (negative).
+///
+/// # Safety
+/// `state` is the running Lua state of a C function call; `arg` may be any index (an absent
+/// argument reads as none).
 unsafe fn index_arg(state: *mut lua_State, arg: c_int) -> Option<usize> {
+    // SAFETY: per the contract; lua_type and lua_tointeger accept any acceptable index.
     unsafe {
         if ffi::lua_type(state, arg) != ffi::LUA_TNUMBER {
             return Some(0);
@@ -121,7 +126,13 @@ unsafe fn index_arg(state: *mut lua_State, arg: c_int) -> Option<usize> {
 }
 
 /// Raises `read_message() <prefix><middle><suffix>` at the caller's position.
+///
+/// # Safety
+/// `state` is the running Lua state of a C function call, with room for 4 more stack slots
+/// (Lua guarantees LUA_MINSTACK = 20 to a C function), and no Rust value with a destructor is
+/// alive in the caller's frames: `lua_error` longjmps over them.
 unsafe fn raise(state: *mut lua_State, prefix: &str, middle: &[u8], suffix: &str) -> ! {
+    // SAFETY: per the contract; the strings are copied by lua_pushlstring before the raise.
     unsafe {
         ffi::luaL_where(state, 1);
         ffi::lua_pushlstring(state, prefix.as_ptr().cast(), prefix.len());
@@ -133,7 +144,16 @@ unsafe fn raise(state: *mut lua_State, prefix: &str, middle: &[u8], suffix: &str
 }
 
 /// `read_message(name, field_index, array_index)`.
+///
+/// # Safety
+/// Called by Lua only, as the closure [`install_read_message`] made: upvalue 1 is a pointer to
+/// the sandbox's `UnsafeCell<Current>`, alive for as long as the state.
 unsafe extern "C-unwind" fn read_message(state: *mut lua_State) -> c_int {
+    // SAFETY: the upvalue is valid (above) and nothing else touches `Current` while Lua runs on
+    // this thread, so the `&mut` is unique; `name` is a Lua string kept alive by the stack
+    // while it is read; `Answer::Bytes` points into the current message, which stays put until
+    // `lua_pushlstring` has copied it; `raise` runs with no Rust destructor pending (the borrowed
+    // slices own nothing).
     unsafe {
         let cell =
             ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)).cast::<UnsafeCell<Current>>();

@@ -62,10 +62,10 @@ fn bytes_of(value: &Value, what: &str) -> Result<Vec<u8>, String> {
     match value {
         Value::String(s) => Ok(s.as_bytes().to_vec()),
         Value::Integer(i) => Ok(i.to_string().into_bytes()),
-        Value::Number(n) => Ok(crate::sandbox::format_number(*n).into_bytes()),
+        Value::Number(n) => Ok(super::lua_values::format_number(*n).into_bytes()),
         other => Err(format!(
             "{what} must be a string, not {}",
-            super::lua_type(other)
+            super::lua_values::lua_type(other)
         )),
     }
 }
@@ -81,7 +81,7 @@ fn number_of(value: &Value, what: &str) -> Result<f64, String> {
             .ok_or_else(|| format!("{what} must be a number")),
         other => Err(format!(
             "{what} must be a number, not {}",
-            super::lua_type(other)
+            super::lua_values::lua_type(other)
         )),
     }
 }
@@ -101,7 +101,7 @@ pub fn message_from_table(
         other => {
             return Err(format!(
                 "Uuid must be a string, not {}",
-                super::lua_type(&other)
+                super::lua_values::lua_type(&other)
             ));
         }
     };
@@ -135,7 +135,7 @@ pub fn message_from_table(
         other => {
             return Err(format!(
                 "Fields must be a table, not {}",
-                super::lua_type(&other)
+                super::lua_values::lua_type(&other)
             ));
         }
     }
@@ -186,7 +186,7 @@ fn fields_from_table(fields: &Table, keys: &Keys) -> Result<Vec<Field>, String> 
             other => {
                 return Err(format!(
                     "Fields keys must be strings, not {}",
-                    super::lua_type(&other)
+                    super::lua_values::lua_type(&other)
                 ));
             }
         };
@@ -258,7 +258,7 @@ fn values_of(
         other => {
             return Err(format!(
                 "field '{name}' has an unsupported value of type {}",
-                super::lua_type(other)
+                super::lua_values::lua_type(other)
             ));
         }
     });
@@ -295,7 +295,7 @@ fn values_of(
                     Value::Boolean(b) => Ok(*b),
                     other => Err(format!(
                         "{what} mixes booleans with {}",
-                        super::lua_type(other)
+                        super::lua_values::lua_type(other)
                     )),
                 })
                 .collect::<Result<_, _>>()?,

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use mlua::ffi::{self, lua_State};
 use mlua::{Function, Lua};
 
-use super::api::{Host, SharedHost};
+use super::host::{Host, SharedHost};
 use super::table_encoder::{KEY_NAMES, Keys};
 use crate::checkpoint::CheckpointValue;
 
@@ -34,7 +34,11 @@ enum Outcome {
 }
 
 /// The checkpoint argument: a number or a string, else none.
+///
+/// # Safety
+/// `state` is the running Lua state of a C function call with at least 2 stack slots in use.
 unsafe fn checkpoint_arg(state: *mut lua_State) -> Option<CheckpointValue> {
+    // SAFETY: per the contract; the string is copied into a `String` while index 2 holds it.
     unsafe {
         match ffi::lua_type(state, 2) {
             ffi::LUA_TNUMBER => Some(CheckpointValue::Number(ffi::lua_tonumber(state, 2))),
@@ -59,6 +63,12 @@ fn failed(error: &mut [u8; 255], text: String) -> Outcome {
 }
 
 /// Everything with a destructor lives and dies in here.
+///
+/// # Safety
+/// `state` is the running state of [`fast_inject`], with the message table at index 1, the
+/// checkpoint at 2, and the key strings as upvalues from `FIRST_KEY`. Nothing in here raises a
+/// Lua error: every Lua call made is one that cannot fail (raw gets of interned keys, pushes
+/// within the checked stack).
 unsafe fn inject(state: *mut lua_State, host: &RefCell<Host>, error: &mut [u8; 255]) -> Outcome {
     let Ok(mut host) = host.try_borrow_mut() else {
         return Outcome::Declined;
@@ -72,6 +82,7 @@ unsafe fn inject(state: *mut lua_State, host: &RefCell<Host>, error: &mut [u8; 2
     let Some(encoded) = encoded else {
         return Outcome::Declined;
     };
+    // SAFETY: index 2 is the checkpoint argument (the caller set the top to 2).
     let checkpoint = unsafe { checkpoint_arg(state) };
     match host.inject_scratch(encoded.timestamp, checkpoint) {
         Ok(()) => Outcome::Done,
@@ -79,7 +90,16 @@ unsafe fn inject(state: *mut lua_State, host: &RefCell<Host>, error: &mut [u8; 2
     }
 }
 
+/// The `inject_message` global.
+///
+/// # Safety
+/// Called by Lua only, as the closure [`install`] made: upvalue `HOST` points at the sandbox's
+/// `RefCell<Host>` (alive as long as the state), `GENERAL` is the general function, and the
+/// key strings follow.
 unsafe extern "C-unwind" fn fast_inject(state: *mut lua_State) -> c_int {
+    // SAFETY: the host pointer is valid (above), and `inject` borrows it through the RefCell
+    // (declining if it is already borrowed); every Rust value is dropped before `lua_call` or
+    // `lua_error` can longjmp, since `inject` returns first and the error text is a stack array.
     unsafe {
         ffi::lua_settop(state, 2);
         let mut error = [0u8; 255];

@@ -14,12 +14,13 @@
 mod api;
 mod current;
 pub mod heka;
+mod host;
 mod inject;
+mod lua_values;
 mod modules;
 mod preserve;
 mod table_encoder;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -33,24 +34,8 @@ use crate::log::Appender;
 use crate::message::{MessageIndex, MessageView};
 use crate::plugin::{PluginConfig, PluginKind};
 
-pub use api::Host;
-
-/// What every sandbox of a pipeline shares.
-#[derive(Debug, Clone)]
-pub struct SandboxSettings {
-    /// Directories `require` searches, in order.
-    pub lua_paths: Vec<PathBuf>,
-    /// Directory holding the plugin's `.lua` file.
-    pub plugin_dir: PathBuf,
-    pub hostname: String,
-    pub pid: i32,
-    pub max_message_size: usize,
-    /// The log, for the `kafka` module's consumers; `None` leaves the module out.
-    pub log: Option<std::sync::Arc<crate::log::Log>>,
-    /// The plugin's counters in `plugins.tsv` (`None`: counted where nobody looks, as in a trial
-    /// load).
-    pub stats: Option<std::sync::Arc<crate::plugin::PluginStats>>,
-}
+pub use host::{Host, SandboxSettings};
+pub use lua_values::{format_number, lua_type};
 
 /// Why a plugin stopped: Hindsight's termination message (at most 255 bytes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,46 +60,6 @@ const INSTRUCTION_LIMIT: &str = "instruction_limit exceeded";
 /// Hook firings per instruction budget.
 const TICKS: u32 = 16;
 
-/// A value's Lua type name; Lua 5.1 has one number type, whatever mlua calls it.
-pub(crate) fn lua_type(value: &Value) -> &'static str {
-    match value {
-        Value::Integer(_) | Value::Number(_) => "number",
-        other => other.type_name(),
-    }
-}
-
-/// Lua 5.1's `%.14g`, how Hindsight's plugins print numbers.
-pub fn format_number(n: f64) -> String {
-    if n.is_nan() {
-        return if n.is_sign_negative() {
-            "-nan".into()
-        } else {
-            "nan".into()
-        };
-    }
-    if n.is_infinite() {
-        return if n < 0.0 { "-inf".into() } else { "inf".into() };
-    }
-    if n == n.trunc() && n.abs() < 1e15 {
-        return format!("{}", n as i64);
-    }
-    let exp = n.abs().log10().floor() as i32;
-    if !(-4..14).contains(&exp) {
-        let s = format!("{n:.13e}");
-        let (mantissa, exponent) = s.split_once('e').expect("exponent form");
-        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
-        let exponent: i32 = exponent.parse().expect("exponent");
-        let sign = if exponent < 0 { '-' } else { '+' };
-        return format!("{mantissa}e{sign}{:02}", exponent.abs());
-    }
-    let s = format!("{n:.*}", (13 - exp).max(0) as usize);
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
-}
-
 /// One plugin's Lua state.
 pub struct Sandbox {
     lua: Lua,
@@ -132,7 +77,7 @@ pub struct Sandbox {
     /// `read_message` closure points here) is dropped first.
     current: current::SharedCurrent,
     /// The API's state; after `lua` for the same reason (`inject_message` points here).
-    host: api::SharedHost,
+    host: host::SharedHost,
 }
 
 impl Sandbox {
@@ -389,7 +334,7 @@ impl Sandbox {
         &self,
         arg: impl IntoLuaMulti,
     ) -> Result<(i64, Option<String>), Terminated> {
-        self.host().begin_call(api::Phase::ProcessMessage);
+        self.host().begin_call(host::Phase::ProcessMessage);
         self.arm();
         let (first, second) = self.call_process_message(arg)?;
         let Some(status) = first else {
@@ -495,7 +440,7 @@ impl Sandbox {
         let Some(f) = &self.timer_event else {
             return Ok(());
         };
-        self.host().begin_call(api::Phase::TimerEvent);
+        self.host().begin_call(host::Phase::TimerEvent);
         self.set_current(None);
         self.arm();
         f.call::<()>((ns as f64, shutdown))
@@ -547,23 +492,5 @@ fn contains_memory_error(e: &mlua::Error) -> bool {
         mlua::Error::CallbackError { cause, .. } => contains_memory_error(cause),
         mlua::Error::RuntimeError(m) => m.contains("not enough memory"),
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_number;
-
-    #[test]
-    fn numbers_print_like_lua_5_1() {
-        assert_eq!(format_number(12.0), "12");
-        assert_eq!(format_number(-5.0), "-5");
-        assert_eq!(format_number(0.25), "0.25");
-        assert_eq!(format_number(0.1), "0.1");
-        assert_eq!(format_number(1.0 / 3.0), "0.33333333333333");
-        assert_eq!(format_number(1e15), "1e+15");
-        assert_eq!(format_number(9007199254740992.0), "9.007199254741e+15");
-        assert_eq!(format_number(1.5e-5), "1.5e-05");
-        assert_eq!(format_number(123456.789), "123456.789");
     }
 }

@@ -82,7 +82,11 @@ pub struct Encoded {
     pub timestamp: i64,
 }
 
-/// The string at `index`, borrowed from Lua. The caller checked it is a string.
+/// The string at `index`, borrowed from Lua.
+///
+/// # Safety
+/// The value at `index` is a string, and it stays on the stack (so Lua keeps it alive and in
+/// place) for as long as `'a`: callers use the slice before popping it.
 unsafe fn borrowed<'a>(state: *mut lua_State, index: c_int) -> &'a [u8] {
     let mut len = 0usize;
     // SAFETY: see the module comment: the string outlives the read.
@@ -93,7 +97,13 @@ unsafe fn borrowed<'a>(state: *mut lua_State, index: c_int) -> &'a [u8] {
 }
 
 /// Pushes `table[key]` and returns its Lua type.
+///
+/// # Safety
+/// `table` is a table's stack index, there is room for one more stack slot, and with
+/// `Keys::Upvalues(first)` the running C function's upvalues from `first` are the key strings.
+/// A raw get never raises (no metamethods).
 unsafe fn get(state: *mut lua_State, table: c_int, key: Key, keys: Keys) -> c_int {
+    // SAFETY: per the contract.
     unsafe {
         match keys {
             Keys::Literal => {
@@ -109,12 +119,18 @@ unsafe fn get(state: *mut lua_State, table: c_int, key: Key, keys: Keys) -> c_in
 }
 
 /// An optional text header: nil → None, a string → its bytes; anything else declines.
+///
+/// # Safety
+/// As [`get`]. The bytes are popped before return: they stay valid only because the table
+/// still holds the string (it is a field of the table at `table`, which the caller keeps on the
+/// stack and does not change while `'a` lasts).
 unsafe fn text<'a>(
     state: *mut lua_State,
     table: c_int,
     key: Key,
     keys: Keys,
 ) -> Option<Option<&'a [u8]>> {
+    // SAFETY: per the contract.
     unsafe {
         let out = match get(state, table, key, keys) {
             ffi::LUA_TNIL => Some(None),
@@ -127,7 +143,11 @@ unsafe fn text<'a>(
 }
 
 /// An optional number: nil → None, a number → Some; anything else declines.
+///
+/// # Safety
+/// As [`get`].
 unsafe fn number(state: *mut lua_State, table: c_int, key: Key, keys: Keys) -> Option<Option<f64>> {
+    // SAFETY: per the contract.
     unsafe {
         let out = match get(state, table, key, keys) {
             ffi::LUA_TNIL => Some(None),
@@ -146,7 +166,13 @@ const BOOL: u64 = 4;
 
 /// Writes the values of the field whose value is on top of the stack (a scalar or an array of
 /// scalars of one type), after its name, into `out`. Declines anything else.
+///
+/// # Safety
+/// As [`get`], with the field's value on top of the stack and room for two more slots. Array
+/// elements are copied into `out` while they are on the stack.
 unsafe fn field_values(state: *mut lua_State, keys: Keys, out: &mut Vec<u8>) -> Option<()> {
+    // SAFETY: per the contract; every push is popped before the next, so the stack never grows
+    // by more than two.
     unsafe {
         let top = ffi::lua_gettop(state);
         match ffi::lua_type(state, top) {
@@ -218,6 +244,12 @@ unsafe fn field_values(state: *mut lua_State, keys: Keys, out: &mut Vec<u8>) -> 
 
 /// Encodes the message table at stack index 1 into `scratch.message` (cleared first). `None`
 /// means "use the general converter". Callers reset the stack top afterwards.
+///
+/// # Safety
+/// `state` is a running Lua state with the message table at index 1; with
+/// `Keys::Upvalues(first)` it runs inside a C function whose upvalues from `first` are the
+/// key strings ([`KEY_NAMES`] order). Only raw gets and pushes are made, so no Lua error can
+/// longjmp over the Rust values alive here.
 pub unsafe fn encode(
     state: *mut lua_State,
     defaults: &Defaults,
@@ -232,6 +264,7 @@ pub unsafe fn encode(
     } = scratch;
     out.clear();
     let restricted = headers == Headers::Restricted;
+    // SAFETY: per the contract; the stack is checked for 8 free slots first.
     unsafe {
         if ffi::lua_checkstack(state, 8) == 0 {
             return None;
@@ -414,6 +447,7 @@ mod tests {
             .eval()
             .unwrap();
         let mut scratch = Scratch::default();
+        // SAFETY: as in `encode_table`: the table is argument 1 of exec_raw's protected call.
         let encoded = unsafe {
             let mut out = None;
             lua.exec_raw::<()>(&table, |state| {

@@ -32,7 +32,12 @@ end
 return {decode = decode, encode = encode, null = null}
 "#;
 
-pub fn module(lua: &Lua) -> mlua::Result<Table> {
+/// Opens the module (the same for every plugin kind).
+pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
+    module(lua).map(Some)
+}
+
+fn module(lua: &Lua) -> mlua::Result<Table> {
     let decode = lua.create_function(|lua, text: mlua::LuaString| {
         let decoded = serde_json::from_slice::<serde_json::Value>(&text.as_bytes())
             .map_err(|e| format!("cjson.decode: {e}"))
@@ -119,7 +124,7 @@ fn to_json(value: &Value, depth: usize) -> Result<serde_json::Value, String> {
                     let key = match &k {
                         Value::String(s) => s.to_string_lossy(),
                         Value::Integer(i) => i.to_string(),
-                        Value::Number(n) => crate::sandbox::format_number(*n),
+                        Value::Number(n) => crate::sandbox::lua_values::format_number(*n),
                         other => {
                             return Err(format!(
                                 "cjson.encode: a {} cannot be an object key",

@@ -57,8 +57,9 @@ use std::time::{Duration, Instant};
 
 use mlua::{IntoLuaMulti, Lua, Table, UserData, UserDataMethods, Value, Variadic};
 
+use super::{Confirm, ModuleEnv};
 use crate::log::{Log, LogError, PartitionReader, is_queue};
-use crate::plugin::PluginStats;
+use crate::plugin::{PluginKind, PluginStats};
 
 /// The header Blink's output plugins put on every record they produce, naming the plugin: a
 /// consumer never hands such a record over, so detections an output forwards to a topic never
@@ -66,14 +67,37 @@ use crate::plugin::PluginStats;
 pub const ORIGIN_HEADER: &str = "blink.output";
 
 /// What an input plugin's consumers need from their sandbox.
-pub struct ConsumerHost {
-    pub log: Arc<Log>,
+struct ConsumerHost {
+    log: Arc<Log>,
     /// The plugin, which the log keeps as a topic consumer (retention waits for it).
-    pub plugin: String,
+    plugin: String,
     /// Where the consumer's counts show (`plugins.tsv`).
-    pub stats: Arc<PluginStats>,
+    stats: Arc<PluginStats>,
     /// The largest value handed over: what the plugin could inject at all.
-    pub max_value_bytes: usize,
+    max_value_bytes: usize,
+}
+
+/// Opens the module: consumers for an input plugin, producers for an output plugin; none in a
+/// sandbox without the log.
+pub fn open(lua: &Lua, env: &ModuleEnv) -> mlua::Result<Option<Table>> {
+    let Some(log) = env.log.clone() else {
+        return Ok(None);
+    };
+    match env.kind {
+        PluginKind::Input => {
+            let host = ConsumerHost {
+                log,
+                plugin: env.plugin.clone(),
+                stats: env.stats.clone(),
+                max_value_bytes: env.max_message_bytes,
+            };
+            module(lua, host).map(Some)
+        }
+        PluginKind::Output => {
+            producer_module(lua, log, env.plugin.clone(), env.confirm.clone()).map(Some)
+        }
+        PluginKind::Analysis => Ok(None),
+    }
 }
 
 /// Which topics a consumer reads: a name, or a pattern with `*` (any run of characters).
@@ -409,6 +433,8 @@ struct Producer {
     /// lua_sandbox_extensions' call shape: the highest sequence id whose record is in the log and
     /// not yet reported by `poll`.
     delivered: Option<u64>,
+    /// Reports delivered sequence ids, as `update_checkpoint` does.
+    confirm: Confirm,
 }
 
 /// Why a send failed, with the errno-style code lua_sandbox_extensions' `producer:send` returns
@@ -501,6 +527,16 @@ impl Producer {
     }
 }
 
+/// A partition number from Lua: a whole number from 0 to i32::MAX (Kafka's partition type); a
+/// negative, fractional or NaN number is an error, never partition 0.
+fn partition_number(p: f64) -> Result<u32, String> {
+    if p.fract() == 0.0 && (0.0..=i32::MAX as f64).contains(&p) {
+        Ok(p as u32)
+    } else {
+        Err(format!("partition {p} is not a partition number (0, 1, …)"))
+    }
+}
+
 impl UserData for Producer {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         // Two call shapes, told apart by the second argument:
@@ -541,7 +577,17 @@ impl UserData for Producer {
                 }
             };
             if matches!(args.get(1), Some(Value::Integer(_) | Value::Number(_))) {
-                let partition = number(1)?.filter(|p| *p >= 0.0).map(|p| p as u32);
+                // -1: any partition, as librdkafka's RD_KAFKA_PARTITION_UA.
+                let partition = match number(1)? {
+                    Some(-1.0) => None,
+                    p => match p.map(partition_number).transpose() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            return (SendError::INVALID, format!("producer:send: {e}"))
+                                .into_lua_multi(lua);
+                        }
+                    },
+                };
                 let sequence = number(2)?;
                 let message = string(3)?.ok_or_else(|| {
                     mlua::Error::runtime("producer:send: argument 4 (the message) is missing")
@@ -561,16 +607,19 @@ impl UserData for Producer {
                 mlua::Error::runtime("producer:send: argument 2 (the value) is missing")
             })?;
             let key = string(2)?;
-            let partition = number(3)?.map(|p| p as u32);
+            let partition = number(3)?
+                .map(partition_number)
+                .transpose()
+                .map_err(|e| mlua::Error::runtime(format!("producer:send: {e}")))?;
             let key = key.as_ref().map(|k| k.as_bytes());
             this.send(&topic, &value.as_bytes(), key.as_deref(), partition)
                 .map_err(|e| mlua::Error::runtime(format!("producer:send: {}", e.message)))?
                 .into_lua_multi(lua)
         });
         // Records are in the log when `send` returns, so every sent sequence id is delivered.
-        methods.add_method_mut("poll", |lua, this, ()| {
+        methods.add_method_mut("poll", |_, this, ()| {
             if let Some(seq) = this.delivered.take() {
-                crate::sandbox::api::update_checkpoint(lua, seq, 0);
+                (this.confirm)(seq, 0);
             }
             Ok(())
         });
@@ -580,7 +629,12 @@ impl UserData for Producer {
 /// The module of an output plugin: producers. `kafka.producer()` writes to Blink's own log; a
 /// broker list (lua_sandbox_extensions' first argument) must be empty or absent — sending to
 /// another Kafka cluster is not supported from a plugin.
-pub fn producer_module(lua: &Lua, log: Arc<Log>, plugin: String) -> mlua::Result<Table> {
+fn producer_module(
+    lua: &Lua,
+    log: Arc<Log>,
+    plugin: String,
+    confirm: Confirm,
+) -> mlua::Result<Table> {
     let module = lua.create_table()?;
     module.raw_set(
         "producer",
@@ -599,6 +653,7 @@ pub fn producer_module(lua: &Lua, log: Arc<Log>, plugin: String) -> mlua::Result
                 plugin: plugin.clone(),
                 next: 0,
                 delivered: None,
+                confirm: confirm.clone(),
             })
         })?,
     )?;
@@ -607,7 +662,7 @@ pub fn producer_module(lua: &Lua, log: Arc<Log>, plugin: String) -> mlua::Result
 
 /// The module of input plugin `plugin`: consumers. Creating one registers the plugin with the
 /// log as a topic consumer, so retention keeps what its checkpoint has not passed.
-pub fn module(lua: &Lua, host: ConsumerHost) -> mlua::Result<Table> {
+fn module(lua: &Lua, host: ConsumerHost) -> mlua::Result<Table> {
     let ConsumerHost {
         log,
         plugin,

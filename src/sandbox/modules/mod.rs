@@ -1,5 +1,10 @@
 //! Host modules: Lua modules written in Rust, loaded by `require` like lua_sandbox's.
 //!
+//! [`MODULES`] is the one list of them: a name, the plugin kinds that may load it, and the
+//! function that opens it. A module is a leaf: it gets a [`ModuleEnv`] (the plugin's kind and
+//! name, the log, its counters, its inject size limit and a checkpoint-confirm callback) and
+//! imports nothing of the sandbox. Adding one is a new file here and a row in [`MODULES`].
+//!
 //! - `cjson`: JSON `decode`/`encode`, lua-cjson's call shape (every plugin type).
 //! - `kafka`: consumers over Blink's own topics for input plugins (their position is the
 //!   plugin's checkpoint), producers into them for output plugins.
@@ -7,35 +12,58 @@
 mod cjson;
 mod kafka;
 
-use mlua::{Lua, Value};
+use std::rc::Rc;
+use std::sync::Arc;
 
-use super::api::shared;
-use crate::plugin::PluginKind;
+use mlua::{Lua, Table};
 
-/// The host module `name`, if there is one for this plugin.
-pub fn load(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
-    match name {
-        "cjson" => cjson::module(lua).map(|t| Some(Value::Table(t))),
-        "kafka" => {
-            let host = shared(lua);
-            let host = host.borrow();
-            match (&host.log, host.config.kind) {
-                (Some(log), PluginKind::Input) => {
-                    let consumer_host = kafka::ConsumerHost {
-                        log: log.clone(),
-                        plugin: host.config.name.clone(),
-                        stats: host.stats.clone(),
-                        max_value_bytes: host.inject_size_limit(),
-                    };
-                    kafka::module(lua, consumer_host).map(|t| Some(Value::Table(t)))
-                }
-                (Some(log), PluginKind::Output) => {
-                    kafka::producer_module(lua, log.clone(), host.config.name.clone())
-                        .map(|t| Some(Value::Table(t)))
-                }
-                _ => Ok(None),
-            }
-        }
-        _ => Ok(None),
-    }
+use crate::log::Log;
+use crate::plugin::{PluginKind, PluginStats};
+
+/// Confirms an output plugin's delivery of every message up to a sequence id (0: all pending),
+/// with a count of failures: what `update_checkpoint(sequence_id, failures)` does, for modules
+/// that deliver asynchronously.
+pub type Confirm = Rc<dyn Fn(u64, u64)>;
+
+/// What a host module may know of the plugin that requires it.
+pub struct ModuleEnv {
+    pub kind: PluginKind,
+    /// The plugin's name, e.g. `input.kafka`.
+    pub plugin: String,
+    /// Blink's log (`None` in sandboxes with no log, such as a trial load's).
+    pub log: Option<Arc<Log>>,
+    /// The plugin's counters (`plugins.tsv`).
+    pub stats: Arc<PluginStats>,
+    /// The most bytes one message the plugin injects may have.
+    pub max_message_bytes: usize,
+    pub confirm: Confirm,
+}
+
+/// A host module: `open` returns its table, or `None` when it cannot work in this sandbox.
+pub struct HostModule {
+    pub name: &'static str,
+    /// The plugin kinds that may `require` it.
+    pub kinds: &'static [PluginKind],
+    pub open: fn(&Lua, &ModuleEnv) -> mlua::Result<Option<Table>>,
+}
+
+use PluginKind::{Analysis, Input, Output};
+
+/// Every host module.
+pub static MODULES: &[HostModule] = &[
+    HostModule {
+        name: "cjson",
+        kinds: &[Input, Analysis, Output],
+        open: cjson::open,
+    },
+    HostModule {
+        name: "kafka",
+        kinds: &[Input, Output],
+        open: kafka::open,
+    },
+];
+
+/// The host module called `name`, if there is one.
+pub fn find(name: &str) -> Option<&'static HostModule> {
+    MODULES.iter().find(|m| m.name == name)
 }
