@@ -65,15 +65,17 @@ impl Durability {
             .name("blink-durability".into())
             .spawn(move || {
                 let (flag, wake) = &*thread_stop;
-                let mut stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
-                while !*stopped {
-                    stopped = wake
-                        .wait_timeout(stopped, interval)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                loop {
+                    // The lock is held only to wait: never through the tick's fsyncs, so `stop`
+                    // is never kept waiting for a slow disk to get its word in.
+                    let stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
+                    let (stopped, _) = wake
+                        .wait_timeout_while(stopped, interval, |stopped| !*stopped)
+                        .unwrap_or_else(|e| e.into_inner());
                     if *stopped {
                         break;
                     }
+                    drop(stopped);
                     if let Err(e) = tick(&thread_log, &thread_cp) {
                         tracing::error!(error = %e, "durability tick failed");
                     }

@@ -596,3 +596,84 @@ fn a_refused_cfg_moves_nothing_and_is_reported_once() {
     });
     sigterm(&mut blink);
 }
+
+/// An input that ignores `is_running()` injects sequence numbers (with checkpoints) for as long
+/// as it can; the one tagged "new" stops when asked.
+const STUBBORN_INPUT: &str = r#"
+require "os"
+local tag = read_config("tag")
+function process_message(cp)
+    local n = cp or 0
+    while tag == "old" or is_running() do
+        if pcall(inject_message, {Type = tag, Payload = tostring(n + 1)}, n + 1) then
+            n = n + 1
+        elseif tag ~= "old" then
+            return 0
+        end
+        local t = os.clock()
+        while os.clock() - t < 0.01 do end
+    end
+    return 0
+end
+"#;
+
+/// An input that does not stop within the join deadline is left running while its replacement
+/// starts; it is fenced, so it can neither append after the new instance nor move its checkpoint
+/// back.
+#[test]
+fn an_input_that_will_not_stop_is_fenced_when_it_is_replaced() {
+    let w = workspace();
+    w.plugin(
+        "input",
+        "gen",
+        "tag = 'old'\ninstruction_limit = 0",
+        STUBBORN_INPUT,
+    );
+    let out = w.file("out.txt");
+    w.plugin(
+        "output",
+        "file",
+        &format!(
+            "message_matcher = 'Type != \"seq\"'\npath = {:?}",
+            out.to_str().unwrap()
+        ),
+        FILE_OUTPUT,
+    );
+    let mut blink = w.start();
+    wait_for("old to inject", WAIT, || {
+        tagged(&w).get("old").is_some_and(|s| s.len() >= 20)
+    });
+    std::fs::write(
+        load_path(&w, "input", "gen.cfg"),
+        "filename = 'gen.lua'\ntag = 'new'\ninstruction_limit = 0\n",
+    )
+    .unwrap();
+    wait_for("new to inject", WAIT, || {
+        tagged(&w).get("new").is_some_and(|s| s.len() >= 50)
+    });
+    // The old instance went on running meanwhile: give it time to write if it still could.
+    std::thread::sleep(Duration::from_millis(500));
+    sigterm(&mut blink);
+    assert!(
+        !blink.logged("did not stop in time").is_empty(),
+        "the old instance was meant to be left running"
+    );
+    let types: Vec<String> = w
+        .lines("out.txt")
+        .iter()
+        .filter_map(|l| l.split_once(' ').map(|(t, _)| t.to_owned()))
+        .collect();
+    let first_new = types.iter().position(|t| t == "new").unwrap();
+    assert!(
+        types[first_new..].iter().all(|t| t == "new"),
+        "the old instance appended after the new one started"
+    );
+    let tagged = tagged(&w);
+    let (old, new) = (&tagged["old"], &tagged["new"]);
+    assert!(consecutive(old) && consecutive(new), "{old:?} {new:?}");
+    assert_eq!(
+        new[0],
+        old.last().unwrap() + 1,
+        "the new instance resumes right after the old one's last message"
+    );
+}

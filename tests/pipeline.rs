@@ -399,6 +399,53 @@ fn output_return_codes_decide_the_checkpoint() {
     );
 }
 
+/// Hindsight fires an output's timer while it retries (-3): a plugin that retries until its
+/// timer has flushed a buffer (or a backoff has passed) must not wait for ever.
+#[test]
+fn an_output_retrying_a_message_keeps_its_timer_firing() {
+    let w = workspace();
+    w.plugin("input", "one", "", r#"function process_message(cp) if cp then return 0 end inject_message({Type = "m", Payload = "1"}, 1) return 0 end"#);
+    w.plugin(
+        "output",
+        "retry",
+        &format!(
+            "message_matcher = 'Type == \"m\"'\nticker_interval = 1\npath = {:?}",
+            w.file("retry.txt").to_str().unwrap()
+        ),
+        r#"
+        require "io"
+        local f = assert(io.open(read_config("path"), "a"))
+        local function write(s) f:write(s, "\n") f:flush() end
+        local timers = 0
+        function process_message()
+            local p = read_message("Payload")
+            if timers < 2 then write("retry " .. tostring(p)) return -3 end
+            write("sent " .. tostring(p))
+            return 0
+        end
+        function timer_event(ns, shutdown)
+            if not shutdown then timers = timers + 1 write("timer") end
+        end
+        "#,
+    );
+    let mut blink = w.start();
+    wait_for(
+        "the retried message sent after two timers",
+        Duration::from_secs(30),
+        || w.lines("retry.txt").iter().any(|l| l.starts_with("sent")),
+    );
+    sigterm(&mut blink);
+    let lines = w.lines("retry.txt");
+    assert!(
+        lines.iter().filter(|l| *l == "timer").count() >= 2,
+        "{lines:?}"
+    );
+    // After each timer the retried message is current again.
+    for line in lines.iter().filter(|l| *l != "timer") {
+        assert!(line.ends_with(" 1"), "{lines:?}");
+    }
+}
+
 #[test]
 fn a_second_signal_exits_at_once() {
     let w = workspace();

@@ -38,6 +38,8 @@ struct Pending {
     failed: Option<(Vec<u8>, Option<CheckpointValue>)>,
     /// Whether the linger thread has an entry for this appender (at most one at a time).
     scheduled: bool,
+    /// Closed through its [`Fence`]: every later append and checkpoint is refused.
+    closed: bool,
 }
 
 #[derive(Debug)]
@@ -70,6 +72,7 @@ impl Appender {
             checkpoint: None,
             failed: None,
             scheduled: false,
+            closed: false,
         };
         let inner = Inner {
             partition,
@@ -86,6 +89,18 @@ impl Appender {
 
     pub fn partition(&self) -> &Arc<Partition> {
         &self.inner.partition
+    }
+
+    /// Whether this appender was closed through its [`Fence`].
+    pub fn is_closed(&self) -> bool {
+        lock(&self.inner.pending).closed
+    }
+
+    /// A handle that closes this appender from another thread (see [`Fence`]).
+    pub fn fence(&self) -> Fence {
+        Fence {
+            inner: self.inner.clone(),
+        }
     }
 
     /// Accepts a Heka message for a queue topic: encoded straight into the batch, with the
@@ -125,6 +140,7 @@ impl Appender {
             });
         }
         let mut pending = lock(&inner.pending);
+        inner.check_open(&pending)?;
         let would_be = pending.builder.encoded_len() + BatchBuilder::record_len_bound(None, len);
         if !pending.builder.is_empty()
             && (pending.builder.record_count() >= inner.policy.max_messages
@@ -158,6 +174,7 @@ impl Appender {
     /// after the records accepted before it are written.
     pub fn checkpoint(&self, value: CheckpointValue) -> Result<(), LogError> {
         let mut pending = lock(&self.inner.pending);
+        self.inner.check_open(&pending)?;
         if pending.builder.is_empty() && pending.failed.is_none() {
             if let Some(target) = &self.inner.checkpoint {
                 target.store.set_input(&target.input, value);
@@ -183,11 +200,55 @@ impl Drop for Appender {
     }
 }
 
+/// Closes an [`Appender`] from outside the thread that writes with it.
+///
+/// A plugin instance that does not stop when asked is left running, and its replacement starts
+/// from the checkpoint the old one published. Closing the old instance's appender first makes
+/// that safe: what it had accepted is written (and its checkpoint published) by `close`, and
+/// from then on its appends and checkpoints are refused, so it can neither add duplicates after
+/// the new instance's records nor move the checkpoint back. The check runs under the appender's
+/// own lock, so no append can slip in between.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    inner: Arc<Inner>,
+}
+
+impl Fence {
+    /// Writes what was accepted, then refuses everything after. If that write fails, the
+    /// records are dropped, never written later: their checkpoint was not published either, so
+    /// the next instance reads them again (at-least-once, no gap).
+    pub fn close(&self) -> Result<(), LogError> {
+        let mut pending = lock(&self.inner.pending);
+        if pending.closed {
+            return Ok(());
+        }
+        let flushed = self.inner.flush_locked(&mut pending).map(|_| ());
+        if flushed.is_err() {
+            pending.failed = None;
+            pending.builder.finish();
+            pending.checkpoint = None;
+            pending.first_at = None;
+        }
+        pending.closed = true;
+        flushed
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Inner {
+    fn check_open(&self, pending: &Pending) -> Result<(), LogError> {
+        if pending.closed {
+            return Err(LogError::Closed {
+                topic: self.partition.topic().to_owned(),
+                partition: self.partition.id(),
+            });
+        }
+        Ok(())
+    }
+
     fn flush_locked(&self, pending: &mut Pending) -> Result<Option<Appended>, LogError> {
         let mut last = None;
         if let Some((batch, checkpoint)) = pending.failed.take() {

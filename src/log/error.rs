@@ -41,6 +41,10 @@ pub enum LogError {
         partition: u32,
         cause: String,
     },
+    #[error(
+        "{topic}-{partition}: this writer was closed (its plugin instance was stopped; a new one may be running)"
+    )]
+    Closed { topic: String, partition: u32 },
     #[error("message of {size} bytes is larger than max_message_size ({max} bytes)")]
     MessageTooLarge { size: usize, max: usize },
     #[error("batch of {size} bytes is larger than a segment (output_size {max} bytes)")]

@@ -32,7 +32,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
-pub use appender::{Appender, CheckpointTarget};
+pub use appender::{Appender, CheckpointTarget, Fence};
 pub use error::LogError;
 pub use notifier::Notifier;
 pub use page_cache::PageCache;

@@ -194,7 +194,7 @@ impl AnalysisThread {
         self.mailbox.input.wake_readers();
     }
 
-    pub fn join(self) {
+    pub fn join(&self) {
         self.worker.join();
     }
 }

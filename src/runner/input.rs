@@ -14,13 +14,18 @@ use mlua::Value;
 use super::Context;
 use super::worker::Worker;
 use crate::checkpoint::CheckpointValue;
-use crate::log::{CheckpointTarget, INPUT_TOPIC};
+use crate::log::{Appender, CheckpointTarget, Fence, INPUT_TOPIC};
 use crate::plugin::PluginConfig;
 use crate::sandbox::Sandbox;
+
+/// How long a stopping input gets before it is fenced and left behind.
+const JOIN_DEADLINE: Duration = Duration::from_secs(5);
 
 pub struct InputRunner {
     pub config: Arc<PluginConfig>,
     worker: Worker,
+    /// Closes the instance's writer once it is asked to stop and joined, or given up on.
+    fence: Fence,
     /// The log's notifier: an input waiting for records of a topic (the kafka bridge) waits on
     /// it, so `stop` bumps it.
     notifier: Arc<crate::log::Notifier>,
@@ -28,15 +33,25 @@ pub struct InputRunner {
 
 impl InputRunner {
     pub fn start(context: &Context, config: Arc<PluginConfig>) -> std::io::Result<Self> {
+        let target = CheckpointTarget {
+            store: context.checkpoints.clone(),
+            input: config.name.clone(),
+        };
+        let appender = context
+            .log
+            .appender(INPUT_TOPIC, 0, Some(target))
+            .map_err(|e| std::io::Error::other(format!("cannot write to {INPUT_TOPIC}: {e}")))?;
+        let fence = appender.fence();
         let (ctx, cfg) = (context.clone(), config.clone());
         let worker = Worker::spawn(config.name.clone(), move |running| {
             let span = tracing::info_span!("plugin", kind = "input", name = %cfg.name);
             let _entered = span.enter();
-            run_input(&ctx, &cfg, &running);
+            run_input(&ctx, &cfg, appender, &running);
         })?;
         Ok(InputRunner {
             config,
             worker,
+            fence,
             notifier: context.log.notifier(),
         })
     }
@@ -47,11 +62,17 @@ impl InputRunner {
         self.notifier.notify();
     }
 
-    /// Waits up to `timeout` for the thread; an input blocked in I/O is left behind (it holds no
-    /// unwritten data: what it injected was flushed as it went).
-    pub fn join(self, timeout: Duration) {
-        if !self.worker.join_timeout(timeout) {
-            tracing::warn!(plugin = %self.config.name, "input did not stop in time; leaving it");
+    /// Waits up to `timeout` for the thread, then closes its writer. An input that does not stop
+    /// (blocked in I/O, or ignoring `is_running()`) is left behind, fenced: what it injected
+    /// before is written, and every inject and checkpoint after is refused, so a replacement can
+    /// start from its checkpoint with no duplicates after it and no checkpoint moving back.
+    pub fn join(&self) {
+        let stopped = self.worker.join_timeout(JOIN_DEADLINE);
+        if let Err(e) = self.fence.close() {
+            tracing::error!(plugin = %self.config.name, error = %e, "closing the input's writer failed; its unwritten records will be read again from its checkpoint");
+        }
+        if !stopped {
+            tracing::warn!(plugin = %self.config.name, "input did not stop in time; leaving it running with its injects and checkpoints refused");
         }
     }
 }
@@ -92,15 +113,12 @@ fn throttle(ctx: &Context, running: Arc<AtomicBool>) -> Box<dyn Fn() -> bool> {
     })
 }
 
-fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool>) {
-    let target = CheckpointTarget {
-        store: ctx.checkpoints.clone(),
-        input: config.name.clone(),
-    };
-    let appender = match ctx.log.appender(INPUT_TOPIC, 0, Some(target)) {
-        Ok(a) => a,
-        Err(e) => return ctx.terminated(config, &format!("cannot write to {INPUT_TOPIC}: {e}")),
-    };
+fn run_input(
+    ctx: &Context,
+    config: &Arc<PluginConfig>,
+    appender: Appender,
+    running: &Arc<AtomicBool>,
+) {
     let sandbox = match Sandbox::new(
         config.clone(),
         &ctx.plugin_settings(config),
@@ -135,9 +153,9 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool
         super::publish(&stats, &sandbox, processed, failures);
         match (result, flushed) {
             (Err(_), _) if !running.load(Ordering::SeqCst) => {
-                // Refused while stopping (backpressure held it until then): a clean stop; the
-                // checkpoint names the last message written.
-                tracing::info!("stopped while waiting for backpressure");
+                // Refused while stopping (backpressure held it until then, or the instance was
+                // fenced): a clean stop; the checkpoint names the last message written.
+                tracing::info!("stopped: an inject was refused while stopping");
                 break;
             }
             (Err(t), _) => return ctx.terminated(config, &t.0),
@@ -157,6 +175,16 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, running: &Arc<AtomicBool
         while running.load(Ordering::SeqCst) && Instant::now() < deadline {
             std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
         }
+    }
+    let fenced = sandbox
+        .host()
+        .appender
+        .as_ref()
+        .is_some_and(Appender::is_closed);
+    if fenced {
+        // Given up on and replaced: the state and counters are the new instance's now.
+        tracing::warn!("a fenced instance finished late; its data is not preserved");
+        return;
     }
     ctx.preserve(config, &sandbox);
     stats.set_state("stopped");

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use pipeline::{LoadOutcome, Pipeline};
+pub use pipeline::{LoadError, LoadOutcome, Pipeline};
 pub use stats::{HotloadCounters, PluginStats, Stats};
 pub use worker::Worker;
 

@@ -80,7 +80,7 @@ impl OutputRunner {
         self.notifier.notify();
     }
 
-    pub fn join(self) {
+    pub fn join(&self) {
         self.worker.join();
     }
 }
@@ -88,6 +88,9 @@ impl OutputRunner {
 /// The longest an idle output waits before it looks again on its own (appends and `stop` wake
 /// it sooner): long, so an idle Blink stays idle.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a message a plugin asked to retry (-3) waits before it is offered again.
+const RETRY_WAIT: Duration = Duration::from_secs(1);
 
 /// Records between checkpoint store updates while data flows.
 const COMMIT_EVERY: u32 = 1024;
@@ -289,13 +292,33 @@ fn run_output(
                     pending.push_back((sequence.get(), positions))
                 }
                 OutputStatus::Retry => {
-                    // Same message again in a second; timers keep firing meanwhile.
-                    let until = Instant::now() + Duration::from_secs(1);
-                    while Instant::now() < until {
+                    // Same message again in a second. Timers keep firing meanwhile, as in
+                    // Hindsight: a plugin that buffers (or an endpoint's backoff) may depend on
+                    // them to make progress.
+                    let until = Instant::now() + RETRY_WAIT;
+                    loop {
                         if !running.load(Ordering::Relaxed) {
                             break 'run;
                         }
-                        std::thread::park_timeout(until.saturating_duration_since(Instant::now()));
+                        if let Some(interval) = interval
+                            && Instant::now() >= next_timer
+                        {
+                            // timer_event sees no current message; the retried one comes back.
+                            let held = sandbox.take_current();
+                            if let Err(t) = sandbox.timer_event(crate::time::now_nanos(), false) {
+                                return ctx.terminated(config, &t.0);
+                            }
+                            if let Some(bytes) = held {
+                                sandbox.set_current_view(bytes, index);
+                            }
+                            next_timer = (next_timer + interval).max(Instant::now());
+                        }
+                        let now = Instant::now();
+                        if now >= until {
+                            break;
+                        }
+                        let wake = interval.map_or(until, |_| next_timer.min(until));
+                        std::thread::park_timeout(wake.saturating_duration_since(now));
                     }
                     continue;
                 }

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use super::analysis::{self, AnalysisThread};
 use super::input::InputRunner;
@@ -23,8 +22,10 @@ pub struct Pipeline {
 
 #[derive(Default)]
 struct Running {
+    /// Set by [`Pipeline::stop`]: nothing starts after it.
+    stopped: bool,
     inputs: BTreeMap<String, InputRunner>,
-    threads: BTreeMap<usize, AnalysisThread>,
+    threads: BTreeMap<usize, Arc<AnalysisThread>>,
     /// Each running analysis plugin and the thread it runs on.
     analysis: BTreeMap<String, (usize, Arc<PluginConfig>)>,
     outputs: BTreeMap<String, OutputRunner>,
@@ -146,7 +147,7 @@ impl Pipeline {
                 .collect();
             running
                 .threads
-                .insert(id, AnalysisThread::start(&context, id, plugins)?);
+                .insert(id, Arc::new(AnalysisThread::start(&context, id, plugins)?));
         }
         for config in load_configs(&context.run_dir, PluginKind::Input) {
             let runner = InputRunner::start(&context, config.clone())?;
@@ -193,99 +194,173 @@ impl Pipeline {
     /// output continues from its checkpoint, and an analysis plugin is swapped between two
     /// messages of its thread. A plugin with no checkpoint starts per its `initial_position`,
     /// by default at the end of the stream.
-    pub fn load(&self, config: Arc<PluginConfig>) -> Result<LoadOutcome, String> {
-        let mut running = self.running();
-        let running = &mut *running;
-        let ctx = &self.context;
-        let name = config.name.clone();
-        let outcome = match config.kind {
-            PluginKind::Input => {
-                let old = running.inputs.remove(&name);
-                let restarted = old.is_some();
-                if let Some(old) = old {
-                    old.stop();
-                    old.join(Duration::from_secs(5));
-                }
-                let runner = InputRunner::start(ctx, config).map_err(|e| e.to_string())?;
-                running.inputs.insert(name, runner);
-                restarted
-            }
-            PluginKind::Output => {
-                let old = running.outputs.remove(&name);
-                let restarted = old.is_some();
-                if let Some(old) = old {
-                    old.stop();
-                    old.join();
-                }
-                let runner = OutputRunner::start(ctx, config, InitialPosition::End)
-                    .map_err(|e| e.to_string())?;
-                running.outputs.insert(name, runner);
-                restarted
-            }
-            PluginKind::Analysis => {
-                let threads = self.analysis_threads;
-                let target = config.thread.map(|t| t % threads).unwrap_or_else(|| {
-                    match running.analysis.get(&name) {
-                        Some((t, _)) => *t,
-                        None => (0..threads)
-                            .min_by_key(|t| {
-                                running.analysis.values().filter(|(p, _)| p == t).count()
-                            })
-                            .expect("at least one thread"),
-                    }
-                });
-                let current = running.analysis.get(&name).map(|(t, _)| *t);
-                if let Some(t) = current.filter(|&t| t != target) {
-                    // Moving threads: stop on the old one (its position is written), start on
-                    // the new one from there.
-                    if let Some(thread) = running.threads.get(&t) {
-                        thread.unload(&name);
-                    }
-                    running.analysis.remove(&name);
-                }
-                // A plugin that ran here and was terminated resumes from its thread's position.
-                let from = analysis::start_position(
-                    ctx,
-                    &config,
-                    current.filter(|&t| t == target),
-                    InitialPosition::End,
-                );
-                let thread = match running.threads.entry(target) {
-                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(e) => e.insert(
-                        AnalysisThread::start(ctx, target, Vec::new())
-                            .map_err(|e| e.to_string())?,
-                    ),
-                };
-                thread.load(config.clone(), from)?;
-                running.analysis.insert(name, (target, config));
-                current.is_some()
-            }
+    ///
+    /// The lock on the running plugins is held only to look up and record runners, never while
+    /// a plugin stops, starts or runs Lua: a slow plugin keeps nobody else waiting.
+    pub fn load(&self, config: Arc<PluginConfig>) -> Result<LoadOutcome, LoadError> {
+        let restarted = match config.kind {
+            PluginKind::Input => self.replace(
+                |r| &mut r.inputs,
+                &config,
+                |ctx| InputRunner::start(ctx, config.clone()),
+            )?,
+            PluginKind::Output => self.replace(
+                |r| &mut r.outputs,
+                &config,
+                |ctx| OutputRunner::start(ctx, config.clone(), InitialPosition::End),
+            )?,
+            PluginKind::Analysis => self.load_analysis(config)?,
         };
-        Ok(if outcome {
+        Ok(if restarted {
             LoadOutcome::Restarted
         } else {
             LoadOutcome::Started
         })
     }
 
+    /// Stops the running input or output of `config`'s name, if any, and starts its
+    /// replacement; true if one was running.
+    fn replace<R: Runner>(
+        &self,
+        runners: fn(&mut Running) -> &mut BTreeMap<String, R>,
+        config: &PluginConfig,
+        start: impl FnOnce(&Context) -> std::io::Result<R>,
+    ) -> Result<bool, LoadError> {
+        let name = &config.name;
+        let old = {
+            let mut running = self.running();
+            if running.stopped {
+                return Err(LoadError::Stopping);
+            }
+            runners(&mut running).remove(name)
+        };
+        let restarted = old.is_some();
+        if let Some(old) = old {
+            old.stop();
+            old.join();
+        }
+        let runner = start(&self.context).map_err(|source| LoadError::Start {
+            plugin: name.clone(),
+            source,
+        })?;
+        let displaced = {
+            let mut running = self.running();
+            if running.stopped {
+                Err(runner)
+            } else {
+                Ok(runners(&mut running).insert(name.clone(), runner))
+            }
+        };
+        match displaced {
+            Err(runner) => {
+                runner.stop();
+                runner.join();
+                Err(LoadError::Stopping)
+            }
+            Ok(displaced) => {
+                // Only a concurrent load of the same plugin gets here: the later one wins.
+                if let Some(other) = displaced {
+                    other.stop();
+                    other.join();
+                }
+                Ok(restarted)
+            }
+        }
+    }
+
+    fn load_analysis(&self, config: Arc<PluginConfig>) -> Result<bool, LoadError> {
+        let ctx = &self.context;
+        let name = config.name.clone();
+        let threads = self.analysis_threads;
+        let (thread, moved_from, current, target) = {
+            let mut running = self.running();
+            let running = &mut *running;
+            if running.stopped {
+                return Err(LoadError::Stopping);
+            }
+            let current = running.analysis.get(&name).map(|(t, _)| *t);
+            let target = config.thread.map(|t| t % threads).unwrap_or_else(|| {
+                current.unwrap_or_else(|| {
+                    (0..threads)
+                        .min_by_key(|t| running.analysis.values().filter(|(p, _)| p == t).count())
+                        .expect("at least one thread")
+                })
+            });
+            let moved_from = match current.filter(|&t| t != target) {
+                Some(t) => {
+                    running.analysis.remove(&name);
+                    running.threads.get(&t).cloned()
+                }
+                None => None,
+            };
+            let thread = match running.threads.entry(target) {
+                std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
+                std::collections::btree_map::Entry::Vacant(e) => e
+                    .insert(Arc::new(
+                        AnalysisThread::start(ctx, target, Vec::new()).map_err(|source| {
+                            LoadError::Start {
+                                plugin: name.clone(),
+                                source,
+                            }
+                        })?,
+                    ))
+                    .clone(),
+            };
+            (thread, moved_from, current, target)
+        };
+        if let Some(old) = moved_from {
+            // Moving threads: stop on the old one (its position is written), start on the new
+            // one from there.
+            old.unload(&name);
+        }
+        // A plugin that ran here and was terminated resumes from its thread's position.
+        let from = analysis::start_position(
+            ctx,
+            &config,
+            current.filter(|&t| t == target),
+            InitialPosition::End,
+        );
+        thread
+            .load(config.clone(), from)
+            .map_err(LoadError::Refused)?;
+        self.running().analysis.insert(name, (target, config));
+        Ok(current.is_some())
+    }
+
     /// Stops plugin `name` cleanly (`timer_event(ns, true)`, preserve_data, checkpoints written)
     /// and forgets its read positions, so a stopped plugin never holds back retention or
-    /// backpressure; false if it was not running.
+    /// backpressure; false if it was not running. No lock is held while it stops.
     pub fn unload(&self, name: &str) -> bool {
-        let mut running = self.running();
-        let stopped = if let Some(input) = running.inputs.remove(name) {
-            input.stop();
-            input.join(Duration::from_secs(5));
-            true
-        } else if let Some(output) = running.outputs.remove(name) {
-            output.stop();
-            output.join();
-            true
-        } else if let Some((thread, _)) = running.analysis.remove(name) {
-            running.threads.get(&thread).is_some_and(|t| t.unload(name))
-        } else {
-            false
+        enum Found {
+            Input(InputRunner),
+            Output(OutputRunner),
+            Analysis(Option<Arc<AnalysisThread>>),
+        }
+        let found = {
+            let mut running = self.running();
+            if let Some(input) = running.inputs.remove(name) {
+                Some(Found::Input(input))
+            } else if let Some(output) = running.outputs.remove(name) {
+                Some(Found::Output(output))
+            } else if let Some((thread, _)) = running.analysis.remove(name) {
+                Some(Found::Analysis(running.threads.get(&thread).cloned()))
+            } else {
+                None
+            }
+        };
+        let stopped = match found {
+            Some(Found::Input(runner)) => {
+                runner.stop();
+                runner.join();
+                true
+            }
+            Some(Found::Output(runner)) => {
+                runner.stop();
+                runner.join();
+                true
+            }
+            Some(Found::Analysis(thread)) => thread.is_some_and(|t| t.unload(name)),
+            None => false,
         };
         if stopped {
             self.context.checkpoints.remove_reader(name);
@@ -295,29 +370,73 @@ impl Pipeline {
     }
 
     /// Stops inputs, then analysis, then outputs, making checkpoints durable after each step.
+    /// Later loads are refused.
     pub fn stop(&self) {
-        let running = std::mem::take(&mut *self.running());
+        let running = {
+            let mut running = self.running();
+            let taken = std::mem::take(&mut *running);
+            running.stopped = true;
+            taken
+        };
         let tick = |step: &str| {
             if let Err(e) = crate::durability::tick(&self.context.log, &self.context.checkpoints) {
                 tracing::error!(step, error = %e, "checkpoint flush failed during shutdown");
             }
         };
         running.inputs.values().for_each(InputRunner::stop);
-        for input in running.inputs.into_values() {
-            input.join(Duration::from_secs(5));
-        }
+        running.inputs.values().for_each(InputRunner::join);
         tick("inputs");
         for thread in running.threads.values() {
             tracing::debug!(thread = thread.id, "stopping analysis thread");
             thread.stop();
         }
-        running.threads.into_values().for_each(AnalysisThread::join);
+        running.threads.values().for_each(|t| t.join());
         tick("analysis");
         for output in running.outputs.values() {
             tracing::debug!(plugin = %output.config.name, "stopping output");
             output.stop();
         }
-        running.outputs.into_values().for_each(OutputRunner::join);
+        running.outputs.values().for_each(OutputRunner::join);
         tick("outputs");
+    }
+}
+
+/// Why [`Pipeline::load`] did not start a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("Blink is stopping")]
+    Stopping,
+    #[error("cannot start a thread for {plugin}: {source}")]
+    Start {
+        plugin: String,
+        source: std::io::Error,
+    },
+    /// The analysis thread could not create the plugin's sandbox (Hindsight's message).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The verbs the pipeline uses on input and output runners.
+trait Runner {
+    fn stop(&self);
+    /// Waits for the runner's thread, within the runner's own deadline.
+    fn join(&self);
+}
+
+impl Runner for InputRunner {
+    fn stop(&self) {
+        InputRunner::stop(self)
+    }
+    fn join(&self) {
+        InputRunner::join(self)
+    }
+}
+
+impl Runner for OutputRunner {
+    fn stop(&self) {
+        OutputRunner::stop(self)
+    }
+    fn join(&self) {
+        OutputRunner::join(self)
     }
 }

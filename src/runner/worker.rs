@@ -1,13 +1,15 @@
-//! A runner's thread and its stop flag: the lifecycle the three runners share.
+//! A runner's thread and its stop flag: the thread wrapper the three runners share.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 pub struct Worker {
     running: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    thread: Thread,
+    /// Taken by the first join; behind a lock so a shared worker can be joined through `&self`.
+    handle: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Worker {
@@ -23,7 +25,8 @@ impl Worker {
             .spawn(move || body(flag))?;
         Ok(Worker {
             running,
-            handle: Some(handle),
+            thread: handle.thread().clone(),
+            handle: Mutex::new(Some(handle)),
         })
     }
 
@@ -36,21 +39,23 @@ impl Worker {
     /// Unparks the thread: a runner with nothing to do waits in `std::thread::park_timeout`
     /// (not in a polling sleep), and is woken here when there is something to look at.
     pub fn wake(&self) {
-        if let Some(handle) = &self.handle {
-            handle.thread().unpark();
-        }
+        self.thread.unpark();
+    }
+
+    fn take_handle(&self) -> Option<JoinHandle<()>> {
+        self.handle.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Waits for the thread.
-    pub fn join(mut self) {
-        if let Some(handle) = self.handle.take() {
+    pub fn join(&self) {
+        if let Some(handle) = self.take_handle() {
             let _ = handle.join();
         }
     }
 
     /// Waits up to `timeout`; false if the thread is still running (it is then left behind).
-    pub fn join_timeout(mut self, timeout: Duration) -> bool {
-        let Some(handle) = self.handle.take() else {
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        let Some(handle) = self.take_handle() else {
             return true;
         };
         let deadline = Instant::now() + timeout;
