@@ -604,3 +604,82 @@ fn a_restart_right_after_kill_9_gets_the_lock() {
         );
     }
 }
+
+/// Stopping a plugin that takes its time (an input that ignores `is_running()` holds its join
+/// for the full deadline) keeps nobody else waiting: the pipeline's lock is not held across it.
+#[test]
+fn a_slow_stop_does_not_lock_the_pipeline() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use blink::checkpoint::CheckpointStore;
+    use blink::config::LogConfig;
+    use blink::log::{INPUT_TOPIC, Log};
+    use blink::plugin::{PluginConfig, PluginKind};
+    use blink::runner::{Context, Pipeline, Stats};
+
+    let w = workspace();
+    w.plugin(
+        "input",
+        "stubborn",
+        "instruction_limit = 0",
+        r#"require "os"
+        function process_message()
+            local n = 0
+            while true do
+                n = n + 1
+                pcall(inject_message, {Type = "tick"}, n)
+                local t = os.clock() while os.clock() - t < 0.01 do end
+            end
+        end"#,
+    );
+    w.plugin(
+        "analysis",
+        "later",
+        "message_matcher = 'FALSE'",
+        "function process_message() return 0 end",
+    );
+    let log = Arc::new(Log::open(LogConfig::in_dir(w.path().join("data"))).unwrap());
+    let checkpoints = Arc::new(CheckpointStore::open(&w.path().join("data")).unwrap());
+    let run_dir = w.path().join("hs_run");
+    let later = Arc::new(
+        PluginConfig::load(PluginKind::Analysis, &run_dir.join("analysis/later.cfg")).unwrap(),
+    );
+    std::fs::remove_file(run_dir.join("analysis/later.cfg")).unwrap();
+    let context = Context {
+        log: log.clone(),
+        checkpoints,
+        data_dir: w.path().join("data"),
+        run_dir,
+        lua_paths: vec![],
+        hostname: "test".into(),
+        max_message_size: 65536,
+        shutdown: Arc::new(AtomicBool::new(false)),
+        stats: Arc::new(Stats::default()),
+        backpressure: 0,
+    };
+    let pipeline = Arc::new(Pipeline::start(context, 1).unwrap());
+    let input = log.partition(INPUT_TOPIC, 0).unwrap();
+    wait_for("the input to inject", Duration::from_secs(30), || {
+        input.next_offset() > 0
+    });
+    let unloading = {
+        let pipeline = pipeline.clone();
+        std::thread::spawn(move || pipeline.unload("input.stubborn"))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !unloading.is_finished(),
+        "the stubborn input should hold its join"
+    );
+    // Both need the pipeline's lock; both answer while the join still waits.
+    assert_eq!(pipeline.configs().len(), 0);
+    pipeline.load(later).unwrap();
+    assert!(
+        !unloading.is_finished(),
+        "configs() and load() waited for the stubborn input's join"
+    );
+    assert!(unloading.join().unwrap(), "the input was running");
+    assert_eq!(pipeline.configs().len(), 1);
+    pipeline.stop();
+}
