@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::log::{Log, LogError};
+use crate::atomic_file::{self, FileError};
 
 pub const FILE_NAME: &str = "checkpoints.json";
 const VERSION: u32 = 1;
@@ -39,7 +39,7 @@ pub enum CheckpointError {
     #[error("checkpoints {path} are not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("cannot write checkpoints: {0}")]
-    Write(#[from] LogError),
+    Write(#[from] FileError),
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,15 +157,15 @@ impl CheckpointStore {
     /// Pulls back positions past the end of their partition. That can only happen after the log
     /// lost unsynced data (power loss with `fsync = "interval"`); the reader then resumes at the
     /// new end instead of skipping whatever is appended next.
-    pub fn reconcile(&self, log: &Log) {
+    /// `end_of(topic, partition)` is the partition's next offset, `None` if it does not exist.
+    pub fn reconcile(&self, end_of: impl Fn(&str, u32) -> Option<i64>) {
         self.with(|s, dirty| {
             for (reader, topics) in &mut s.readers {
                 for (topic, partitions) in topics {
                     for (id, offset) in partitions {
-                        let Ok(partition) = log.partition(topic, *id) else {
+                        let Some(end) = end_of(topic, *id) else {
                             continue;
                         };
-                        let end = partition.next_offset();
                         if *offset > end {
                             tracing::warn!(
                                 reader,
@@ -191,7 +191,7 @@ impl CheckpointStore {
             return Ok(false);
         };
         let bytes = serde_json::to_vec_pretty(&state).expect("checkpoint state serializes");
-        if let Err(e) = crate::log::write_file_atomically(&self.path, &bytes) {
+        if let Err(e) = atomic_file::write(&self.path, &bytes) {
             self.with(|_, dirty| *dirty = true);
             return Err(e.into());
         }

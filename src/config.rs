@@ -8,11 +8,9 @@
 //! Relative paths resolve against the directory Blink is started in.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::log::storage::{OsStorage, Storage};
-use crate::log::{Notifier, PageCache};
+use crate::log::{BatchPolicy, FsyncPolicy, LogConfig};
 
 use serde::Deserialize;
 
@@ -32,18 +30,6 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
-}
-
-/// When appended data is forced to stable storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncPolicy {
-    /// Once a second (`fsync_interval_ms`): survives a crash of Blink, may lose the last second
-    /// on power loss.
-    #[default]
-    Interval,
-    /// Before every append is acknowledged: survives power loss, costs one fsync per batch.
-    Always,
 }
 
 /// The global configuration.
@@ -272,7 +258,7 @@ impl Config {
                 .ok()
                 .map(Duration::from_millis),
             retention_bytes: u64::try_from(self.retention_bytes).ok(),
-            page_cache: Arc::new(PageCache::new(u64::try_from(self.page_cache_window).ok())),
+            page_cache_window: u64::try_from(self.page_cache_window).ok(),
             max_message_size: self.max_message_size as usize,
             batch: BatchPolicy {
                 max_messages: self.batch_messages,
@@ -280,46 +266,8 @@ impl Config {
                 max_bytes: self.batch_bytes.min(self.output_size as usize - 512),
                 linger: Duration::from_millis(self.linger_ms),
             },
-            storage: Arc::new(OsStorage),
-            notifier: Arc::new(Notifier::default()),
         }
     }
-}
-
-/// Settings of the log, derived from [`Config`].
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    pub dir: PathBuf,
-    pub segment_bytes: u64,
-    pub segment_age: Duration,
-    pub fsync: FsyncPolicy,
-    pub retention_age: Option<Duration>,
-    pub retention_bytes: Option<u64>,
-    /// How much of each partition stays in the OS page cache.
-    pub page_cache: Arc<PageCache>,
-    pub max_message_size: usize,
-    pub batch: BatchPolicy,
-    /// How segment bytes are written and synced; tests substitute a failing one.
-    pub storage: Arc<dyn Storage>,
-    /// Woken after every append to any partition of the log.
-    pub notifier: Arc<Notifier>,
-}
-
-impl LogConfig {
-    /// Defaults with the log in `dir`: convenient for tools and tests.
-    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
-        let mut config = Config::default().log();
-        config.dir = dir.into();
-        config
-    }
-}
-
-/// When a batch of injected messages is written.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchPolicy {
-    pub max_messages: usize,
-    pub max_bytes: usize,
-    pub linger: Duration,
 }
 
 /// The machine's hostname, as Hindsight stamps it on messages.
@@ -375,11 +323,18 @@ mod tests {
 
     #[test]
     fn page_cache_window_of_minus_one_leaves_the_cache_to_the_kernel() {
-        assert_eq!(parse("").unwrap().log().page_cache.window(), Some(64 << 20));
+        assert_eq!(parse("").unwrap().log().page_cache_window, Some(64 << 20));
         let c = parse("page_cache_window = -1").unwrap();
-        assert_eq!(c.log().page_cache.window(), None);
+        assert_eq!(c.log().page_cache_window, None);
         let c = parse("page_cache_window = 0").unwrap();
-        assert_eq!(c.log().page_cache.window(), Some(0));
+        assert_eq!(c.log().page_cache_window, Some(0));
+    }
+
+    #[test]
+    fn the_logs_own_defaults_are_the_configs() {
+        let mut defaults = Config::default();
+        defaults.output_path = "somewhere".into();
+        assert_eq!(defaults.log(), LogConfig::in_dir("somewhere"));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - [`time`]: RFC 3339 formatting of nanosecond timestamps.
 //! - [`varint`]: base-128 varints shared by protobuf and Kafka records.
 
+pub mod atomic_file;
 pub mod checkpoint;
 pub mod config;
 pub mod durability;

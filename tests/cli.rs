@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use blink::config::LogConfig;
+use blink::log::LogConfig;
 use blink::log::{INPUT_TOPIC, Log};
 use blink::message::{Field, FieldValues, Message};
 use serde_json::Value;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use blink::checkpoint::{CheckpointStore, CheckpointValue};
-use blink::config::LogConfig;
+use blink::log::LogConfig;
 use blink::log::{CheckpointTarget, INPUT_TOPIC, Log, PartitionReader};
 
 const CHILD_DIR: &str = "BLINK_CRASH_TEST_CHILD_DIR";

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use blink::checkpoint::{CheckpointStore, CheckpointValue};
-use blink::config::{FsyncPolicy, LogConfig};
 use blink::log::batch::{self, BatchBuilder};
 use blink::log::storage::{OsStorage, Storage};
 use blink::log::{
-    CheckpointTarget, INPUT_TOPIC, Log, LogError, Partition, PartitionReader, Retention,
-    TopicSettings,
+    CheckpointTarget, INPUT_TOPIC, Log, LogError, LogServices, Partition, PartitionReader,
+    Retention, TopicSettings,
 };
+use blink::log::{FsyncPolicy, LogConfig};
 use blink::message::{Message, MessageView};
 use proptest::prelude::*;
 
@@ -644,12 +644,15 @@ fn a_short_write_leaves_nothing_half_written_and_keeps_the_batch() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = LogConfig::in_dir(dir.path());
         cfg.batch.max_messages = 3;
-        cfg.storage = Arc::new(Faulty {
-            writes: AtomicUsize::new(0),
-            cut_write,
-            fail_sync: false,
-        });
-        let log = Log::open(cfg).unwrap();
+        let services = LogServices {
+            storage: Arc::new(Faulty {
+                writes: AtomicUsize::new(0),
+                cut_write,
+                fail_sync: false,
+            }),
+            ..LogServices::for_config(&cfg)
+        };
+        let log = Log::open_with(cfg, services).unwrap();
         let appender = log.appender(INPUT_TOPIC, 0, None).unwrap();
         let partition = log.partition(INPUT_TOPIC, 0).unwrap();
         let mut failures = 0;
@@ -684,12 +687,15 @@ fn a_failed_sync_stops_the_partition_until_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = LogConfig::in_dir(dir.path());
     cfg.fsync = FsyncPolicy::Always;
-    cfg.storage = Arc::new(Faulty {
-        writes: AtomicUsize::new(0),
-        cut_write: usize::MAX,
-        fail_sync: true,
-    });
-    let log = Log::open(cfg).unwrap();
+    let services = LogServices {
+        storage: Arc::new(Faulty {
+            writes: AtomicUsize::new(0),
+            cut_write: usize::MAX,
+            fail_sync: true,
+        }),
+        ..LogServices::for_config(&cfg)
+    };
+    let log = Log::open_with(cfg, services).unwrap();
     let partition = log.partition(INPUT_TOPIC, 0).unwrap();
     let mut b = BatchBuilder::new();
     b.push(0, None, b"a");

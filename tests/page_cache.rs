@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use blink::config::LogConfig;
+use blink::log::LogConfig;
 use blink::log::batch::BatchBuilder;
-use blink::log::{PageCache, Partition, PartitionReader};
+use blink::log::{LogServices, Partition, PartitionReader};
 
 const MIB: u64 = 1 << 20;
 const RECORD: usize = 1000;
@@ -22,8 +22,9 @@ const RECORD: usize = 1000;
 fn partition(dir: &Path, window: Option<u64>, segment_bytes: u64) -> Arc<Partition> {
     let mut config = LogConfig::in_dir(dir);
     config.segment_bytes = segment_bytes;
-    config.page_cache = Arc::new(PageCache::new(window));
-    Arc::new(Partition::open(dir.join("t-0"), "t", 0, Arc::new(config)).unwrap())
+    config.page_cache_window = window;
+    let services = LogServices::for_config(&config);
+    Arc::new(Partition::open_alone(dir.join("t-0"), "t", 0, config, services).unwrap())
 }
 
 fn value(n: i64) -> Vec<u8> {

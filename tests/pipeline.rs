@@ -504,9 +504,8 @@ fn backpressure_holds_inputs_back_for_a_stuck_reader() {
     let mut blink = w.start();
     std::thread::sleep(Duration::from_secs(3));
     sigterm(&mut blink);
-    let log =
-        blink::log::Log::open_read_only(blink::config::LogConfig::in_dir(w.path().join("data")))
-            .unwrap();
+    let log = blink::log::Log::open_read_only(blink::log::LogConfig::in_dir(w.path().join("data")))
+        .unwrap();
     let written = log
         .partition(blink::log::INPUT_TOPIC, 0)
         .unwrap()
@@ -613,7 +612,7 @@ fn a_slow_stop_does_not_lock_the_pipeline() {
     use std::sync::atomic::AtomicBool;
 
     use blink::checkpoint::CheckpointStore;
-    use blink::config::LogConfig;
+    use blink::log::LogConfig;
     use blink::log::{INPUT_TOPIC, Log};
     use blink::plugin::{PluginConfig, PluginKind};
     use blink::runner::{Context, Pipeline, Stats};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use blink::checkpoint::{CheckpointStore, CheckpointValue};
-use blink::config::LogConfig;
+use blink::log::LogConfig;
 use blink::log::{ANALYSIS_TOPIC, CheckpointTarget, INPUT_TOPIC, Log, PartitionReader};
 use blink::message::{Field, FieldValues, Message, MessageView};
 use blink::plugin::{PluginConfig, PluginKind};

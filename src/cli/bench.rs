@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use blink::config::LogConfig;
+use blink::log::LogConfig;
 use blink::log::batch::BatchBuilder;
 use blink::log::{INPUT_TOPIC, Log};
 use blink::message::{Field, FieldValues, Message, MessageView, new_uuid};

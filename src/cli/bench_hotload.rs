@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use blink::checkpoint::CheckpointStore;
-use blink::config::LogConfig;
 use blink::hotload::HotLoader;
+use blink::log::LogConfig;
 use blink::log::{ANALYSIS_TOPIC, INPUT_TOPIC, Log, PartitionReader};
 use blink::message::MessageView;
 use blink::runner::Pipeline;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use blink::checkpoint::CheckpointStore;
-use blink::config::LogConfig;
+use blink::log::LogConfig;
 use blink::log::{ANALYSIS_TOPIC, INPUT_TOPIC, Log, PartitionReader};
 use blink::message::MessageView;
 use blink::runner::{Context, Pipeline};

@@ -65,7 +65,7 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("opening the log in {}", config.output_path.display()))?,
     );
     let checkpoints = Arc::new(CheckpointStore::open(&config.output_path)?);
-    checkpoints.reconcile(&log);
+    checkpoints.reconcile(|topic, id| log.partition(topic, id).ok().map(|p| p.next_offset()));
     for (topic, partitions) in log.topics() {
         for id in 0..partitions as u32 {
             let p = log.partition(&topic, id)?;

@@ -80,7 +80,7 @@ impl CommittedOffsets {
     /// so an answer never claims what the file lacks.
     fn store(&self, table: &OffsetTable) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(table).map_err(std::io::Error::other)?;
-        crate::log::write_file_atomically(&self.path, &text).map_err(std::io::Error::other)
+        crate::atomic_file::write(&self.path, &text).map_err(std::io::Error::other)
     }
 
     /// The committed offset of a partition, if any.

@@ -17,8 +17,8 @@ use std::time::Instant;
 use super::batch::BatchBuilder;
 use super::error::LogError;
 use super::partition::{Appended, Partition};
+use super::settings::BatchPolicy;
 use crate::checkpoint::{CheckpointStore, CheckpointValue};
-use crate::config::BatchPolicy;
 use crate::message::Message;
 
 /// Where an input's checkpoint goes once its messages are written.

@@ -11,7 +11,8 @@
 
 use bytes::Bytes;
 
-use super::codec;
+pub use super::codec::Compression;
+use super::codec::{self, CodecError};
 use crate::varint;
 
 /// Bytes before the first record.
@@ -33,36 +34,10 @@ pub enum BatchError {
     Length(i32),
     #[error("record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     Crc { stored: u32, computed: u32 },
-    #[error("record batch is compressed with {0}, which Kafka does not define")]
-    Compressed(Compression),
     #[error("record batch is malformed: {0}")]
     Malformed(&'static str),
-    #[error("record batch does not decompress ({codec}): {reason}")]
-    Decompress { codec: Compression, reason: String },
-}
-
-/// Compression codec, attributes bits 0–2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-    Unknown(u8),
-}
-
-impl std::fmt::Display for Compression {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Compression::None => f.write_str("none"),
-            Compression::Gzip => f.write_str("gzip"),
-            Compression::Snappy => f.write_str("snappy"),
-            Compression::Lz4 => f.write_str("lz4"),
-            Compression::Zstd => f.write_str("zstd"),
-            Compression::Unknown(c) => write!(f, "unknown codec {c}"),
-        }
-    }
+    #[error(transparent)]
+    Codec(#[from] CodecError),
 }
 
 /// The fixed-size header of a batch.
@@ -138,14 +113,7 @@ impl BatchHeader {
     }
 
     pub fn compression(&self) -> Compression {
-        match self.attributes & 0x7 {
-            0 => Compression::None,
-            1 => Compression::Gzip,
-            2 => Compression::Snappy,
-            3 => Compression::Lz4,
-            4 => Compression::Zstd,
-            c => Compression::Unknown(c as u8),
-        }
+        Compression::from_attributes(self.attributes)
     }
 
     pub fn is_transactional(&self) -> bool {
@@ -648,10 +616,10 @@ mod tests {
         let batch = Batch::parse(Bytes::from(compressed)).unwrap();
         assert!(matches!(
             batch.records(),
-            Err(BatchError::Decompress {
+            Err(BatchError::Codec(CodecError::Failed {
                 codec: Compression::Snappy,
                 ..
-            })
+            }))
         ));
     }
 

@@ -11,7 +11,52 @@
 
 use std::io::Read;
 
-use super::batch::{BatchError, Compression};
+/// Compression codec, attributes bits 0–2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+    Unknown(u8),
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Compression::None => f.write_str("none"),
+            Compression::Gzip => f.write_str("gzip"),
+            Compression::Snappy => f.write_str("snappy"),
+            Compression::Lz4 => f.write_str("lz4"),
+            Compression::Zstd => f.write_str("zstd"),
+            Compression::Unknown(c) => write!(f, "unknown codec {c}"),
+        }
+    }
+}
+
+impl Compression {
+    /// The codec a batch's attributes name (bits 0–2).
+    pub fn from_attributes(attributes: i16) -> Self {
+        match attributes & 0x7 {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            c => Compression::Unknown(c as u8),
+        }
+    }
+}
+
+/// Why a batch's records could not be decompressed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("record batch is compressed with {0}, which Kafka does not define")]
+    Unknown(Compression),
+    #[error("record batch does not decompress ({codec}): {reason}")]
+    Failed { codec: Compression, reason: String },
+}
 
 /// Most bytes one batch's records may decompress to: a small batch inflating to gigabytes (a
 /// compression bomb) is refused instead of exhausting memory.
@@ -22,7 +67,7 @@ const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 const XERIAL_HEADER_LEN: usize = 16;
 
 /// The records section of a batch compressed with `codec`, decompressed.
-pub fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, BatchError> {
+pub fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, CodecError> {
     decompress_at_most(codec, data, MAX_DECOMPRESSED)
 }
 
@@ -30,7 +75,7 @@ fn decompress_at_most(
     codec: Compression,
     data: &[u8],
     limit: usize,
-) -> Result<Vec<u8>, BatchError> {
+) -> Result<Vec<u8>, CodecError> {
     match codec {
         Compression::None => Ok(data.to_vec()),
         Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), codec, limit),
@@ -38,7 +83,7 @@ fn decompress_at_most(
         Compression::Zstd => {
             let mut source = data;
             let decoder = ruzstd::decoding::StreamingDecoder::new(&mut source).map_err(|e| {
-                BatchError::Decompress {
+                CodecError::Failed {
                     codec,
                     reason: e.to_string(),
                 }
@@ -46,9 +91,9 @@ fn decompress_at_most(
             read_bounded(decoder, codec, limit)
         }
         Compression::Snappy => {
-            snappy(data, limit).map_err(|reason| BatchError::Decompress { codec, reason })
+            snappy(data, limit).map_err(|reason| CodecError::Failed { codec, reason })
         }
-        Compression::Unknown(_) => Err(BatchError::Compressed(codec)),
+        Compression::Unknown(_) => Err(CodecError::Unknown(codec)),
     }
 }
 
@@ -56,17 +101,17 @@ fn read_bounded(
     reader: impl Read,
     codec: Compression,
     limit: usize,
-) -> Result<Vec<u8>, BatchError> {
+) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::new();
     reader
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| BatchError::Decompress {
+        .map_err(|e| CodecError::Failed {
             codec,
             reason: e.to_string(),
         })?;
     if out.len() > limit {
-        return Err(BatchError::Decompress {
+        return Err(CodecError::Failed {
             codec,
             reason: too_large(limit),
         });

@@ -90,3 +90,13 @@ impl LogError {
         move |source| LogError::Io { op, path, source }
     }
 }
+
+impl From<crate::atomic_file::FileError> for LogError {
+    fn from(e: crate::atomic_file::FileError) -> Self {
+        LogError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

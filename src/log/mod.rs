@@ -23,6 +23,7 @@ mod page_cache;
 mod partition;
 mod reader;
 pub mod segment;
+mod settings;
 pub mod storage;
 mod topic_settings;
 
@@ -36,12 +37,12 @@ pub use appender::{Appender, CheckpointTarget, Fence};
 pub use error::LogError;
 pub use notifier::Notifier;
 pub use page_cache::PageCache;
-pub(crate) use partition::write_file_atomically;
 pub use partition::{Appended, Partition};
 pub use reader::{PartitionReader, read_batches};
+use settings::Runtime;
+pub use settings::{BatchPolicy, FsyncPolicy, LogConfig, LogServices};
 pub use topic_settings::{Retention, SETTABLE as SETTABLE_TOPIC_KEYS, TopicSettings};
 
-use crate::config::LogConfig;
 use appender::Linger;
 use topic_settings::SettingsTable;
 
@@ -130,7 +131,7 @@ fn lock_dir(dir: &Path) -> Result<File, LogError> {
 /// All topics under one `output_path`.
 #[derive(Debug)]
 pub struct Log {
-    config: Arc<LogConfig>,
+    runtime: Arc<Runtime>,
     read_only: bool,
     topics: RwLock<BTreeMap<String, Vec<Arc<Partition>>>>,
     /// Topics' own settings, as persisted in `topic_settings.json`.
@@ -146,10 +147,17 @@ pub struct Log {
 impl Log {
     /// Opens the log for writing, recovering every partition, and creates the two queues.
     pub fn open(config: LogConfig) -> Result<Self, LogError> {
+        let services = LogServices::for_config(&config);
+        Self::open_with(config, services)
+    }
+
+    /// [`Log::open`] with services of the caller's (a failing storage, a shared notifier).
+    pub fn open_with(config: LogConfig, services: LogServices) -> Result<Self, LogError> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(LogError::io("create directory", &dir))?;
         let lock = lock_dir(&dir)?;
-        let log = Self::load(config, false, Some(lock), Some(Linger::start()))?;
+        let runtime = Runtime { config, services };
+        let log = Self::load(runtime, false, Some(lock), Some(Linger::start()))?;
         for queue in [INPUT_TOPIC, ANALYSIS_TOPIC] {
             if log.partitions(queue).is_none() {
                 log.create_topic(queue, 1)?;
@@ -160,19 +168,19 @@ impl Log {
 
     /// Opens a log another process may be writing, to read it: nothing is repaired or created.
     pub fn open_read_only(config: LogConfig) -> Result<Self, LogError> {
-        Self::load(config, true, None, None)
+        let services = LogServices::for_config(&config);
+        Self::load(Runtime { config, services }, true, None, None)
     }
 
     fn load(
-        config: LogConfig,
+        runtime: Runtime,
         read_only: bool,
         lock: Option<File>,
         linger: Option<Arc<Linger>>,
     ) -> Result<Self, LogError> {
-        let settings = load_settings(&config.dir.join(SETTINGS_FILE))?;
-        let config = Arc::new(config);
+        let settings = load_settings(&runtime.config.dir.join(SETTINGS_FILE))?;
         let log = Log {
-            config,
+            runtime: Arc::new(runtime),
             read_only,
             topics: RwLock::new(BTreeMap::new()),
             settings: Mutex::new(settings),
@@ -186,7 +194,7 @@ impl Log {
 
     /// Opens partition directories not open yet.
     fn discover(&self) -> Result<(), LogError> {
-        let dir = &self.config.dir;
+        let dir = &self.runtime.config.dir;
         let mut found: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for entry in fs::read_dir(dir).map_err(LogError::io("list", dir))? {
             let entry = entry.map_err(LogError::io("list", dir))?;
@@ -225,33 +233,35 @@ impl Log {
     }
 
     fn open_partition(&self, topic: &str, id: u32) -> Result<Arc<Partition>, LogError> {
-        let dir = self.config.dir.join(format!("{topic}-{id}"));
+        let dir = self.runtime.config.dir.join(format!("{topic}-{id}"));
         let partition = if self.read_only {
-            Partition::open_read_only(dir, topic, id, self.config.clone())?
+            Partition::open_read_only(dir, topic, id, self.runtime.clone())?
         } else {
-            Partition::open(dir, topic, id, self.config.clone())?
+            Partition::open(dir, topic, id, self.runtime.clone())?
         };
         Ok(Arc::new(partition))
     }
 
     pub fn config(&self) -> &LogConfig {
-        &self.config
+        &self.runtime.config
     }
 
     /// Woken after every append to any partition.
     pub fn notifier(&self) -> Arc<Notifier> {
-        self.config.notifier.clone()
+        self.runtime.services.notifier.clone()
     }
 
     pub fn dir(&self) -> &Path {
-        &self.config.dir
+        &self.runtime.config.dir
     }
 
     /// Creates a topic with `partitions` partitions.
     pub fn create_topic(&self, name: &str, partitions: u32) -> Result<(), LogError> {
         validate_topic_name(name)?;
         if self.read_only {
-            return Err(LogError::ReadOnly(self.config.dir.display().to_string()));
+            return Err(LogError::ReadOnly(
+                self.runtime.config.dir.display().to_string(),
+            ));
         }
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
         if topics.contains_key(name) {
@@ -274,7 +284,9 @@ impl Log {
             });
         }
         if self.read_only {
-            return Err(LogError::ReadOnly(self.config.dir.display().to_string()));
+            return Err(LogError::ReadOnly(
+                self.runtime.config.dir.display().to_string(),
+            ));
         }
         let removed = self
             .topics
@@ -302,7 +314,10 @@ impl Log {
 
     fn store_settings(&self, table: &SettingsTable) -> Result<(), LogError> {
         let json = serde_json::to_vec_pretty(table).expect("settings serialize");
-        write_file_atomically(&self.config.dir.join(SETTINGS_FILE), &json)
+        Ok(crate::atomic_file::write(
+            &self.config().dir.join(SETTINGS_FILE),
+            &json,
+        )?)
     }
 
     /// A topic's own settings (empty when it has none, or does not exist).
@@ -313,7 +328,9 @@ impl Log {
     /// Replaces a topic's own settings; they are on disk when this returns.
     pub fn set_topic_settings(&self, topic: &str, new: TopicSettings) -> Result<(), LogError> {
         if self.read_only {
-            return Err(LogError::ReadOnly(self.config.dir.display().to_string()));
+            return Err(LogError::ReadOnly(
+                self.runtime.config.dir.display().to_string(),
+            ));
         }
         if self.partitions(topic).is_none() {
             return Err(LogError::UnknownTopic(topic.to_owned()));
@@ -364,13 +381,15 @@ impl Log {
 
     /// The retention a topic's partitions keep: its own settings over the global ones.
     pub fn retention(&self, topic: &str) -> Retention {
-        self.topic_settings(topic).retention(&self.config)
+        self.topic_settings(topic).retention(self.config())
     }
 
     /// Grows a topic to `total` partitions (a topic never shrinks: keys would move).
     pub fn add_partitions(&self, name: &str, total: u32) -> Result<(), LogError> {
         if self.read_only {
-            return Err(LogError::ReadOnly(self.config.dir.display().to_string()));
+            return Err(LogError::ReadOnly(
+                self.runtime.config.dir.display().to_string(),
+            ));
         }
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
         let partitions = topics
@@ -431,7 +450,7 @@ impl Log {
         let linger = self
             .linger
             .as_ref()
-            .ok_or_else(|| LogError::ReadOnly(self.config.dir.display().to_string()))?;
+            .ok_or_else(|| LogError::ReadOnly(self.runtime.config.dir.display().to_string()))?;
         Ok(Appender::new(partition, linger.clone(), checkpoint))
     }
 

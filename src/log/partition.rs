@@ -22,8 +22,8 @@ use super::batch::{self, BatchHeader};
 use super::error::LogError;
 use super::page_cache::Chunks;
 use super::segment::{self, INDEX_INTERVAL, Index, IndexEntry};
+use super::settings::{FsyncPolicy, LogConfig, Runtime};
 use super::topic_settings::Retention;
-use crate::config::{FsyncPolicy, LogConfig};
 
 /// Offsets assigned to an appended batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub struct Partition {
     topic: String,
     id: u32,
     dir: PathBuf,
-    config: Arc<LogConfig>,
+    runtime: Arc<Runtime>,
     read_only: bool,
     writer: Mutex<Writer>,
     shared: Mutex<Shared>,
@@ -89,32 +89,44 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Partition {
-    /// Opens (recovering) or creates the partition stored in `dir`.
-    pub fn open(
+    /// Opens (recovering) or creates a partition on its own, outside any [`super::Log`]: for
+    /// tools and tests that look at one partition's behaviour.
+    pub fn open_alone(
         dir: PathBuf,
         topic: &str,
         id: u32,
-        config: Arc<LogConfig>,
+        config: LogConfig,
+        services: super::settings::LogServices,
     ) -> Result<Self, LogError> {
-        Self::open_mode(dir, topic, id, config, false)
+        Self::open(dir, topic, id, Arc::new(Runtime { config, services }))
+    }
+
+    /// Opens (recovering) or creates the partition stored in `dir`.
+    pub(crate) fn open(
+        dir: PathBuf,
+        topic: &str,
+        id: u32,
+        runtime: Arc<Runtime>,
+    ) -> Result<Self, LogError> {
+        Self::open_mode(dir, topic, id, runtime, false)
     }
 
     /// Opens a partition another process may be writing: nothing is repaired or written, and
     /// [`Partition::refresh`] picks up what the writer adds.
-    pub fn open_read_only(
+    pub(crate) fn open_read_only(
         dir: PathBuf,
         topic: &str,
         id: u32,
-        config: Arc<LogConfig>,
+        runtime: Arc<Runtime>,
     ) -> Result<Self, LogError> {
-        Self::open_mode(dir, topic, id, config, true)
+        Self::open_mode(dir, topic, id, runtime, true)
     }
 
     fn open_mode(
         dir: PathBuf,
         topic: &str,
         id: u32,
-        config: Arc<LogConfig>,
+        runtime: Arc<Runtime>,
         read_only: bool,
     ) -> Result<Self, LogError> {
         if !read_only {
@@ -165,13 +177,13 @@ impl Partition {
             next_offset,
             unsynced: false,
             poisoned: None,
-            cache: config.page_cache.chunks(active.len),
+            cache: runtime.services.page_cache.chunks(active.len),
         };
         Ok(Partition {
             topic: topic.to_owned(),
             id,
             dir,
-            config,
+            runtime,
             read_only,
             writer: Mutex::new(writer),
             shared: Mutex::new(Shared {
@@ -196,7 +208,12 @@ impl Partition {
     }
 
     pub fn config(&self) -> &LogConfig {
-        &self.config
+        &self.runtime.config
+    }
+
+    /// How much of this partition stays in the OS page cache.
+    pub(crate) fn page_cache(&self) -> &super::page_cache::PageCache {
+        &self.runtime.services.page_cache
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -267,7 +284,7 @@ impl Partition {
     /// in progress to wait for. The answer may be stale as soon as it is given; callers use it
     /// to choose a thread, never for correctness.
     pub fn append_is_light(&self, len: usize) -> bool {
-        if self.read_only || self.config.fsync == FsyncPolicy::Always {
+        if self.read_only || self.runtime.config.fsync == FsyncPolicy::Always {
             return false;
         }
         let Ok(w) = self.writer.try_lock() else {
@@ -282,8 +299,8 @@ impl Partition {
     fn would_roll(&self, w: &Writer, len: usize) -> bool {
         let age_exceeded = w
             .first_append
-            .is_some_and(|t| t.elapsed() >= self.config.segment_age);
-        w.len > 0 && (w.len + len as u64 > self.config.segment_bytes || age_exceeded)
+            .is_some_and(|t| t.elapsed() >= self.runtime.config.segment_age);
+        w.len > 0 && (w.len + len as u64 > self.runtime.config.segment_bytes || age_exceeded)
     }
 
     /// Appends one complete, CRC-valid batch (as built by [`batch::BatchBuilder`] or checked by
@@ -299,10 +316,10 @@ impl Partition {
             }
             .into());
         }
-        if batch.len() as u64 > self.config.segment_bytes {
+        if batch.len() as u64 > self.runtime.config.segment_bytes {
             return Err(LogError::BatchTooLarge {
                 size: batch.len(),
-                max: self.config.segment_bytes,
+                max: self.runtime.config.segment_bytes,
             });
         }
         if self.read_only {
@@ -317,7 +334,7 @@ impl Partition {
         }
         let base_offset = w.next_offset;
         let position = w.len;
-        let storage = &self.config.storage;
+        let storage = &self.runtime.services.storage;
         // The base offset first: a crash between the two writes leaves a batch too short for
         // its length, which recovery cuts, never a whole batch with a stale base offset.
         let written = storage
@@ -337,7 +354,7 @@ impl Partition {
                 source: e,
             });
         }
-        if self.config.fsync == FsyncPolicy::Always {
+        if self.runtime.config.fsync == FsyncPolicy::Always {
             if let Err(e) = storage.sync(&w.file) {
                 w.poisoned = Some(format!("fsync failed: {e}"));
                 return Err(LogError::Io {
@@ -373,7 +390,7 @@ impl Partition {
             shared.next_offset = w.next_offset;
         }
         self.grown.notify_all();
-        self.config.notifier.notify();
+        self.runtime.services.notifier.notify();
         Ok(Appended {
             base_offset,
             last_offset: w.next_offset - 1,
@@ -389,7 +406,7 @@ impl Partition {
             .index
             .to_bytes();
         write_file_atomically(&segment::index_path(&self.dir, w.base), &index)?;
-        if let Err(e) = self.config.storage.sync(&w.file) {
+        if let Err(e) = self.runtime.services.storage.sync(&w.file) {
             w.poisoned = Some(format!("fsync failed: {e}"));
             return Err(LogError::Io {
                 op: "fsync",
@@ -425,7 +442,7 @@ impl Partition {
             w.unsynced = false;
             (w.file.clone(), self.active_path(&w))
         };
-        self.config.storage.sync(&file).map_err(|e| {
+        self.runtime.services.storage.sync(&file).map_err(|e| {
             lock(&self.writer).poisoned = Some(format!("fsync failed: {e}"));
             LogError::Io {
                 op: "fsync",
@@ -744,25 +761,10 @@ fn recover_tail(
     Ok((state, scan.next_offset))
 }
 
-/// Replaces `path` with `bytes`: temp file, fsync, rename, fsync directory.
-pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
-    let tmp = path.with_extension(match path.extension() {
-        Some(ext) => format!("{}.tmp", ext.to_string_lossy()),
-        None => "tmp".into(),
-    });
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    };
-    write().map_err(LogError::io("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(LogError::io("rename into place", path))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
+    Ok(crate::atomic_file::write(path, bytes)?)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(LogError::io("fsync directory", dir))
+    Ok(crate::atomic_file::sync_dir(dir)?)
 }

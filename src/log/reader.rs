@@ -212,7 +212,7 @@ impl PartitionReader {
                 Some(c) if c.base == segment.base => c.position,
                 _ => segment.index.lookup((self.next - segment.base) as u32),
             };
-            let window = self.partition.config().page_cache.window();
+            let window = self.partition.page_cache().window();
             let later = shared.segments[i + 1..].iter().map(|s| s.len);
             let cold = page_cache::is_cold(window, segment.len - position, later);
             // A reader of old data that just moved into this segment drops what it kept of the

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::LogConfig;
+use super::settings::LogConfig;
 
 /// A topic's overrides; `None` keeps the log's global value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
