@@ -332,8 +332,10 @@ mod tests {
 
     #[test]
     fn the_logs_own_defaults_are_the_configs() {
-        let mut defaults = Config::default();
-        defaults.output_path = "somewhere".into();
+        let defaults = Config {
+            output_path: "somewhere".into(),
+            ..Config::default()
+        };
         assert_eq!(defaults.log(), LogConfig::in_dir("somewhere"));
     }
 
