@@ -7,7 +7,7 @@
 //! a plugin reading the queues, or an input reading topics through the `kafka` module (whose
 //! checkpoint holds its positions).
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +15,7 @@ use crate::checkpoint::{
     CheckpointError, CheckpointStore, CheckpointValue, TopicPositions, parse_topic_positions,
 };
 use crate::log::{Log, LogError};
+use crate::stop::StopToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DurabilityError {
@@ -51,7 +52,7 @@ pub fn tick(log: &Log, checkpoints: &CheckpointStore) -> Result<(), DurabilityEr
 
 /// The thread running [`tick`] periodically.
 pub struct Durability {
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    stop: StopToken,
     handle: Option<JoinHandle<()>>,
     log: Arc<Log>,
     checkpoints: Arc<CheckpointStore>,
@@ -59,23 +60,13 @@ pub struct Durability {
 
 impl Durability {
     pub fn start(log: Arc<Log>, checkpoints: Arc<CheckpointStore>, interval: Duration) -> Self {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop = StopToken::new();
         let (thread_stop, thread_log, thread_cp) = (stop.clone(), log.clone(), checkpoints.clone());
         let handle = std::thread::Builder::new()
             .name("blink-durability".into())
             .spawn(move || {
-                let (flag, wake) = &*thread_stop;
-                loop {
-                    // The lock is held only to wait: never through the tick's fsyncs, so `stop`
-                    // is never kept waiting for a slow disk to get its word in.
-                    let stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
-                    let (stopped, _) = wake
-                        .wait_timeout_while(stopped, interval, |stopped| !*stopped)
-                        .unwrap_or_else(|e| e.into_inner());
-                    if *stopped {
-                        break;
-                    }
-                    drop(stopped);
+                // Nothing is held while a tick's fsyncs run: a stop is seen as soon as it ends.
+                while !thread_stop.wait_timeout(interval) {
                     if let Err(e) = tick(&thread_log, &thread_cp) {
                         tracing::error!(error = %e, "durability tick failed");
                     }
@@ -97,9 +88,7 @@ impl Durability {
     }
 
     fn halt(&mut self) {
-        let (flag, wake) = &*self.stop;
-        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        wake.notify_all();
+        self.stop.stop();
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }

@@ -28,5 +28,6 @@ pub mod message;
 pub mod plugin;
 pub mod runner;
 pub mod sandbox;
+pub mod stop;
 pub mod time;
 pub mod varint;

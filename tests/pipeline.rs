@@ -609,7 +609,6 @@ fn a_restart_right_after_kill_9_gets_the_lock() {
 #[test]
 fn a_slow_stop_does_not_lock_the_pipeline() {
     use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
 
     use blink::checkpoint::CheckpointStore;
     use blink::log::LogConfig;
@@ -653,7 +652,7 @@ fn a_slow_stop_does_not_lock_the_pipeline() {
         lua_paths: vec![],
         hostname: "test".into(),
         max_message_size: 65536,
-        shutdown: Arc::new(AtomicBool::new(false)),
+        shutdown: blink::stop::StopToken::new(),
         stats: Arc::new(Stats::default()),
         backpressure: 0,
     };

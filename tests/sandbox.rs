@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use blink::checkpoint::{CheckpointStore, CheckpointValue};
 use blink::log::LogConfig;
@@ -65,7 +64,7 @@ impl Env {
             config,
             &self.settings(),
             appender,
-            Arc::new(AtomicBool::new(true)),
+            blink::stop::StopToken::new(),
         )
     }
 

@@ -13,7 +13,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -62,7 +61,7 @@ pub(super) fn context(
         lua_paths: vec![],
         hostname: "bench".into(),
         max_message_size: 65536,
-        shutdown: Arc::new(AtomicBool::new(false)),
+        shutdown: blink::stop::StopToken::new(),
         stats: Arc::new(blink::runner::Stats::default()),
         backpressure: 0,
     }

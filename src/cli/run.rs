@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -14,27 +14,39 @@ use blink::hotload::HotLoader;
 use blink::kafka::KafkaListener;
 use blink::log::Log;
 use blink::runner::{Context, Pipeline, Stats};
+use blink::stop::StopToken;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// How often `plugins.tsv` and `hotload.tsv` are rewritten.
 const STATS_EVERY: Duration = Duration::from_secs(1);
 
 pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    // The main thread sleeps on this socket between stats writes; a signal writes a byte into
-    // it, so a stop is seen at once without polling.
-    let (mut wake, signalled) =
+    // Blink's own stop: a signal or a plugin's shutdown_on_terminate stops it, and the main
+    // thread then stops everything in data-flow order.
+    let stop = StopToken::new();
+    let signalled = Arc::new(AtomicBool::new(false));
+    // A signal writes a byte into this socket (the only thing a signal handler may safely do);
+    // a thread waiting on it stops the token.
+    let (mut wake, signal_pipe) =
         std::os::unix::net::UnixStream::pair().context("creating the signal pipe")?;
     for signal in [SIGINT, SIGTERM] {
         // A second signal while stopping exits at once (status 130), the first asks to stop.
-        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
+        signal_hook::flag::register_conditional_shutdown(signal, 130, signalled.clone())
             .context("installing signal handlers")?;
-        signal_hook::flag::register(signal, stop.clone()).context("installing signal handlers")?;
-        signal_hook::low_level::pipe::register(signal, signalled.try_clone()?)
+        signal_hook::flag::register(signal, signalled.clone())
+            .context("installing signal handlers")?;
+        signal_hook::low_level::pipe::register(signal, signal_pipe.try_clone()?)
             .context("installing signal handlers")?;
     }
-    wake.set_read_timeout(Some(STATS_EVERY))
-        .context("setting up the signal pipe")?;
+    let on_signal = stop.clone();
+    std::thread::Builder::new()
+        .name("blink-signals".into())
+        .spawn(move || {
+            if std::io::Read::read(&mut wake, &mut [0u8; 16]).is_ok() {
+                on_signal.stop();
+            }
+        })
+        .context("starting the signal thread")?;
     // What can fail without touching the disk is checked first: a wrong directory or a busy
     // port leaves nothing behind.
     if !config.sandbox_run_path.is_dir() {
@@ -85,7 +97,7 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         lua_paths: vec![config.lua_path.clone()],
         hostname: config.hostname.clone(),
         max_message_size: config.max_message_size as usize,
-        shutdown: Arc::new(AtomicBool::new(false)),
+        shutdown: stop.clone(),
         stats: Arc::new(Stats::default()),
         backpressure: config.backpressure,
     };
@@ -114,9 +126,8 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
     tracing::info!(output_path = %config.output_path.display(), fsync = ?config.fsync, "blink is running; SIGINT or SIGTERM stops it");
 
     let mut last_stats = std::time::Instant::now();
-    while !stop.load(Ordering::SeqCst) && !pipeline.shutdown_requested() {
-        // Until a signal or the next stats write (a plugin's shutdown_on_terminate is seen then).
-        let _ = std::io::Read::read(&mut wake, &mut [0u8; 16]);
+    // Until the stop, writing the stats every STATS_EVERY.
+    while !stop.wait_timeout(STATS_EVERY.saturating_sub(last_stats.elapsed())) {
         if last_stats.elapsed() >= STATS_EVERY {
             last_stats = std::time::Instant::now();
             if let Err(e) = stats.write(&stats_dir) {

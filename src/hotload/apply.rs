@@ -4,12 +4,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use super::files::{Dropped, Ext};
 use crate::plugin::{PluginConfig, PluginKind};
 use crate::runner::{HotloadCounters, LoadOutcome, Pipeline};
 use crate::sandbox::Sandbox;
+use crate::stop::StopToken;
 
 /// Applies dropped files to a running pipeline.
 pub struct Applier<'a> {
@@ -244,8 +245,7 @@ impl Applier<'_> {
     fn trial_load(&self, config: &PluginConfig, code_dir: &Path) -> Result<(), String> {
         let mut settings = self.pipeline.context().settings(config.kind);
         settings.plugin_dir = code_dir.to_owned();
-        let running = Arc::new(AtomicBool::new(true));
-        Sandbox::new(Arc::new(config.clone()), &settings, None, running)
+        Sandbox::new(Arc::new(config.clone()), &settings, None, StopToken::new())
             .map(drop)
             .map_err(|t| t.0)
     }

@@ -33,8 +33,6 @@ const RESCAN: Duration = Duration::from_secs(1);
 /// The hot-load thread.
 pub struct HotLoader {
     worker: Worker,
-    /// Wakes the thread for a stop (it waits on file events, not on a polling timer).
-    wake: mpsc::Sender<Wake>,
 }
 
 /// What the hot-load thread waits for.
@@ -52,20 +50,23 @@ impl HotLoader {
         }
         let (wake, inbox) = mpsc::channel();
         let events = wake.clone();
-        let worker = Worker::spawn("blink-hotload".into(), move |running| {
+        let worker = Worker::spawn("blink-hotload".into(), move |stop| {
             let span = tracing::info_span!("hotload");
             let _entered = span.enter();
             let mut watch = Watch::new(load_dir, pipeline);
             watch.clear_stale_errors();
-            watch.run(&running, events, &inbox);
+            watch.run(&stop, events, &inbox);
         })?;
-        Ok(HotLoader { worker, wake })
+        // The watcher waits on its event channel: a stop is one more event there.
+        worker.token().on_stop(move || {
+            let _ = wake.send(Wake::Stop);
+        });
+        Ok(HotLoader { worker })
     }
 
     /// Stops watching (a file being applied is finished first).
     pub fn stop(self) {
         self.worker.stop();
-        let _ = self.wake.send(Wake::Stop);
         self.worker.join();
     }
 }
@@ -133,11 +134,10 @@ impl Watch {
 
     fn run(
         &mut self,
-        running: &std::sync::atomic::AtomicBool,
+        stop: &crate::stop::StopToken,
         events: mpsc::Sender<Wake>,
         inbox: &mpsc::Receiver<Wake>,
     ) {
-        use std::sync::atomic::Ordering;
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let _ = events.send(Wake::File(event));
         });
@@ -158,7 +158,7 @@ impl Watch {
         };
         tracing::info!(dir = %self.load_dir.display(), "watching for plugins to load");
         let mut next_rescan = Instant::now();
-        while running.load(Ordering::SeqCst) {
+        while !stop.is_stopped() {
             let now = Instant::now();
             if now >= next_rescan {
                 self.rescan(now);

@@ -6,23 +6,20 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 use super::broker::{Broker, Reply};
+use crate::stop::StopToken;
 
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    mut stopped: watch::Receiver<bool>,
-) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, stop: StopToken) {
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::with_capacity(64 << 10, read);
     let max = broker.max_request_bytes();
     loop {
         let len = tokio::select! {
-            _ = stopped.changed() => return,
+            biased;
+            // Between requests: a stopping server closes the connection here.
+            _ = stop.stopped() => return,
             len = read.read_i32() => match len {
                 Ok(len) => len,
                 Err(_) => return, // the client went away

@@ -23,21 +23,22 @@ mod versions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 pub use broker::Broker;
 pub use versions::SUPPORTED;
 
 use crate::config::KafkaConfig;
 use crate::log::Log;
+use crate::stop::StopToken;
 
 /// The running server: its thread and the address it listens on.
 pub struct KafkaServer {
     address: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: StopToken,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -75,13 +76,16 @@ impl KafkaListener {
         let config = &config;
         let address = listener.local_addr()?;
         let broker = Arc::new(Broker::new(config.clone(), address, log)?);
-        let (stop, stopped) = watch::channel(false);
+        let stop = StopToken::new();
         let max_connections = config.max_connections;
+        let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("blink-kafka".into())
             .spawn(move || {
                 runtime.block_on(accept(listener, broker, max_connections, stopped));
-                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+                // Connections are drained by now; what is left is blocking-pool work of
+                // requests given up on.
+                runtime.shutdown_timeout(Duration::from_secs(1));
             })?;
         tracing::info!(%address, advertised = %format!("{}:{}", config_host(config, address), address.port()), "kafka server listening");
         Ok(KafkaServer {
@@ -103,9 +107,10 @@ impl KafkaServer {
         self.address
     }
 
-    /// Stops accepting and closes every connection.
+    /// Stops accepting, lets every connection finish the request it is serving (for up to
+    /// [`DRAIN`]), then closes them.
     pub fn stop(mut self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -124,43 +129,67 @@ fn config_host(config: &KafkaConfig, address: SocketAddr) -> String {
     }
 }
 
+/// How long a stopping server waits for connections to finish the request they are serving
+/// (a fetch waiting for data, a produce being written) before it closes them.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// How often group members whose session ran out, and join barriers whose deadline passed,
+/// are looked for.
+const EXPIRE_EVERY: Duration = Duration::from_millis(200);
+
 async fn accept(
     listener: tokio::net::TcpListener,
     broker: Arc<Broker>,
     max_connections: usize,
-    mut stopped: watch::Receiver<bool>,
+    stop: StopToken,
 ) {
-    let open = Arc::new(AtomicUsize::new(0));
-    // Group members whose session ran out, and join barriers whose deadline passed.
     let expiring = broker.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let expiry_stop = stop.clone();
+    let expiry = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EXPIRE_EVERY);
         loop {
-            tick.tick().await;
-            expiring.groups.expire();
+            tokio::select! {
+                _ = expiry_stop.stopped() => return,
+                _ = tick.tick() => expiring.groups.expire(),
+            }
         }
     });
+    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            _ = stopped.changed() => return,
+            biased;
+            _ = stop.stopped() => break,
+            // Reaps finished connections, so `len` counts the open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if open.load(Ordering::Relaxed) >= max_connections {
+                    if connections.len() >= max_connections {
                         tracing::warn!(%peer, max_connections, "kafka: too many connections; closing this one");
                         continue;
                     }
-                    open.fetch_add(1, Ordering::Relaxed);
-                    let (broker, open, stopped) = (broker.clone(), open.clone(), stopped.clone());
-                    tokio::spawn(async move {
-                        conn::serve(stream, peer, broker, stopped).await;
-                        open.fetch_sub(1, Ordering::Relaxed);
-                    });
+                    connections.spawn(conn::serve(stream, peer, broker.clone(), stop.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "kafka: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
         }
+    }
+    drop(listener);
+    let _ = expiry.await;
+    let open = connections.len();
+    let drained = tokio::time::timeout(DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open,
+            left = connections.len(),
+            "kafka: connections still busy after {DRAIN:?}; closing them"
+        );
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
     }
 }

@@ -20,6 +20,7 @@ use super::partition::{Appended, Partition};
 use super::settings::BatchPolicy;
 use crate::checkpoint::{CheckpointStore, CheckpointValue};
 use crate::message::Message;
+use crate::stop::StopToken;
 
 /// Where an input's checkpoint goes once its messages are written.
 #[derive(Debug, Clone)]
@@ -317,18 +318,27 @@ impl Inner {
 pub(crate) struct Linger {
     queue: Mutex<LingerQueue>,
     wake: Condvar,
+    stop: StopToken,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Debug, Default)]
 struct LingerQueue {
     due: Vec<(Instant, Weak<Inner>)>,
-    stop: bool,
 }
 
 impl Linger {
     pub(crate) fn start() -> Arc<Linger> {
         let linger = Arc::new(Linger::default());
+        // The thread waits on its queue's condition variable: a stop notifies it (under the
+        // queue's lock, so the wake-up cannot fall between its check and its wait).
+        let waker = Arc::downgrade(&linger);
+        linger.stop.on_stop(move || {
+            if let Some(linger) = waker.upgrade() {
+                let _queue = lock(&linger.queue);
+                linger.wake.notify_all();
+            }
+        });
         let worker = linger.clone();
         let handle = std::thread::Builder::new()
             .name("blink-linger".into())
@@ -350,8 +360,7 @@ impl Linger {
     /// Stops the thread and waits for it; batches still pending are flushed by their
     /// appenders (explicitly or when dropped).
     pub(crate) fn stop(&self) {
-        lock(&self.queue).stop = true;
-        self.wake.notify_one();
+        self.stop.stop();
         if let Some(handle) = lock(&self.thread).take() {
             let _ = handle.join();
         }
@@ -360,7 +369,7 @@ impl Linger {
     fn run(&self) {
         let mut queue = lock(&self.queue);
         loop {
-            if queue.stop {
+            if self.stop.is_stopped() {
                 return;
             }
             let now = Instant::now();

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use super::Context;
+use super::instance::Instance;
 use super::worker::Worker;
-use super::{Context, PluginStats};
 use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, Partition, PartitionReader};
-use crate::matcher::Matcher;
 use crate::message::MessageView;
 use crate::plugin::{InitialPosition, PluginConfig};
-use crate::sandbox::Sandbox;
+use crate::stop::StopToken;
 
 /// Records between checkpoints while data is flowing (and after each idle moment): small enough
 /// that a crash replays little, large enough that the flush it implies is rare.
@@ -64,19 +64,14 @@ pub struct AnalysisThread {
 
 /// A plugin loaded on the thread.
 struct Loaded {
-    config: Arc<PluginConfig>,
-    sandbox: Sandbox,
-    matcher: Matcher,
+    instance: Instance,
     interval: Option<Duration>,
     next_timer: Instant,
-    processed: u64,
-    failures: u64,
     /// The first offset this plugin processes: the thread's reader may be behind it (another
     /// plugin of the thread is replaying older messages).
     from: i64,
     /// Terminated: removed from the thread after the current message.
     dead: bool,
-    stats: Arc<PluginStats>,
 }
 
 impl Loaded {
@@ -127,7 +122,7 @@ impl AnalysisThread {
         let (commands, inbox) = mpsc::channel();
         let pending = Arc::new(AtomicBool::new(false));
         let (ctx, flag, queue) = (context.clone(), pending.clone(), input.clone());
-        let worker = Worker::spawn(format!("analysis-{id}"), move |running| {
+        let worker = Worker::spawn(format!("analysis-{id}"), move |stop| {
             let span = tracing::info_span!("analysis_thread", id);
             let _entered = span.enter();
             let mut thread = ThreadState {
@@ -136,7 +131,7 @@ impl AnalysisThread {
                 plugins: Vec::new(),
                 reader: None,
                 input: queue,
-                running: &running,
+                stop: &stop,
             };
             for (config, from) in plugins {
                 if let Err(e) = thread.add(config.clone(), from) {
@@ -145,6 +140,9 @@ impl AnalysisThread {
             }
             thread.run(&inbox, &flag);
         })?;
+        // The thread waits for records of its queue: a stop wakes its reader.
+        let readers = input.clone();
+        worker.token().on_stop(move || readers.wake_readers());
         Ok(AnalysisThread {
             id,
             mailbox: Mailbox {
@@ -191,48 +189,35 @@ impl AnalysisThread {
 
     pub fn stop(&self) {
         self.worker.stop();
-        self.mailbox.input.wake_readers();
     }
 
-    pub fn join(&self) {
-        self.worker.join();
+    /// Waits up to `deadline` for the thread; false if it is still running (left behind).
+    pub fn join(&self, deadline: Duration) -> bool {
+        self.worker.join_timeout(deadline)
     }
 }
 
-/// Creates a plugin's sandbox and matcher (preserved data is restored by the caller, once an
-/// instance it replaces has saved its own).
+/// Opens a plugin for the thread (preserved data is restored by the caller, once an instance
+/// it replaces has saved its own).
 fn load(
     ctx: &Context,
     config: &Arc<PluginConfig>,
     from: i64,
-    running: &Arc<AtomicBool>,
+    stop: &StopToken,
 ) -> Result<Loaded, String> {
-    let matcher = Matcher::new(config.message_matcher.as_deref().unwrap_or("TRUE"))
-        .map_err(|e| e.to_string())?;
     let appender = ctx
         .log
         .appender(ANALYSIS_TOPIC, 0, None)
         .map_err(|e| e.to_string())?;
-    let sandbox = Sandbox::new(
-        config.clone(),
-        &ctx.plugin_settings(config),
-        Some(appender),
-        running.clone(),
-    )
-    .map_err(|t| t.0)?;
+    let instance = Instance::open(ctx, config, Some(appender), stop)?;
     let interval =
         (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
     Ok(Loaded {
-        config: config.clone(),
-        sandbox,
-        matcher,
+        instance,
         next_timer: Instant::now() + interval.unwrap_or_default(),
         interval,
-        processed: 0,
-        failures: 0,
         from,
         dead: false,
-        stats: ctx.stats.plugin(&config.name),
     })
 }
 
@@ -243,17 +228,15 @@ struct ThreadState<'a> {
     plugins: Vec<Loaded>,
     reader: Option<PartitionReader>,
     input: Arc<Partition>,
-    running: &'a Arc<AtomicBool>,
+    stop: &'a StopToken,
 }
 
 impl ThreadState<'_> {
     /// Adds a plugin that is not running here yet, reading from `from`.
     fn add(&mut self, config: Arc<PluginConfig>, from: i64) -> Result<(), String> {
         let from = from.max(self.input.log_start());
-        let plugin = load(self.ctx, &config, from, self.running)?;
-        if !self.ctx.restore(&config, &plugin.sandbox) {
-            return Err("cannot restore its preserved data".into());
-        }
+        let plugin = load(self.ctx, &config, from, self.stop)?;
+        plugin.instance.start(self.ctx)?;
         match &mut self.reader {
             Some(reader) if from < reader.position() => {
                 // Replay for the newcomer; the others skip what they have already seen.
@@ -266,7 +249,6 @@ impl ThreadState<'_> {
             Some(_) => {}
             None => self.reader = Some(PartitionReader::new(self.input.clone(), from)),
         }
-        plugin.stats.set_state("running");
         tracing::info!(plugin = %config.name, from, "started");
         self.ctx
             .checkpoints
@@ -281,7 +263,7 @@ impl ThreadState<'_> {
         let Some(i) = self
             .plugins
             .iter()
-            .position(|p| p.config.name == config.name)
+            .position(|p| p.instance.config.name == config.name)
         else {
             return self.add(config, from);
         };
@@ -293,16 +275,13 @@ impl ThreadState<'_> {
         let position = self.plugins[i].position(reader);
         // The new instance is created before the old one stops, so a failure leaves the old
         // one running.
-        let plugin = load(self.ctx, &config, position, self.running)?;
+        let plugin = load(self.ctx, &config, position, self.stop)?;
         let old = std::mem::replace(&mut self.plugins[i], plugin);
         self.shut_down(&old);
-        let new = &self.plugins[i];
-        if !self.ctx.restore(&config, &new.sandbox) {
-            self.plugins[i].dead = true;
-            self.plugins.retain(|p| !p.dead);
-            return Err("cannot restore its preserved data".into());
+        if let Err(e) = self.plugins[i].instance.start(self.ctx) {
+            self.plugins.remove(i);
+            return Err(e);
         }
-        new.stats.set_state("running");
         let pause = started.elapsed();
         self.ctx.stats.hotload.swap_pause(pause);
         tracing::info!(plugin = %config.name, from = position, ?pause, "restarted");
@@ -311,7 +290,11 @@ impl ThreadState<'_> {
 
     /// Stops plugin `name` cleanly; false if it is not running here.
     fn unload(&mut self, name: &str) -> bool {
-        let Some(i) = self.plugins.iter().position(|p| p.config.name == name) else {
+        let Some(i) = self
+            .plugins
+            .iter()
+            .position(|p| p.instance.config.name == name)
+        else {
             return false;
         };
         let plugin = self.plugins.remove(i);
@@ -328,28 +311,13 @@ impl ThreadState<'_> {
     /// The last steps of a plugin leaving the thread: `timer_event(ns, true)`, preserve_data,
     /// what it injected written, its position and stats recorded.
     fn shut_down(&self, plugin: &Loaded) {
-        match plugin.sandbox.timer_event(crate::time::now_nanos(), true) {
-            Ok(()) => {
-                self.ctx.preserve(&plugin.config, &plugin.sandbox);
-                plugin.stats.set_state("stopped");
-            }
-            Err(t) => self.ctx.terminated(&plugin.config, &t.0),
-        }
-        super::publish(
-            &plugin.stats,
-            &plugin.sandbox,
-            plugin.processed,
-            plugin.failures,
-        );
-        if let Some(appender) = plugin.sandbox.host().appender.as_ref()
-            && let Err(e) = appender.flush()
-        {
-            tracing::error!(plugin = %plugin.config.name, error = %e, "cannot write injected messages");
+        if !plugin.instance.finish(self.ctx) {
+            // The position stays behind, so nothing is skipped when writing works again.
             return;
         }
         if let Some(reader) = &self.reader {
             self.ctx.checkpoints.set_position(
-                &plugin.config.name,
+                &plugin.instance.config.name,
                 INPUT_TOPIC,
                 0,
                 plugin.position(reader),
@@ -386,7 +354,9 @@ impl ThreadState<'_> {
     /// covers them when they are loaded again).
     fn bury_dead(&mut self) {
         for plugin in self.plugins.iter().filter(|p| p.dead) {
-            self.ctx.checkpoints.remove_reader(&plugin.config.name);
+            self.ctx
+                .checkpoints
+                .remove_reader(&plugin.instance.config.name);
         }
         self.plugins.retain(|p| !p.dead);
         if self.plugins.is_empty() {
@@ -398,7 +368,7 @@ impl ThreadState<'_> {
     /// Reads the queue until Blink stops, applying commands between messages.
     fn run(&mut self, inbox: &mpsc::Receiver<Command>, pending: &AtomicBool) {
         let mut since_checkpoint = 0u32;
-        while self.running.load(Ordering::Relaxed) {
+        while !self.stop.is_stopped() {
             // A plain load first: a swap (a locked instruction) on every message would cost more.
             if pending.load(Ordering::Relaxed) && pending.swap(false, Ordering::Acquire) {
                 while let Ok(command) = inbox.try_recv() {
@@ -450,15 +420,8 @@ impl ThreadState<'_> {
                 }
             }
         }
-        let now = crate::time::now_nanos();
         for plugin in &self.plugins {
-            match plugin.sandbox.timer_event(now, true) {
-                Ok(()) => {
-                    self.ctx.preserve(&plugin.config, &plugin.sandbox);
-                    plugin.stats.set_state("stopped");
-                }
-                Err(t) => self.ctx.terminated(&plugin.config, &t.0),
-            }
+            plugin.instance.finish(self.ctx);
         }
         self.checkpoint();
         tracing::info!("stopped");
@@ -480,26 +443,27 @@ impl ThreadState<'_> {
         for plugin in self.plugins.iter_mut() {
             if record.offset < plugin.from
                 || !plugin
-                    .matcher
+                    .instance
                     .matches(&MessageView::with_index(&value, &index))
             {
                 continue;
             }
             // Moved in and taken back: no reference count traffic per plugin.
-            plugin.sandbox.set_current_view(value, index);
-            let result = plugin.sandbox.process_message(());
-            let back = plugin.sandbox.take_current();
+            plugin.instance.sandbox.set_current_view(value, index);
+            let result = plugin.instance.sandbox.process_message(());
+            let back = plugin.instance.sandbox.take_current();
             debug_assert!(back.is_some(), "process_message keeps the message");
             value = back.unwrap_or_default();
-            plugin.processed += 1;
+            plugin
+                .instance
+                .count(matches!(result, Ok((status, _)) if status != 0));
             match result {
                 Ok((0, _)) => {}
                 Ok((_, message)) => {
-                    plugin.failures += 1;
-                    tracing::debug!(plugin = %plugin.config.name, ?message, "process_message failed");
+                    tracing::debug!(plugin = %plugin.instance.config.name, ?message, "process_message failed");
                 }
                 Err(t) => {
-                    self.ctx.terminated(&plugin.config, &t.0);
+                    self.ctx.terminated(&plugin.instance.config, &t.0);
                     plugin.dead = true;
                     dead = true;
                 }
@@ -517,25 +481,20 @@ impl ThreadState<'_> {
             return;
         };
         for plugin in &self.plugins {
-            super::publish(
-                &plugin.stats,
-                &plugin.sandbox,
-                plugin.processed,
-                plugin.failures,
-            );
+            plugin.instance.publish();
         }
         for plugin in &self.plugins {
-            if let Some(appender) = plugin.sandbox.host().appender.as_ref()
+            if let Some(appender) = plugin.instance.sandbox.host().appender.as_ref()
                 && let Err(e) = appender.flush()
             {
                 // The positions stay behind, so nothing is skipped when writing works again.
-                tracing::error!(plugin = %plugin.config.name, error = %e, "cannot write injected messages");
+                tracing::error!(plugin = %plugin.instance.config.name, error = %e, "cannot write injected messages");
                 return;
             }
         }
         for plugin in &self.plugins {
             self.ctx.checkpoints.set_position(
-                &plugin.config.name,
+                &plugin.instance.config.name,
                 INPUT_TOPIC,
                 0,
                 plugin.position(reader),
@@ -556,10 +515,11 @@ impl ThreadState<'_> {
             }
             plugin.next_timer = (plugin.next_timer + interval).max(now);
             if let Err(t) = plugin
+                .instance
                 .sandbox
                 .timer_event(crate::time::now_nanos(), shutdown)
             {
-                self.ctx.terminated(&plugin.config, &t.0);
+                self.ctx.terminated(&plugin.instance.config, &t.0);
                 plugin.dead = true;
                 dead = true;
             }

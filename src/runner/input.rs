@@ -6,29 +6,23 @@
 //! messages carrying it are in the log, so a restart resumes with no gap.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mlua::Value;
 
 use super::Context;
+use super::instance::Instance;
 use super::worker::Worker;
 use crate::checkpoint::CheckpointValue;
 use crate::log::{Appender, CheckpointTarget, Fence, INPUT_TOPIC};
 use crate::plugin::PluginConfig;
-use crate::sandbox::Sandbox;
-
-/// How long a stopping input gets before it is fenced and left behind.
-const JOIN_DEADLINE: Duration = Duration::from_secs(5);
+use crate::stop::StopToken;
 
 pub struct InputRunner {
     pub config: Arc<PluginConfig>,
     worker: Worker,
     /// Closes the instance's writer once it is asked to stop and joined, or given up on.
     fence: Fence,
-    /// The log's notifier: an input waiting for records of a topic (the kafka bridge) waits on
-    /// it, so `stop` bumps it.
-    notifier: Arc<crate::log::Notifier>,
 }
 
 impl InputRunner {
@@ -43,43 +37,46 @@ impl InputRunner {
             .map_err(|e| std::io::Error::other(format!("cannot write to {INPUT_TOPIC}: {e}")))?;
         let fence = appender.fence();
         let (ctx, cfg) = (context.clone(), config.clone());
-        let worker = Worker::spawn(config.name.clone(), move |running| {
+        let worker = Worker::spawn(config.name.clone(), move |stop| {
             let span = tracing::info_span!("plugin", kind = "input", name = %cfg.name);
             let _entered = span.enter();
-            run_input(&ctx, &cfg, appender, &running);
+            run_input(&ctx, &cfg, appender, &stop);
         })?;
+        // An input waiting for records of a topic (the kafka bridge) waits on the log's
+        // notifier: a stop bumps it.
+        let notifier = context.log.notifier();
+        worker.token().on_stop(move || notifier.notify());
         Ok(InputRunner {
             config,
             worker,
             fence,
-            notifier: context.log.notifier(),
         })
     }
 
     /// Asks the plugin to stop: `is_running()` turns false and no further call is made.
     pub fn stop(&self) {
         self.worker.stop();
-        self.notifier.notify();
     }
 
-    /// Waits up to `timeout` for the thread, then closes its writer. An input that does not stop
+    /// Waits up to `deadline` for the thread, then closes its writer. An input that does not stop
     /// (blocked in I/O, or ignoring `is_running()`) is left behind, fenced: what it injected
     /// before is written, and every inject and checkpoint after is refused, so a replacement can
     /// start from its checkpoint with no duplicates after it and no checkpoint moving back.
-    pub fn join(&self) {
-        let stopped = self.worker.join_timeout(JOIN_DEADLINE);
+    pub fn join(&self, deadline: Duration) -> bool {
+        let stopped = self.worker.join_timeout(deadline);
         if let Err(e) = self.fence.close() {
             tracing::error!(plugin = %self.config.name, error = %e, "closing the input's writer failed; its unwritten records will be read again from its checkpoint");
         }
         if !stopped {
             tracing::warn!(plugin = %self.config.name, "input did not stop in time; leaving it running with its injects and checkpoints refused");
         }
+        stopped
     }
 }
 
 /// Backpressure: waits while the slowest reader of `blink.input` is more than `backpressure`
 /// segments behind its end (or until Blink stops).
-fn throttle(ctx: &Context, running: Arc<AtomicBool>) -> Box<dyn Fn() -> bool> {
+fn throttle(ctx: &Context, stop: StopToken) -> Box<dyn Fn() -> bool> {
     let (checkpoints, max) = (ctx.checkpoints.clone(), ctx.backpressure as usize);
     let partition = ctx.log.partition(INPUT_TOPIC, 0).ok();
     Box::new(move || {
@@ -87,7 +84,7 @@ fn throttle(ctx: &Context, running: Arc<AtomicBool>) -> Box<dyn Fn() -> bool> {
             return true;
         };
         let mut waited = false;
-        while running.load(Ordering::Relaxed) {
+        while !stop.is_stopped() {
             let Some(slowest) = checkpoints.oldest_position(INPUT_TOPIC, 0) else {
                 break;
             };
@@ -103,9 +100,10 @@ fn throttle(ctx: &Context, running: Arc<AtomicBool>) -> Box<dyn Fn() -> bool> {
                 );
                 waited = true;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            // Reader progress is looked at every 10 ms; a stop ends the wait at once.
+            stop.wait_timeout(Duration::from_millis(10));
         }
-        let go_on = running.load(Ordering::Relaxed);
+        let go_on = !stop.is_stopped();
         if waited && go_on {
             tracing::info!("backpressure released");
         }
@@ -113,46 +111,31 @@ fn throttle(ctx: &Context, running: Arc<AtomicBool>) -> Box<dyn Fn() -> bool> {
     })
 }
 
-fn run_input(
-    ctx: &Context,
-    config: &Arc<PluginConfig>,
-    appender: Appender,
-    running: &Arc<AtomicBool>,
-) {
-    let sandbox = match Sandbox::new(
-        config.clone(),
-        &ctx.plugin_settings(config),
-        Some(appender),
-        running.clone(),
-    ) {
-        Ok(s) => s,
-        Err(t) => return ctx.terminated(config, &t.0),
+fn run_input(ctx: &Context, config: &Arc<PluginConfig>, appender: Appender, stop: &StopToken) {
+    let instance = match Instance::open(ctx, config, Some(appender), stop) {
+        Ok(instance) => instance,
+        Err(e) => return ctx.terminated(config, &e),
     };
-    if !ctx.restore(config, &sandbox) {
+    if instance.start(ctx).is_err() {
         return;
     }
+    let sandbox = &instance.sandbox;
     if ctx.backpressure > 0 {
-        sandbox.host().throttle = Some(throttle(ctx, running.clone()));
+        sandbox.host().throttle = Some(throttle(ctx, stop.clone()));
     }
-    let stats = ctx.stats.plugin(&config.name);
-    stats.set_state("running");
-    let (mut processed, mut failures) = (0u64, 0u64);
     tracing::info!("started");
     let interval = Duration::from_secs(config.ticker_interval);
-    while running.load(Ordering::SeqCst) {
+    while !stop.is_stopped() {
         let result = match ctx.checkpoints.input(&config.name) {
             Some(CheckpointValue::Number(n)) => sandbox.process_message(n),
             Some(CheckpointValue::String(s)) => sandbox.process_message(s),
             None => sandbox.process_message(Value::Nil),
         };
         let flushed = sandbox.host().appender.as_ref().map(|a| a.flush());
-        processed += 1;
-        if matches!(result, Ok((status, _)) if status < 0) {
-            failures += 1;
-        }
-        super::publish(&stats, &sandbox, processed, failures);
+        instance.count(matches!(result, Ok((status, _)) if status < 0));
+        instance.publish();
         match (result, flushed) {
-            (Err(_), _) if !running.load(Ordering::SeqCst) => {
+            (Err(_), _) if stop.is_stopped() => {
                 // Refused while stopping (backpressure held it until then, or the instance was
                 // fenced): a clean stop; the checkpoint names the last message written.
                 tracing::info!("stopped: an inject was refused while stopping");
@@ -170,10 +153,9 @@ fn run_input(
         if interval.is_zero() {
             break;
         }
-        // Parked until the next tick; `stop` unparks it (no polling while idle).
-        let deadline = Instant::now() + interval;
-        while running.load(Ordering::SeqCst) && Instant::now() < deadline {
-            std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+        // Until the next tick, or the stop (no polling while idle).
+        if stop.wait_timeout(interval) {
+            break;
         }
     }
     let fenced = sandbox
@@ -186,7 +168,6 @@ fn run_input(
         tracing::warn!("a fenced instance finished late; its data is not preserved");
         return;
     }
-    ctx.preserve(config, &sandbox);
-    stats.set_state("stopped");
+    instance.finish(ctx);
     tracing::info!(injected = sandbox.host().injected, "stopped");
 }

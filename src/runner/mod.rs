@@ -8,6 +8,7 @@
 
 mod analysis;
 mod input;
+mod instance;
 mod output;
 mod pipeline;
 mod stats;
@@ -15,7 +16,6 @@ mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use pipeline::{LoadError, LoadOutcome, Pipeline};
 pub use stats::{HotloadCounters, PluginStats, Stats};
@@ -25,6 +25,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::log::Log;
 use crate::plugin::{PluginConfig, PluginKind};
 use crate::sandbox::SandboxSettings;
+use crate::stop::StopToken;
 
 /// What every runner needs from the pipeline.
 #[derive(Clone)]
@@ -38,8 +39,9 @@ pub struct Context {
     pub lua_paths: Vec<PathBuf>,
     pub hostname: String,
     pub max_message_size: usize,
-    /// Set when a plugin with `shutdown_on_terminate` fails: Blink then shuts down.
-    pub shutdown: Arc<AtomicBool>,
+    /// Blink's own stop: stopped when a plugin with `shutdown_on_terminate` fails (and by
+    /// `blink run` on a signal); `blink run` then stops everything in order.
+    pub shutdown: StopToken,
     /// Every plugin's counters (`plugins.tsv`).
     pub stats: Arc<Stats>,
     /// Segments of `blink.input` the slowest reader may lag before inputs wait; 0 = off.
@@ -133,7 +135,7 @@ impl Context {
         write_err(&self.run_dir.join(config.kind.dir()), stem, message);
         if config.shutdown_on_terminate {
             tracing::error!(plugin = %config.name, "shutdown_on_terminate is set: stopping Blink");
-            self.shutdown.store(true, Ordering::SeqCst);
+            self.shutdown.stop();
         }
     }
 }

@@ -6,20 +6,18 @@
 //! message every second; -4 (batching) holds it until a later 0 or `update_checkpoint()`; -5
 //! (asynchronous) holds it until `update_checkpoint(sequence_id)` confirms that message.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Context;
+use super::instance::Instance;
 use super::worker::Worker;
 use crate::log::batch::Record;
 use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, PartitionReader};
-use crate::matcher::Matcher;
 use crate::message::MessageView;
 use crate::plugin::{InitialPosition, PluginConfig, ReadQueue};
-use crate::sandbox::Sandbox;
+use crate::stop::StopToken;
 
 /// What `process_message` asked for (Hindsight's output return codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +47,6 @@ impl OutputStatus {
 pub struct OutputRunner {
     pub config: Arc<PluginConfig>,
     worker: Worker,
-    /// The log's notifier, which the output waits on for new records: `stop` bumps it.
-    notifier: Arc<crate::log::Notifier>,
 }
 
 impl OutputRunner {
@@ -63,25 +59,24 @@ impl OutputRunner {
     ) -> std::io::Result<Self> {
         let (ctx, cfg) = (context.clone(), config.clone());
         let start_at = config.initial_position.unwrap_or(default);
-        let worker = Worker::spawn(config.name.clone(), move |running| {
+        let worker = Worker::spawn(config.name.clone(), move |stop| {
             let span = tracing::info_span!("plugin", kind = "output", name = %cfg.name);
             let _entered = span.enter();
-            run_output(&ctx, &cfg, &running, start_at);
+            run_output(&ctx, &cfg, &stop, start_at);
         })?;
-        Ok(OutputRunner {
-            config,
-            worker,
-            notifier: context.log.notifier(),
-        })
+        // The output waits for new records on the log's notifier: a stop bumps it.
+        let notifier = context.log.notifier();
+        worker.token().on_stop(move || notifier.notify());
+        Ok(OutputRunner { config, worker })
     }
 
     pub fn stop(&self) {
         self.worker.stop();
-        self.notifier.notify();
     }
 
-    pub fn join(&self) {
-        self.worker.join();
+    /// Waits up to `deadline` for the thread; false if it is still running (left behind).
+    pub fn join(&self, deadline: Duration) -> bool {
+        self.worker.join_timeout(deadline)
     }
 }
 
@@ -135,27 +130,19 @@ impl Source {
 fn run_output(
     ctx: &Context,
     config: &Arc<PluginConfig>,
-    running: &Arc<AtomicBool>,
+    stop: &StopToken,
     start_at: InitialPosition,
 ) {
-    let matcher = match Matcher::new(config.message_matcher.as_deref().unwrap_or("TRUE")) {
-        Ok(m) => m,
-        Err(e) => return ctx.terminated(config, &e.to_string()),
+    let instance = match Instance::open(ctx, config, None, stop) {
+        Ok(instance) => instance,
+        Err(e) => return ctx.terminated(config, &e),
     };
-    let sandbox = match Sandbox::new(
-        config.clone(),
-        &ctx.plugin_settings(config),
-        None,
-        running.clone(),
-    ) {
-        Ok(s) => s,
-        Err(t) => return ctx.terminated(config, &t.0),
-    };
-    if !ctx.restore(config, &sandbox) {
+    if instance.start(ctx).is_err() {
         return;
     }
-    let stats = ctx.stats.plugin(&config.name);
-    stats.set_state("running");
+    let sandbox = &instance.sandbox;
+    // The sequence id handed to process_message, and the failures counted.
+    let (sequence, failures) = (&instance.processed, &instance.failures);
     let topics: &[&'static str] = match config.read_queue {
         ReadQueue::Input => &[INPUT_TOPIC],
         ReadQueue::Analysis => &[ANALYSIS_TOPIC],
@@ -188,16 +175,14 @@ fn run_output(
     let interval =
         (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
     let mut next_timer = Instant::now() + interval.unwrap_or_default();
-    let sequence = Cell::new(0u64);
     // Positions waiting for confirmation (batch/async), by sequence id.
     let mut pending: VecDeque<(u64, Positions)> = VecDeque::new();
-    let failures = Cell::new(0u64);
     // Positions confirmed but not yet handed to the checkpoint store: written every
     // COMMIT_EVERY records, when idle, and at the end, to keep the store off the hot path.
     let mut confirmed: Option<Positions> = None;
     let mut since_store = 0u32;
     let store = |positions: &Positions| {
-        super::publish(&stats, &sandbox, sequence.get(), failures.get());
+        instance.publish();
         for (source, &position) in topics.iter().zip(positions) {
             ctx.checkpoints
                 .set_position(&config.name, source, 0, position);
@@ -211,7 +196,7 @@ fn run_output(
             since_store = 0;
         }
     };
-    'run: while running.load(Ordering::Relaxed) {
+    'run: while !stop.is_stopped() {
         let generation = notifier.generation();
         // The older of the queues' next records, input first on a tie.
         let pick = sources
@@ -246,7 +231,7 @@ fn run_output(
         // Queue records were validated when written (Blink encodes injects itself; a Kafka
         // produce into a queue is checked), and their batch CRC was checked on read.
         let view = match MessageView::parse_trusted(&value) {
-            Ok(view) if matcher.matches(&view) => Some(view),
+            Ok(view) if instance.matches(&view) => Some(view),
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(topic = sources[index].topic, offset = record.offset, error = %e, "skipping a record that is not a Heka message");
@@ -297,7 +282,7 @@ fn run_output(
                     // them to make progress.
                     let until = Instant::now() + RETRY_WAIT;
                     loop {
-                        if !running.load(Ordering::Relaxed) {
+                        if stop.is_stopped() {
                             break 'run;
                         }
                         if let Some(interval) = interval
@@ -318,7 +303,7 @@ fn run_output(
                             break;
                         }
                         let wake = interval.map_or(until, |_| next_timer.min(until));
-                        std::thread::park_timeout(wake.saturating_duration_since(now));
+                        stop.wait_timeout(wake.saturating_duration_since(now));
                     }
                     continue;
                 }
@@ -349,10 +334,7 @@ fn run_output(
             next_timer = (next_timer + interval).max(Instant::now());
         }
     }
-    match sandbox.timer_event(crate::time::now_nanos(), true) {
-        Ok(()) => ctx.preserve(config, &sandbox),
-        Err(t) => ctx.terminated(config, &t.0),
-    }
+    instance.finish(ctx);
     // A final update_checkpoint() in the shutdown timer_event confirms what is pending.
     if sandbox.host().checkpoint_update.take().is_some()
         && let Some((_, positions)) = pending.pop_back()
@@ -363,7 +345,6 @@ fn run_output(
     if let Some(positions) = confirmed {
         store(&positions);
     }
-    stats.set_state("stopped");
     tracing::info!(
         sequence = sequence.get(),
         failures = failures.get(),

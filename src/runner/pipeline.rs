@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::analysis::{self, AnalysisThread};
 use super::input::InputRunner;
 use super::output::OutputRunner;
 use super::{Context, write_err};
 use crate::plugin::{InitialPosition, PluginConfig, PluginKind};
+use crate::stop::StopToken;
 
 /// The running plugins. Plugins can be loaded, restarted and stopped while it runs (the
 /// hot-load directory does that); every method takes `&self` and they are serialised.
@@ -175,9 +176,9 @@ impl Pipeline {
         &self.context
     }
 
-    /// True once a plugin with `shutdown_on_terminate` has failed.
-    pub fn shutdown_requested(&self) -> bool {
-        self.context.shutdown.load(Ordering::SeqCst)
+    /// Stopped once a plugin with `shutdown_on_terminate` has failed.
+    pub fn shutdown(&self) -> &StopToken {
+        &self.context.shutdown
     }
 
     /// The cfgs of the plugins running now, by name.
@@ -237,7 +238,7 @@ impl Pipeline {
         let restarted = old.is_some();
         if let Some(old) = old {
             old.stop();
-            old.join();
+            old.join(R::DEADLINE);
         }
         let runner = start(&self.context).map_err(|source| LoadError::Start {
             plugin: name.clone(),
@@ -254,14 +255,14 @@ impl Pipeline {
         match displaced {
             Err(runner) => {
                 runner.stop();
-                runner.join();
+                runner.join(R::DEADLINE);
                 Err(LoadError::Stopping)
             }
             Ok(displaced) => {
                 // Only a concurrent load of the same plugin gets here: the later one wins.
                 if let Some(other) = displaced {
                     other.stop();
-                    other.join();
+                    other.join(R::DEADLINE);
                 }
                 Ok(restarted)
             }
@@ -351,12 +352,12 @@ impl Pipeline {
         let stopped = match found {
             Some(Found::Input(runner)) => {
                 runner.stop();
-                runner.join();
+                runner.join(INPUT_DEADLINE);
                 true
             }
             Some(Found::Output(runner)) => {
                 runner.stop();
-                runner.join();
+                runner.join(READER_DEADLINE);
                 true
             }
             Some(Found::Analysis(thread)) => thread.is_some_and(|t| t.unload(name)),
@@ -383,20 +384,11 @@ impl Pipeline {
                 tracing::error!(step, error = %e, "checkpoint flush failed during shutdown");
             }
         };
-        running.inputs.values().for_each(InputRunner::stop);
-        running.inputs.values().for_each(InputRunner::join);
+        stop_all(running.inputs.values());
         tick("inputs");
-        for thread in running.threads.values() {
-            tracing::debug!(thread = thread.id, "stopping analysis thread");
-            thread.stop();
-        }
-        running.threads.values().for_each(|t| t.join());
+        stop_all(running.threads.values().map(|t| &**t));
         tick("analysis");
-        for output in running.outputs.values() {
-            tracing::debug!(plugin = %output.config.name, "stopping output");
-            output.stop();
-        }
-        running.outputs.values().for_each(OutputRunner::join);
+        stop_all(running.outputs.values());
         tick("outputs");
     }
 }
@@ -416,27 +408,60 @@ pub enum LoadError {
     Refused(String),
 }
 
-/// The verbs the pipeline uses on input and output runners.
+/// The verbs every runner shares (each also has `start`, and an analysis thread `load` and
+/// `unload` to change its plugins in place).
 trait Runner {
+    /// How long the pipeline waits for a stopping runner of this kind.
+    const DEADLINE: Duration;
+    /// Asks the runner to finish: its plugins' last calls, checkpoints, preserve_data.
     fn stop(&self);
-    /// Waits for the runner's thread, within the runner's own deadline.
-    fn join(&self);
+    /// Waits up to `deadline`; false if the runner is still running and was left behind.
+    fn join(&self, deadline: Duration) -> bool;
 }
 
+/// An input blocked in I/O (or ignoring `is_running()`) holds nothing unwritten: after 5 s it is
+/// fenced and left behind, so a restart or a shutdown is never held up by it.
+const INPUT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Analysis threads and outputs are waited for: each holds positions and confirmations that a
+/// replacement must not see written twice. (Bounding this needs fencing their checkpoints as
+/// inputs are fenced; until then a wedged output holds its restart or Blink's shutdown.)
+const READER_DEADLINE: Duration = Duration::MAX;
+
 impl Runner for InputRunner {
+    const DEADLINE: Duration = INPUT_DEADLINE;
     fn stop(&self) {
         InputRunner::stop(self)
     }
-    fn join(&self) {
-        InputRunner::join(self)
+    fn join(&self, deadline: Duration) -> bool {
+        InputRunner::join(self, deadline)
     }
 }
 
 impl Runner for OutputRunner {
+    const DEADLINE: Duration = READER_DEADLINE;
     fn stop(&self) {
         OutputRunner::stop(self)
     }
-    fn join(&self) {
-        OutputRunner::join(self)
+    fn join(&self, deadline: Duration) -> bool {
+        OutputRunner::join(self, deadline)
     }
+}
+
+impl Runner for AnalysisThread {
+    const DEADLINE: Duration = READER_DEADLINE;
+    fn stop(&self) {
+        AnalysisThread::stop(self)
+    }
+    fn join(&self, deadline: Duration) -> bool {
+        AnalysisThread::join(self, deadline)
+    }
+}
+
+/// Stops every runner first, then joins them: they wind down side by side.
+fn stop_all<'a, R: Runner + 'a>(runners: impl Iterator<Item = &'a R> + Clone) {
+    runners.clone().for_each(R::stop);
+    runners.for_each(|r| {
+        r.join(R::DEADLINE);
+    });
 }

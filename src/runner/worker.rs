@@ -1,39 +1,63 @@
-//! A runner's thread and its stop flag: the thread wrapper the three runners share.
+//! A runner's thread and its stop token: the thread wrapper the three runners share.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::thread::{JoinHandle, Thread};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::stop::StopToken;
 
 pub struct Worker {
-    running: Arc<AtomicBool>,
+    /// Stopped to ask the thread to finish; the thread's body gets a clone.
+    stop: StopToken,
+    /// Stopped when the thread's body has returned (or panicked): what a join with a deadline
+    /// waits on.
+    finished: StopToken,
     thread: Thread,
     /// Taken by the first join; behind a lock so a shared worker can be joined through `&self`.
     handle: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Marks the thread finished however its body ends, a panic included.
+struct Finished(StopToken);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 impl Worker {
-    /// Starts `body` on a thread called `name`; `body` runs until the flag it gets turns false.
+    /// Starts `body` on a thread called `name`; `body` runs until the token it gets is stopped.
+    /// Stopping it also unparks the thread, so a runner waiting in `park` sees it at once.
     pub fn spawn(
         name: String,
-        body: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+        body: impl FnOnce(StopToken) + Send + 'static,
     ) -> std::io::Result<Self> {
-        let running = Arc::new(AtomicBool::new(true));
-        let flag = running.clone();
-        let handle = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || body(flag))?;
+        let (stop, finished) = (StopToken::new(), StopToken::new());
+        let (token, done) = (stop.clone(), Finished(finished.clone()));
+        let handle = std::thread::Builder::new().name(name).spawn(move || {
+            let _done = done;
+            body(token)
+        })?;
+        let thread = handle.thread().clone();
+        let unpark = thread.clone();
+        stop.on_stop(move || unpark.unpark());
         Ok(Worker {
-            running,
-            thread: handle.thread().clone(),
+            stop,
+            finished,
+            thread,
             handle: Mutex::new(Some(handle)),
         })
     }
 
-    /// Asks the thread to finish, and wakes it if it is parked (see [`Worker::wake`]).
+    /// The token the thread runs under: a runner registers its own wake-ups on it.
+    pub fn token(&self) -> &StopToken {
+        &self.stop
+    }
+
+    /// Asks the thread to finish.
     pub fn stop(&self) {
-        self.running.store(false, Ordering::SeqCst);
-        self.wake();
+        self.stop.stop();
     }
 
     /// Unparks the thread: a runner with nothing to do waits in `std::thread::park_timeout`
@@ -55,17 +79,10 @@ impl Worker {
 
     /// Waits up to `timeout`; false if the thread is still running (it is then left behind).
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        let Some(handle) = self.take_handle() else {
-            return true;
-        };
-        let deadline = Instant::now() + timeout;
-        while !handle.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
+        if !self.finished.wait_timeout(timeout) {
+            return false;
         }
-        let finished = handle.is_finished();
-        if finished {
-            let _ = handle.join();
-        }
-        finished
+        self.join();
+        true
     }
 }

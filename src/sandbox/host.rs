@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use mlua::{Lua, Table};
 
@@ -19,6 +18,7 @@ use crate::checkpoint::CheckpointValue;
 use crate::log::Appender;
 use crate::message::Message;
 use crate::plugin::{PluginConfig, PluginKind};
+use crate::stop::StopToken;
 
 /// What every sandbox of a pipeline shares.
 #[derive(Debug, Clone)]
@@ -74,7 +74,8 @@ pub struct Host {
     pub(super) log: Option<Arc<crate::log::Log>>,
     /// The plugin's counters in `plugins.tsv`, kept current as it injects.
     pub(super) stats: Arc<crate::plugin::PluginStats>,
-    pub(super) running: Arc<AtomicBool>,
+    /// Stopped when the plugin is asked to stop (`is_running()` turns false).
+    pub(super) stop: StopToken,
     /// Input plugins: called every `THROTTLE_EVERY` injects; blocks while backpressure applies,
     /// and returns false if Blink is stopping meanwhile (the inject is then refused).
     pub throttle: Option<Box<dyn Fn() -> bool>>,
@@ -87,7 +88,7 @@ impl Host {
         config: Arc<PluginConfig>,
         settings: &SandboxSettings,
         appender: Option<Appender>,
-        running: Arc<AtomicBool>,
+        stop: StopToken,
     ) -> Self {
         let defaults = Defaults {
             logger: config.name.as_bytes().to_vec(),
@@ -109,7 +110,7 @@ impl Host {
             log: settings.log.clone(),
             stats: settings.stats.clone().unwrap_or_default(),
             max_message_size: settings.max_message_size,
-            running,
+            stop,
             checkpoint_update: None,
             throttle: None,
         }
@@ -281,7 +282,7 @@ impl Host {
 
     /// Whether the plugin is still wanted (`is_running()`).
     pub(super) fn is_running(&self) -> bool {
-        self.running.load(Ordering::Relaxed)
+        !self.stop.is_stopped()
     }
 
     /// Output plugins: confirms delivery of every message up to `sequence` (0: all pending), as

@@ -33,6 +33,7 @@ use mlua::{
 use crate::log::Appender;
 use crate::message::{MessageIndex, MessageView};
 use crate::plugin::{PluginConfig, PluginKind};
+use crate::stop::StopToken;
 
 pub use host::{Host, SandboxSettings};
 pub use lua_values::{format_number, lua_type};
@@ -86,7 +87,7 @@ impl Sandbox {
         config: Arc<PluginConfig>,
         settings: &SandboxSettings,
         appender: Option<Appender>,
-        running: Arc<AtomicBool>,
+        stop: StopToken,
     ) -> Result<Self, Terminated> {
         let kind = config.kind;
         let fail = |e: mlua::Error| Terminated::new("lsb_init", &crate::plugin::lua_error_text(&e));
@@ -109,7 +110,7 @@ impl Sandbox {
                 config.clone(),
                 settings,
                 appender,
-                running,
+                stop,
             ))),
         };
         sandbox.restrict().map_err(fail)?;
