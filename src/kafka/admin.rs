@@ -8,7 +8,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::broker::Broker;
+use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::log::LogError;
 
@@ -27,7 +27,11 @@ fn log_error(e: &LogError) -> (i16, String) {
 }
 
 impl Broker {
-    pub(super) fn delete_topics(&self, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    pub(super) fn delete_topics(
+        &self,
+        request: DeleteTopicsRequest,
+        _cx: &RequestContext,
+    ) -> DeleteTopicsResponse {
         let names: Vec<TopicName> = request
             .topic_names
             .into_iter()
@@ -57,6 +61,7 @@ impl Broker {
     pub(super) fn create_partitions(
         &self,
         request: CreatePartitionsRequest,
+        _cx: &RequestContext,
     ) -> CreatePartitionsResponse {
         let results = request
             .topics

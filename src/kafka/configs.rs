@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::broker::Broker;
+use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::config::{Config, KafkaConfig};
 use crate::log::{LogError, SETTABLE_TOPIC_KEYS, TopicSettings};
@@ -241,6 +241,7 @@ impl Broker {
     pub(super) fn describe_configs(
         &self,
         request: DescribeConfigsRequest,
+        _cx: &RequestContext,
     ) -> DescribeConfigsResponse {
         let results = request
             .resources
@@ -343,7 +344,11 @@ impl Broker {
     }
 
     /// AlterConfigs: the given settings replace all of a topic's own settings.
-    pub(super) fn alter_configs(&self, request: AlterConfigsRequest) -> AlterConfigsResponse {
+    pub(super) fn alter_configs(
+        &self,
+        request: AlterConfigsRequest,
+        _cx: &RequestContext,
+    ) -> AlterConfigsResponse {
         let responses = request
             .resources
             .into_iter()
@@ -375,6 +380,7 @@ impl Broker {
     pub(super) fn incremental_alter_configs(
         &self,
         request: IncrementalAlterConfigsRequest,
+        _cx: &RequestContext,
     ) -> IncrementalAlterConfigsResponse {
         let responses = request
             .resources

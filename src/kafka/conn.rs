@@ -7,7 +7,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::broker::{Broker, Reply};
+use super::broker::Broker;
+use super::dispatch::{self, Reply};
 use crate::stop::StopToken;
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, stop: StopToken) {
@@ -39,7 +40,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, sto
                 Ok(_) => {}
             }
         }
-        match broker.handle(Bytes::from(frame), peer).await {
+        match dispatch::handle(&broker, Bytes::from(frame), peer).await {
             Reply::Frame(body) => {
                 let size = (body.len() as u32).to_be_bytes();
                 if write.write_all(&size).await.is_err() || write.write_all(&body).await.is_err() {

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
     BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
 };
 
-use super::broker::Broker;
+use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::log::batch::{Batch, BatchHeader};
 use crate::log::{Partition, read_batches};
@@ -28,7 +28,7 @@ impl Broker {
     pub(super) async fn fetch(
         self: &Arc<Self>,
         request: FetchRequest,
-        _version: i16,
+        _cx: &RequestContext,
     ) -> FetchResponse {
         let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
         let request = Arc::new(request);
@@ -148,7 +148,11 @@ impl Broker {
         )
     }
 
-    pub(super) fn list_offsets(&self, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    pub(super) fn list_offsets(
+        &self,
+        request: ListOffsetsRequest,
+        _cx: &RequestContext,
+    ) -> ListOffsetsResponse {
         let topics = request
             .topics
             .into_iter()

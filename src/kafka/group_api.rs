@@ -1,7 +1,6 @@
 //! The group APIs on the wire: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
 //! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, mapped onto [`super::groups`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +27,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::broker::Broker;
+use super::broker::{Broker, RequestContext};
 use super::codes;
 use super::committed_offsets::Committed;
 use super::groups::{JoinRequest, MemberRef};
@@ -40,9 +39,10 @@ fn text(s: &str) -> StrBytes {
 impl Broker {
     pub(super) fn find_coordinator(
         &self,
-        request: &FindCoordinatorRequest,
-        version: i16,
+        request: FindCoordinatorRequest,
+        cx: &RequestContext,
     ) -> FindCoordinatorResponse {
+        let version = cx.version;
         if version >= 4 {
             let coordinators = request
                 .coordinator_keys
@@ -66,10 +66,9 @@ impl Broker {
     pub(super) async fn join_group(
         self: &Arc<Self>,
         request: JoinGroupRequest,
-        version: i16,
-        client_id: String,
-        peer: SocketAddr,
+        cx: &RequestContext,
     ) -> JoinGroupResponse {
+        let version = cx.version;
         let session = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
         // v0 has no rebalance timeout: the session timeout stands in, as in Kafka.
         let rebalance = if version >= 1 {
@@ -89,8 +88,8 @@ impl Broker {
                 group: request.group_id.0.to_string(),
                 member_id: request.member_id.to_string(),
                 group_instance_id: request.group_instance_id.map(|s| s.to_string()),
-                client_id,
-                client_host: peer.ip().to_string(),
+                client_id: cx.client_id.clone(),
+                client_host: cx.peer.ip().to_string(),
                 session_timeout: session,
                 rebalance_timeout: rebalance,
                 protocol_type: request.protocol_type.to_string(),
@@ -126,6 +125,7 @@ impl Broker {
     pub(super) async fn sync_group(
         self: &Arc<Self>,
         request: SyncGroupRequest,
+        _cx: &RequestContext,
     ) -> SyncGroupResponse {
         let (error, assignment) = self
             .groups
@@ -150,7 +150,11 @@ impl Broker {
             .with_assignment(assignment)
     }
 
-    pub(super) fn heartbeat(&self, request: &HeartbeatRequest) -> HeartbeatResponse {
+    pub(super) fn heartbeat(
+        &self,
+        request: HeartbeatRequest,
+        _cx: &RequestContext,
+    ) -> HeartbeatResponse {
         HeartbeatResponse::default().with_error_code(self.groups.heartbeat(
             &request.group_id.0,
             MemberRef {
@@ -163,9 +167,10 @@ impl Broker {
 
     pub(super) fn leave_group(
         &self,
-        request: &LeaveGroupRequest,
-        version: i16,
+        request: LeaveGroupRequest,
+        cx: &RequestContext,
     ) -> LeaveGroupResponse {
+        let version = cx.version;
         let group = &request.group_id.0;
         if version < 3 {
             return LeaveGroupResponse::default().with_error_code(
@@ -192,7 +197,11 @@ impl Broker {
         LeaveGroupResponse::default().with_members(members)
     }
 
-    pub(super) fn offset_commit(&self, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    pub(super) fn offset_commit(
+        &self,
+        request: OffsetCommitRequest,
+        _cx: &RequestContext,
+    ) -> OffsetCommitResponse {
         let group = request.group_id.0.to_string();
         let allowed = self.groups.may_commit(
             &group,
@@ -257,8 +266,9 @@ impl Broker {
     pub(super) fn offset_fetch(
         &self,
         request: OffsetFetchRequest,
-        version: i16,
+        cx: &RequestContext,
     ) -> OffsetFetchResponse {
+        let version = cx.version;
         if version >= 8 {
             let groups = request
                 .groups
@@ -366,7 +376,8 @@ impl Broker {
 
     pub(super) fn describe_groups(
         &self,
-        request: &DescribeGroupsRequest,
+        request: DescribeGroupsRequest,
+        _cx: &RequestContext,
     ) -> DescribeGroupsResponse {
         let groups = request
             .groups
@@ -401,7 +412,11 @@ impl Broker {
         DescribeGroupsResponse::default().with_groups(groups)
     }
 
-    pub(super) fn list_groups(&self, _request: &ListGroupsRequest) -> ListGroupsResponse {
+    pub(super) fn list_groups(
+        &self,
+        _request: ListGroupsRequest,
+        _cx: &RequestContext,
+    ) -> ListGroupsResponse {
         let groups = self
             .groups
             .list()
@@ -416,7 +431,11 @@ impl Broker {
         ListGroupsResponse::default().with_groups(groups)
     }
 
-    pub(super) fn delete_groups(&self, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    pub(super) fn delete_groups(
+        &self,
+        request: DeleteGroupsRequest,
+        _cx: &RequestContext,
+    ) -> DeleteGroupsResponse {
         let results = request
             .groups_names
             .into_iter()

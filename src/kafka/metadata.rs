@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::broker::Broker;
+use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::log::{LogError, TopicSettings, validate_topic_name};
 
@@ -23,7 +23,12 @@ fn topic_name(name: &str) -> TopicName {
 }
 
 impl Broker {
-    pub(super) fn metadata(&self, request: MetadataRequest, version: i16) -> MetadataResponse {
+    pub(super) fn metadata(
+        &self,
+        request: MetadataRequest,
+        cx: &RequestContext,
+    ) -> MetadataResponse {
+        let version = cx.version;
         let wanted: Option<Vec<String>> = match request.topics {
             None => None,
             // v0 has no null: an empty list means every topic.
@@ -94,7 +99,11 @@ impl Broker {
         )
     }
 
-    pub(super) fn create_topics(&self, request: CreateTopicsRequest) -> CreateTopicsResponse {
+    pub(super) fn create_topics(
+        &self,
+        request: CreateTopicsRequest,
+        _cx: &RequestContext,
+    ) -> CreateTopicsResponse {
         let results = request
             .topics
             .into_iter()

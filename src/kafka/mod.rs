@@ -14,11 +14,13 @@ pub mod codes;
 mod committed_offsets;
 mod configs;
 mod conn;
+mod dispatch;
 mod fetch;
 mod group_api;
 mod groups;
 mod metadata;
 mod produce;
+mod producers;
 mod versions;
 
 use std::net::SocketAddr;
@@ -87,7 +89,7 @@ impl KafkaListener {
                 // requests given up on.
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })?;
-        tracing::info!(%address, advertised = %format!("{}:{}", config_host(config, address), address.port()), "kafka server listening");
+        tracing::info!(%address, advertised = %format!("{}:{}", broker::config_host(config, address), address.port()), "kafka server listening");
         Ok(KafkaServer {
             address,
             stop,
@@ -114,18 +116,6 @@ impl KafkaServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// The host clients are told to connect to.
-fn config_host(config: &KafkaConfig, address: SocketAddr) -> String {
-    if !config.advertised_host.is_empty() {
-        return config.advertised_host.clone();
-    }
-    if address.ip().is_unspecified() {
-        "127.0.0.1".into()
-    } else {
-        address.ip().to_string()
     }
 }
 

@@ -2,10 +2,6 @@
 //! idempotent producers' sequence numbers) and stored as the producer sent them — except that a
 //! compressed batch for a queue is stored decompressed, so plugins read it without decompressing.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
-
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -15,8 +11,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::broker::Broker;
+use super::broker::{Broker, RequestContext};
 use super::codes;
+use super::producers::{ProducedBatch, Refused};
 use crate::log::batch::{self, Batch, BatchHeader, Compression};
 use crate::log::{Partition, is_queue};
 use crate::message::MessageView;
@@ -25,35 +22,6 @@ use crate::message::MessageView;
 /// [`Broker::produce_is_light`]): copying this much into the page cache takes well under a
 /// millisecond even where first use of a page is slow.
 const LIGHT_PRODUCE_BYTES: usize = 64 * 1024;
-
-/// Batches remembered per producer and partition, to recognise a retried one (as Kafka does).
-const REMEMBERED_BATCHES: usize = 5;
-
-/// Idempotent producers: ids handed out, and the last batches each wrote to each partition.
-pub struct Producers {
-    next_id: AtomicI64,
-    /// (producer id, topic, partition) → its recent batches. One lock: a producer's batches to a
-    /// partition are checked and appended in one step.
-    sequences: Mutex<HashMap<(i64, String, i32), Sequence>>,
-}
-
-#[derive(Debug, Default)]
-struct Sequence {
-    epoch: i16,
-    /// (first sequence, last sequence, base offset written), oldest first.
-    recent: VecDeque<(i32, i32, i64)>,
-}
-
-impl Producers {
-    pub fn new() -> Self {
-        // Ids from the clock, so ids handed out before a restart are not handed out again.
-        let start = crate::time::now_nanos() / 1_000_000 * 1000;
-        Producers {
-            next_id: AtomicI64::new(start),
-            sequences: Mutex::new(HashMap::new()),
-        }
-    }
-}
 
 /// One partition's outcome.
 struct Outcome {
@@ -132,7 +100,8 @@ fn check_heka(header: &BatchHeader, bytes: &Bytes, index: usize) -> Result<(), O
 impl Broker {
     pub(super) fn init_producer_id(
         &self,
-        request: &InitProducerIdRequest,
+        request: InitProducerIdRequest,
+        _cx: &RequestContext,
     ) -> InitProducerIdResponse {
         if request.transactional_id.is_some() {
             return InitProducerIdResponse::default()
@@ -140,7 +109,7 @@ impl Broker {
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1);
         }
-        let id = self.producers.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.producers.next_id();
         InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0)
@@ -166,7 +135,7 @@ impl Broker {
         })
     }
 
-    pub(super) fn produce(&self, request: ProduceRequest) -> ProduceResponse {
+    pub(super) fn produce(&self, request: ProduceRequest, _cx: &RequestContext) -> ProduceResponse {
         let transactional = request.transactional_id.is_some();
         let responses = request
             .topic_data
@@ -301,56 +270,24 @@ impl Broker {
         if header.producer_id < 0 {
             return write();
         }
-        let first = header.base_sequence;
-        let last = first.wrapping_add(header.last_offset_delta);
-        let mut sequences = self
-            .producers
-            .sequences
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let state = sequences
-            .entry((header.producer_id, topic.to_owned(), index))
-            .or_default();
-        if header.producer_epoch < state.epoch {
-            return Err(Outcome::error(
-                codes::INVALID_PRODUCER_EPOCH,
-                format!(
-                    "epoch {} is older than {}",
-                    header.producer_epoch, state.epoch
+        let batch = ProducedBatch {
+            producer_id: header.producer_id,
+            epoch: header.producer_epoch,
+            first_sequence: header.base_sequence,
+            last_sequence: header.base_sequence.wrapping_add(header.last_offset_delta),
+        };
+        self.producers
+            .write_once(topic, index, &batch, write)
+            .map_err(|refused| match refused {
+                Refused::Write(outcome) => outcome,
+                Refused::StaleEpoch { epoch, current } => Outcome::error(
+                    codes::INVALID_PRODUCER_EPOCH,
+                    format!("epoch {epoch} is older than {current}"),
                 ),
-            ));
-        }
-        if header.producer_epoch > state.epoch {
-            *state = Sequence {
-                epoch: header.producer_epoch,
-                recent: VecDeque::new(),
-            };
-        }
-        if let Some(&(_, _, base)) = state
-            .recent
-            .iter()
-            .find(|&&(f, l, _)| f == first && l == last)
-        {
-            return Ok(base); // a retry of a batch already written
-        }
-        if let Some(&(_, previous, _)) = state.recent.back() {
-            let expected = if previous == i32::MAX {
-                0
-            } else {
-                previous + 1
-            };
-            if first != expected {
-                return Err(Outcome::error(
+                Refused::OutOfOrder { first, expected } => Outcome::error(
                     codes::OUT_OF_ORDER_SEQUENCE_NUMBER,
                     format!("sequence {first}, expected {expected}"),
-                ));
-            }
-        }
-        let base = write()?;
-        state.recent.push_back((first, last, base));
-        if state.recent.len() > REMEMBERED_BATCHES {
-            state.recent.pop_front();
-        }
-        Ok(base)
+                ),
+            })
     }
 }

@@ -22,6 +22,7 @@ mod notifier;
 mod page_cache;
 mod partition;
 mod reader;
+mod recovery;
 pub mod segment;
 mod settings;
 pub mod storage;

@@ -11,8 +11,22 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+
+/// A segment as readers see it.
+#[derive(Debug)]
+pub(crate) struct SegmentState {
+    pub base: i64,
+    pub file: Arc<File>,
+    /// Bytes of whole, published batches.
+    pub len: u64,
+    pub index: Index,
+    /// When data was last appended: the segment's age for time-based retention.
+    pub modified: SystemTime,
+}
 
 /// Log bytes between index entries (Kafka's `index.interval.bytes` default).
 pub const INDEX_INTERVAL: u64 = 4096;
