@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use super::files::{Dropped, Ext};
 use crate::plugin::{PluginConfig, PluginKind};
 use crate::runner::{HotloadCounters, LoadOutcome, Pipeline};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, Terminated};
 use crate::stop::StopToken;
 
 /// Applies dropped files to a running pipeline.
@@ -46,6 +46,33 @@ impl Rejected {
     fn at(path: &Path, reason: impl std::fmt::Display) -> Self {
         Rejected::new(format!("{}: {reason}", path.display()))
     }
+}
+
+/// Why dropped code (or a cfg with it) cannot go to `hs_run`: the reason part of a
+/// [`Rejected`] message.
+#[derive(Debug, thiserror::Error)]
+pub enum CodeError {
+    #[error("{0}")]
+    Read(std::io::Error),
+    /// It does not compile (Lua's message, with the file and line).
+    #[error("{0}")]
+    Compile(String),
+    /// A plugin using it fails to load with it.
+    #[error("{code} with {plugin}: {reason}")]
+    Users {
+        code: String,
+        plugin: String,
+        reason: Terminated,
+    },
+    /// The plugin itself fails to load (Hindsight's `lsb_init()` message).
+    #[error(transparent)]
+    Load(#[from] Terminated),
+    #[error("cannot move {from} to {to}: {source}")]
+    Move {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Applier<'_> {
@@ -92,6 +119,7 @@ impl Applier<'_> {
     /// then move the code and the cfg to `hs_run` and (re)start the plugins.
     fn apply_cfg(&self, file: &Dropped) -> Result<(), Rejected> {
         let at = |reason: String| Rejected::at(&file.path, reason);
+        let refused = |e: CodeError| Rejected::at(&file.path, e);
         let config =
             PluginConfig::load(file.kind, &file.path).map_err(|e| Rejected::new(e.to_string()))?;
         let (load_dir, run_dir) = (self.load_dir(file.kind), self.run_dir(file.kind));
@@ -125,13 +153,14 @@ impl Applier<'_> {
         // New code is compiled (and tried with its other plugins) first: its syntax error
         // reads better without the trial load's `lsb_init()` around it.
         let other_users = match &new_code {
-            Some(lua) => self.users_of(lua, Some(&config.name)).map_err(at)?,
+            Some(lua) => self.users_of(lua, Some(&config.name)).map_err(refused)?,
             None => Vec::new(),
         };
-        self.trial_load(&config, code_dir).map_err(at)?;
+        self.trial_load(&config, code_dir)
+            .map_err(|t| refused(t.into()))?;
 
         if let Some(lua) = &new_code {
-            self.move_code(lua).map_err(at)?;
+            self.move_code(lua).map_err(refused)?;
         }
         let target = run_dir.join(file.file_name());
         move_file(&file.path, &target)
@@ -185,15 +214,19 @@ impl Applier<'_> {
 
     /// Checks that the code `lua` (still in `hs_load`) compiles, and trial-loads it with every
     /// cfg in `hs_run` that uses it but the plugin `except`: the plugins to restart with it.
-    fn users_of(&self, lua: &Dropped, except: Option<&str>) -> Result<Vec<PluginConfig>, String> {
-        let source = std::fs::read(&lua.path).map_err(|e| e.to_string())?;
+    fn users_of(
+        &self,
+        lua: &Dropped,
+        except: Option<&str>,
+    ) -> Result<Vec<PluginConfig>, CodeError> {
+        let source = std::fs::read(&lua.path).map_err(CodeError::Read)?;
         let name = lua.file_name();
         mlua::Lua::new()
             .load(&source[..])
             .set_name(format!("@{name}"))
             .set_mode(mlua::chunk::ChunkMode::Text)
             .into_function()
-            .map_err(|e| crate::plugin::lua_error_text(&e))?;
+            .map_err(|e| CodeError::Compile(crate::plugin::lua_error_text(&e)))?;
         let users: Vec<PluginConfig> = run_configs(&self.run_dir(lua.kind), lua.kind)
             .into_iter()
             .filter(|c| c.filename == name && Some(c.name.as_str()) != except)
@@ -201,20 +234,22 @@ impl Applier<'_> {
         let load_dir = self.load_dir(lua.kind);
         for config in &users {
             self.trial_load(config, &load_dir)
-                .map_err(|e| format!("{name} with {}: {e}", config.name))?;
+                .map_err(|reason| CodeError::Users {
+                    code: name.to_string(),
+                    plugin: config.name.clone(),
+                    reason,
+                })?;
         }
         Ok(users)
     }
 
     /// Moves checked code to `hs_run`.
-    fn move_code(&self, lua: &Dropped) -> Result<(), String> {
+    fn move_code(&self, lua: &Dropped) -> Result<(), CodeError> {
         let target = self.run_dir(lua.kind).join(lua.file_name());
-        move_file(&lua.path, &target).map_err(|e| {
-            format!(
-                "cannot move {} to {}: {e}",
-                lua.path.display(),
-                target.display()
-            )
+        move_file(&lua.path, &target).map_err(|source| CodeError::Move {
+            from: lua.path.clone(),
+            to: target.clone(),
+            source,
         })?;
         let _ = std::fs::remove_file(err_path(lua));
         tracing::info!(file = %target.display(), "hot-load: code updated");
@@ -242,12 +277,10 @@ impl Applier<'_> {
 
     /// Creates the plugin's sandbox with its code taken from `code_dir`, on this thread, and
     /// throws it away: a plugin whose code fails to load is never swapped in.
-    fn trial_load(&self, config: &PluginConfig, code_dir: &Path) -> Result<(), String> {
+    fn trial_load(&self, config: &PluginConfig, code_dir: &Path) -> Result<(), Terminated> {
         let mut settings = self.pipeline.context().settings(config.kind);
         settings.plugin_dir = code_dir.to_owned();
-        Sandbox::new(Arc::new(config.clone()), &settings, None, StopToken::new())
-            .map(drop)
-            .map_err(|t| t.0)
+        Sandbox::new(Arc::new(config.clone()), &settings, None, StopToken::new()).map(drop)
     }
 
     fn load(&self, config: Arc<PluginConfig>) {

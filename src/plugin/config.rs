@@ -16,7 +16,7 @@ use crate::matcher::Matcher;
 
 /// Why a plugin cfg cannot be used.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ConfigError {
+pub enum PluginConfigError {
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
     /// An error Lua reported at a line of the cfg (syntax, or evaluating it).
@@ -183,8 +183,8 @@ const KNOWN_NUMBERS: &[&str] = &[
 
 impl PluginConfig {
     /// Reads and validates `path`, a cfg of a plugin of `kind`.
-    pub fn load(kind: PluginKind, path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read(path).map_err(|e| ConfigError::File {
+    pub fn load(kind: PluginKind, path: &Path) -> Result<Self, PluginConfigError> {
+        let text = std::fs::read(path).map_err(|e| PluginConfigError::File {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
@@ -202,8 +202,8 @@ impl PluginConfig {
     }
 
     /// Validates cfg source `text`; `path` names the plugin (`<kind>.<stem>`) and the errors.
-    pub fn parse(kind: PluginKind, path: &Path, text: &[u8]) -> Result<Self, ConfigError> {
-        let file_error = |reason: String| ConfigError::File {
+    pub fn parse(kind: PluginKind, path: &Path, text: &[u8]) -> Result<Self, PluginConfigError> {
+        let file_error = |reason: String| PluginConfigError::File {
             path: path.to_owned(),
             reason,
         };
@@ -213,13 +213,13 @@ impl PluginConfig {
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
             .ok_or_else(|| file_error("a plugin name (the file name before .cfg) may hold only letters, digits, '_' and '-'".into()))?;
         let values = evaluate(text).map_err(|reason| located(path, reason))?;
-        let key_error = |key: &str, reason: String| ConfigError::Key {
+        let key_error = |key: &str, reason: String| PluginConfigError::Key {
             path: path.to_owned(),
             key: key.to_owned(),
             reason,
         };
         let get = |key: &str| values.iter().find(|(k, _)| k == key).map(|(_, v)| v);
-        let string = |key: &str| -> Result<Option<String>, ConfigError> {
+        let string = |key: &str| -> Result<Option<String>, PluginConfigError> {
             match get(key) {
                 None => Ok(None),
                 Some(CfgValue::String(s)) => String::from_utf8(s.clone())
@@ -228,7 +228,7 @@ impl PluginConfig {
                 Some(_) => Err(key_error(key, "must be a string".into())),
             }
         };
-        let number = |key: &str, default: u64| -> Result<u64, ConfigError> {
+        let number = |key: &str, default: u64| -> Result<u64, PluginConfigError> {
             match get(key) {
                 None => Ok(default),
                 Some(CfgValue::Number(n))
@@ -239,7 +239,7 @@ impl PluginConfig {
                 Some(_) => Err(key_error(key, "must be a whole number ≥ 0".into())),
             }
         };
-        let boolean = |key: &str| -> Result<bool, ConfigError> {
+        let boolean = |key: &str| -> Result<bool, PluginConfigError> {
             match get(key) {
                 None => Ok(false),
                 Some(CfgValue::Bool(b)) => Ok(*b),
@@ -276,7 +276,7 @@ impl PluginConfig {
             }
             _ => {}
         }
-        let limit = |key: &str, default: u64, max: u64| -> Result<u64, ConfigError> {
+        let limit = |key: &str, default: u64, max: u64| -> Result<u64, PluginConfigError> {
             let v = number(key, default)?;
             if v > max {
                 return Err(key_error(key, format!("{v} is above the maximum of {max}")));
@@ -353,19 +353,19 @@ impl PluginConfig {
 const CHUNK: &str = "cfg";
 
 /// A Lua error about the cfg as an error at its line of `path` (`cfg:LINE: …` from Lua).
-fn located(path: &Path, reason: String) -> ConfigError {
+fn located(path: &Path, reason: String) -> PluginConfigError {
     let at_line = reason
         .strip_prefix(CHUNK)
         .and_then(|rest| rest.strip_prefix(':'))
         .and_then(|rest| rest.split_once(": "))
         .and_then(|(line, rest)| Some((line.parse::<u32>().ok()?, rest)));
     match at_line {
-        Some((line, rest)) => ConfigError::Line {
+        Some((line, rest)) => PluginConfigError::Line {
             path: path.to_owned(),
             line,
             reason: rest.to_owned(),
         },
-        None => ConfigError::File {
+        None => PluginConfigError::File {
             path: path.to_owned(),
             reason,
         },
@@ -451,7 +451,7 @@ pub fn lua_error_text(e: &mlua::Error) -> String {
 mod tests {
     use super::*;
 
-    fn parse(kind: PluginKind, text: &str) -> Result<PluginConfig, ConfigError> {
+    fn parse(kind: PluginKind, text: &str) -> Result<PluginConfig, PluginConfigError> {
         PluginConfig::parse(
             kind,
             Path::new("hs_run/analysis/count.cfg"),

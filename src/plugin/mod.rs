@@ -3,7 +3,9 @@
 mod config;
 mod stats;
 
-pub use config::{CfgValue, ConfigError, InitialPosition, PluginConfig, ReadQueue, lua_error_text};
+pub use config::{
+    CfgValue, InitialPosition, PluginConfig, PluginConfigError, ReadQueue, lua_error_text,
+};
 pub use stats::PluginStats;
 
 /// The three kinds of plugin, named as Hindsight's directories are.

@@ -11,7 +11,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use super::Context;
-use super::instance::Instance;
+use super::instance::{Instance, StartError};
 use super::worker::Worker;
 use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, Partition, PartitionReader};
 use crate::message::MessageView;
@@ -37,7 +37,7 @@ enum Command {
     Load {
         config: Arc<PluginConfig>,
         from: i64,
-        reply: mpsc::Sender<Result<(), String>>,
+        reply: mpsc::Sender<Result<(), StartError>>,
     },
     /// Stops a plugin cleanly (`timer_event(ns, true)`, preserve_data, its checkpoint written);
     /// the reply says whether it was running here.
@@ -135,7 +135,7 @@ impl AnalysisThread {
             };
             for (config, from) in plugins {
                 if let Err(e) = thread.add(config.clone(), from) {
-                    ctx.terminated(&config, &e);
+                    ctx.terminated(&config, &e.to_string());
                 }
             }
             thread.run(&inbox, &flag);
@@ -164,18 +164,18 @@ impl AnalysisThread {
 
     /// Loads `config` on this thread between two messages (replacing a running instance of the
     /// same name), starting at `from` if it is new; an error if its sandbox cannot be created.
-    pub fn load(&self, config: Arc<PluginConfig>, from: i64) -> Result<(), String> {
+    pub fn load(&self, config: Arc<PluginConfig>, from: i64) -> Result<(), StartError> {
         let (reply, answer) = mpsc::channel();
         if !self.send(Command::Load {
             config,
             from,
             reply,
         }) {
-            return Err(format!("analysis thread {} is not running", self.id));
+            return Err(StartError::ThreadGone(self.id));
         }
         answer
             .recv_timeout(REPLY_TIMEOUT)
-            .unwrap_or_else(|_| Err(format!("analysis thread {} did not answer", self.id)))
+            .unwrap_or(Err(StartError::NoAnswer(self.id)))
     }
 
     /// Stops plugin `name` cleanly; false if it was not running on this thread.
@@ -204,11 +204,14 @@ fn load(
     config: &Arc<PluginConfig>,
     from: i64,
     stop: &StopToken,
-) -> Result<Loaded, String> {
+) -> Result<Loaded, StartError> {
     let appender = ctx
         .log
         .appender(ANALYSIS_TOPIC, 0, None)
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| StartError::Queue {
+            topic: ANALYSIS_TOPIC,
+            source,
+        })?;
     let instance = Instance::open(ctx, config, Some(appender), stop)?;
     let interval =
         (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
@@ -233,7 +236,7 @@ struct ThreadState<'a> {
 
 impl ThreadState<'_> {
     /// Adds a plugin that is not running here yet, reading from `from`.
-    fn add(&mut self, config: Arc<PluginConfig>, from: i64) -> Result<(), String> {
+    fn add(&mut self, config: Arc<PluginConfig>, from: i64) -> Result<(), StartError> {
         let from = from.max(self.input.log_start());
         let plugin = load(self.ctx, &config, from, self.stop)?;
         plugin.instance.start(self.ctx)?;
@@ -259,7 +262,7 @@ impl ThreadState<'_> {
     }
 
     /// Loads `config`: replaces the running instance of that name, or adds it at `from`.
-    fn load(&mut self, config: Arc<PluginConfig>, from: i64) -> Result<(), String> {
+    fn load(&mut self, config: Arc<PluginConfig>, from: i64) -> Result<(), StartError> {
         let Some(i) = self
             .plugins
             .iter()

@@ -114,7 +114,7 @@ fn throttle(ctx: &Context, stop: StopToken) -> Box<dyn Fn() -> bool> {
 fn run_input(ctx: &Context, config: &Arc<PluginConfig>, appender: Appender, stop: &StopToken) {
     let instance = match Instance::open(ctx, config, Some(appender), stop) {
         Ok(instance) => instance,
-        Err(e) => return ctx.terminated(config, &e),
+        Err(e) => return ctx.terminated(config, &e.to_string()),
     };
     if instance.start(ctx).is_err() {
         return;

@@ -12,11 +12,31 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use super::{Context, PluginStats};
-use crate::log::Appender;
-use crate::matcher::Matcher;
+use crate::log::{Appender, LogError};
+use crate::matcher::{Matcher, MatcherError};
 use crate::plugin::{PluginConfig, PluginKind};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, Terminated};
 use crate::stop::StopToken;
+
+/// Why a plugin instance could not be opened or started: what its termination says.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+    #[error(transparent)]
+    Sandbox(#[from] Terminated),
+    #[error("cannot write to {topic}: {source}")]
+    Queue {
+        topic: &'static str,
+        source: LogError,
+    },
+    #[error("cannot restore its preserved data")]
+    Restore,
+    #[error("analysis thread {0} is not running")]
+    ThreadGone(usize),
+    #[error("analysis thread {0} did not answer")]
+    NoAnswer(usize),
+}
 
 pub(super) struct Instance {
     pub config: Arc<PluginConfig>,
@@ -37,21 +57,19 @@ impl Instance {
         config: &Arc<PluginConfig>,
         appender: Option<Appender>,
         stop: &StopToken,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StartError> {
         let matcher = match config.kind {
             PluginKind::Input => None,
-            _ => Some(
-                Matcher::new(config.message_matcher.as_deref().unwrap_or("TRUE"))
-                    .map_err(|e| e.to_string())?,
-            ),
+            _ => Some(Matcher::new(
+                config.message_matcher.as_deref().unwrap_or("TRUE"),
+            )?),
         };
         let sandbox = Sandbox::new(
             config.clone(),
             &ctx.plugin_settings(config),
             appender,
             stop.clone(),
-        )
-        .map_err(|t| t.0)?;
+        )?;
         Ok(Instance {
             config: config.clone(),
             sandbox,
@@ -64,9 +82,9 @@ impl Instance {
 
     /// Restores its preserved data and marks it running; an error (already reported as its
     /// termination) if the data could not be restored.
-    pub fn start(&self, ctx: &Context) -> Result<(), String> {
+    pub fn start(&self, ctx: &Context) -> Result<(), StartError> {
         if !ctx.restore(&self.config, &self.sandbox) {
-            return Err("cannot restore its preserved data".into());
+            return Err(StartError::Restore);
         }
         self.stats.set_state("running");
         Ok(())

@@ -17,6 +17,7 @@ mod worker;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use instance::StartError;
 pub use pipeline::{LoadError, LoadOutcome, Pipeline};
 pub use stats::{HotloadCounters, PluginStats, Stats};
 pub use worker::Worker;

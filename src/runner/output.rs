@@ -135,7 +135,7 @@ fn run_output(
 ) {
     let instance = match Instance::open(ctx, config, None, stop) {
         Ok(instance) => instance,
-        Err(e) => return ctx.terminated(config, &e),
+        Err(e) => return ctx.terminated(config, &e.to_string()),
     };
     if instance.start(ctx).is_err() {
         return;

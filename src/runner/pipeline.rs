@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::analysis::{self, AnalysisThread};
 use super::input::InputRunner;
+use super::instance::StartError;
 use super::output::OutputRunner;
 use super::{Context, write_err};
 use crate::plugin::{InitialPosition, PluginConfig, PluginKind};
@@ -403,9 +404,9 @@ pub enum LoadError {
         plugin: String,
         source: std::io::Error,
     },
-    /// The analysis thread could not create the plugin's sandbox (Hindsight's message).
-    #[error("{0}")]
-    Refused(String),
+    /// The analysis thread could not open the plugin (its termination message).
+    #[error(transparent)]
+    Refused(#[from] StartError),
 }
 
 /// The verbs every runner shares (each also has `start`, and an analysis thread `load` and

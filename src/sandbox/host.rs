@@ -15,7 +15,7 @@ use super::heka::{self, Defaults};
 use super::modules::ModuleEnv;
 use super::table_encoder::{self, Headers, Scratch};
 use crate::checkpoint::CheckpointValue;
-use crate::log::Appender;
+use crate::log::{Appender, LogError};
 use crate::message::Message;
 use crate::plugin::{PluginConfig, PluginKind};
 use crate::stop::StopToken;
@@ -35,6 +35,28 @@ pub struct SandboxSettings {
     /// The plugin's counters in `plugins.tsv` (`None`: counted where nobody looks, as in a trial
     /// load).
     pub stats: Option<std::sync::Arc<crate::plugin::PluginStats>>,
+}
+
+/// Why an inject was refused: the text after `inject_message() ` in the plugin's error.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    /// The call's inject budget is spent (the message names the cfg key to raise).
+    #[error("{0}")]
+    Count(String),
+    #[error("output_limit exceeded")]
+    OutputLimit,
+    #[error("message of {len} bytes exceeds max_message_size ({max})")]
+    TooLarge { len: usize, max: usize },
+    #[error("refused: Blink is stopping")]
+    Stopping,
+    #[error("this plugin cannot inject")]
+    NoQueue,
+    /// The log refused it (a fenced instance, a failing disk).
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The table or protobuf string is not a valid message.
+    #[error("{0}")]
+    Message(String),
 }
 
 /// Injects between two backpressure checks.
@@ -131,7 +153,7 @@ impl Host {
         &mut self,
         mut m: Message,
         checkpoint: Option<CheckpointValue>,
-    ) -> Result<(), String> {
+    ) -> Result<(), InjectError> {
         self.check_inject_budget()?;
         if self.table_headers() == Headers::Restricted {
             restrict_headers(&mut m, &self.defaults);
@@ -144,7 +166,7 @@ impl Host {
         &mut self,
         m: &Message,
         checkpoint: Option<CheckpointValue>,
-    ) -> Result<(), String> {
+    ) -> Result<(), InjectError> {
         let timestamp_ms = m.timestamp.div_euclid(1_000_000);
         self.append(timestamp_ms, m.encoded_len(), checkpoint, |out| {
             m.encode(out)
@@ -157,7 +179,7 @@ impl Host {
         &mut self,
         timestamp: i64,
         checkpoint: Option<CheckpointValue>,
-    ) -> Result<(), String> {
+    ) -> Result<(), InjectError> {
         let scratch = std::mem::take(&mut self.scratch);
         let bytes = &scratch.message;
         let timestamp_ms = timestamp.div_euclid(1_000_000);
@@ -185,9 +207,9 @@ impl Host {
 
     /// Analysis plugins may inject `process_message_inject_limit` messages per call (timer
     /// events: `timer_event_inject_limit`).
-    pub(super) fn check_inject_budget(&self) -> Result<(), String> {
+    pub(super) fn check_inject_budget(&self) -> Result<(), InjectError> {
         if self.config.kind == PluginKind::Analysis && self.inject_budget == 0 {
-            return Err(self.inject_count_error());
+            return Err(InjectError::Count(self.inject_count_error()));
         }
         Ok(())
     }
@@ -238,28 +260,26 @@ impl Host {
         len: usize,
         checkpoint: Option<CheckpointValue>,
         write: impl FnOnce(&mut Vec<u8>),
-    ) -> Result<(), String> {
+    ) -> Result<(), InjectError> {
         if len > self.config.output_limit {
-            return Err("output_limit exceeded".into());
+            return Err(InjectError::OutputLimit);
         }
         if len > self.max_message_size {
-            return Err(format!(
-                "message of {len} bytes exceeds max_message_size ({})",
-                self.max_message_size
-            ));
+            return Err(InjectError::TooLarge {
+                len,
+                max: self.max_message_size,
+            });
         }
         if (self.injected + 1).is_multiple_of(THROTTLE_EVERY)
             && let Some(throttle) = &self.throttle
             && !throttle()
         {
-            return Err("refused: Blink is stopping".into());
+            return Err(InjectError::Stopping);
         }
         let analysis = self.config.kind == PluginKind::Analysis;
         let checkpoint = if analysis { None } else { checkpoint };
-        let appender = self.appender.as_ref().ok_or("this plugin cannot inject")?;
-        appender
-            .append_encoded(timestamp_ms, len, checkpoint, write)
-            .map_err(|e| e.to_string())?;
+        let appender = self.appender.as_ref().ok_or(InjectError::NoQueue)?;
+        appender.append_encoded(timestamp_ms, len, checkpoint, write)?;
         self.injected += 1;
         self.injected_bytes += len as u64;
         self.stats.injected(self.injected, self.injected_bytes);
@@ -272,12 +292,13 @@ impl Host {
 
 impl Host {
     /// A message from a plugin's table, by the general converter.
-    pub(super) fn message_of(&self, t: &Table) -> Result<Message, String> {
+    pub(super) fn message_of(&self, t: &Table) -> Result<Message, InjectError> {
         heka::message_from_table(
             t,
             &self.defaults,
             self.keys.as_ref().expect("keys made at install"),
         )
+        .map_err(InjectError::Message)
     }
 
     /// Whether the plugin is still wanted (`is_running()`).

@@ -75,7 +75,7 @@ unsafe fn inject(state: *mut lua_State, host: &RefCell<Host>, error: &mut [u8; 2
     };
     let host = &mut *host;
     if let Err(e) = host.check_inject_budget() {
-        return failed(error, e);
+        return failed(error, e.to_string());
     }
     // SAFETY: the table is argument 1 (checked by the caller); keys come from upvalues.
     let encoded = unsafe { host.encode_table(state, Keys::Upvalues(FIRST_KEY)) };
@@ -86,7 +86,7 @@ unsafe fn inject(state: *mut lua_State, host: &RefCell<Host>, error: &mut [u8; 2
     let checkpoint = unsafe { checkpoint_arg(state) };
     match host.inject_scratch(encoded.timestamp, checkpoint) {
         Ok(()) => Outcome::Done,
-        Err(e) => failed(error, e),
+        Err(e) => failed(error, e.to_string()),
     }
 }
 

@@ -21,6 +21,7 @@ mod modules;
 mod preserve;
 mod table_encoder;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -37,6 +38,19 @@ use crate::stop::StopToken;
 
 pub use host::{Host, SandboxSettings};
 pub use lua_values::{format_number, lua_type};
+
+/// Why a plugin's globals could not be saved (`preserve_data`).
+#[derive(Debug, thiserror::Error)]
+pub enum PreserveError {
+    /// Reading its globals failed (the Lua error).
+    #[error("{0}")]
+    Save(String),
+    #[error("{path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// Why a plugin stopped: Hindsight's termination message (at most 255 bytes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -451,19 +465,23 @@ impl Sandbox {
     }
 
     /// Saves the plugin's globals to `path` (`preserve_data`, at a clean shutdown).
-    pub fn preserve(&self, path: &std::path::Path) -> Result<(), String> {
-        let (source, cut) =
-            preserve::save(&self.lua).map_err(|e| crate::plugin::lua_error_text(&e))?;
+    pub fn preserve(&self, path: &std::path::Path) -> Result<(), PreserveError> {
+        let (source, cut) = preserve::save(&self.lua)
+            .map_err(|e| PreserveError::Save(crate::plugin::lua_error_text(&e)))?;
         if !cut.is_empty() {
             tracing::warn!(cycles = ?cut, "preserve_data: cyclic tables were cut");
         }
+        let failed = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| PreserveError::Write { path, source }
+        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(failed(dir))?;
         }
         let tmp = path.with_extension("data.tmp");
         std::fs::write(&tmp, source)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(failed(path))
     }
 
     /// Restores globals saved by [`Sandbox::preserve`], after the plugin's code has run.

@@ -6,7 +6,7 @@ use mlua::{Lua, Table, Value};
 use super::{NoResult, api_error};
 use crate::checkpoint::CheckpointValue;
 use crate::message::{Message, MessageView};
-use crate::sandbox::host::shared;
+use crate::sandbox::host::{InjectError, shared};
 
 pub(super) fn install(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<()> {
     no_result.raw_set(
@@ -23,19 +23,19 @@ pub(super) fn install(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<(
                     Value::String(s) => {
                         let bytes = s.as_bytes();
                         MessageView::parse(&bytes)
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| InjectError::Message(e.to_string()))
                             .and_then(|view| host.inject(&Message::from(&view), checkpoint))
                     }
                     Value::Nil => match (checkpoint, host.appender.as_ref()) {
                         (Some(cp), Some(appender)) => {
-                            appender.checkpoint(cp).map_err(|e| e.to_string())
+                            appender.checkpoint(cp).map_err(InjectError::from)
                         }
                         _ => Ok(()),
                     },
-                    other => Err(format!(
+                    other => Err(InjectError::Message(format!(
                         "takes a table, a string or nil, not a {}",
                         crate::sandbox::lua_values::lua_type(&other)
-                    )),
+                    ))),
                 };
                 Ok(result.err().map(|e| api_error(lua, "inject_message", e)))
             },
