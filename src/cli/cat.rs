@@ -137,7 +137,7 @@ fn cat_topic(args: &CatArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
         .topic
         .as_deref()
         .expect("clap requires a topic without --hindsight");
-    let config = super::load_config(args.config.as_deref())?;
+    let config = super::config_file::load_config(args.config.as_deref())?;
     if !config.output_path.is_dir() {
         bail!(
             "no log at {} (output_path of {}): has `blink run` been started?",

@@ -5,15 +5,14 @@ mod bench_hotload;
 mod bench_idle;
 mod bench_pipeline;
 mod cat;
+mod config_file;
 mod init;
 mod render;
 mod run;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use blink::config::Config;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -55,20 +54,10 @@ enum Command {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => run::run(&load_config(config.as_deref())?),
+        Command::Run { config } => run::run(&config_file::load_config(config.as_deref())?),
         Command::Init { dir } => init::init(&dir),
         Command::Cat(args) => cat::cat(args),
         Command::Bench { what } => bench::bench(what),
-    }
-}
-
-/// The config at `path`, or `cfg/blink.toml` if it exists, or the built-in defaults.
-pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    let default = Path::new("cfg/blink.toml");
-    match path {
-        Some(path) => Ok(Config::load(path)?),
-        None if default.exists() => Config::load(default).context("loading the default config"),
-        None => Ok(Config::parse("", Path::new("<defaults>"))?),
     }
 }
 

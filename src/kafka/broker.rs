@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 
-use super::groups::Coordinator;
+use super::coordinator::Coordinator;
 use super::producers::Producers;
 use crate::config::KafkaConfig;
 use crate::log::Log;

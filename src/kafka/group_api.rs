@@ -30,7 +30,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use super::committed_offsets::Committed;
-use super::groups::{JoinRequest, MemberRef};
+use super::coordinator::{JoinRequest, MemberRef};
 
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
