@@ -7,12 +7,12 @@
 # (Blink does not: page_cache_window, docs/configuration.md). Prints figures;
 # asserts nothing. With the test venv (./scripts/test makes it), each run also measures end-to-end
 # latency with bench/kafka_latency.py.
-# Usage: bench/kafka.sh [runs]   (needs a release build: cargo build --release)
+# Usage: [BLINK_BIN=path] bench/kafka.sh [runs]   (needs a release build: cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-1}
 python="${BLINK_TEST_PYTHON:-$PWD/target/test-venv/bin/python}"
-blink_bin="$PWD/target/release/blink"
+blink_bin="${BLINK_BIN:-$PWD/target/release/blink}"   # BLINK_BIN: another build, to compare
 [ -x "$blink_bin" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 source scripts/lib/librdkafka.sh
 build_librdkafka

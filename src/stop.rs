@@ -60,6 +60,7 @@ impl StopToken {
         }
     }
 
+    #[inline]
     pub fn is_stopped(&self) -> bool {
         self.0.stopped.load(Ordering::Acquire)
     }

@@ -240,14 +240,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Inner {
+    #[inline]
     fn check_open(&self, pending: &Pending) -> Result<(), LogError> {
         if pending.closed {
-            return Err(LogError::Closed {
-                topic: self.partition.topic().to_owned(),
-                partition: self.partition.id(),
-            });
+            return Err(self.closed());
         }
         Ok(())
+    }
+
+    #[cold]
+    fn closed(&self) -> LogError {
+        LogError::Closed {
+            topic: self.partition.topic().to_owned(),
+            partition: self.partition.id(),
+        }
     }
 
     fn flush_locked(&self, pending: &mut Pending) -> Result<Option<Appended>, LogError> {

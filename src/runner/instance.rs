@@ -91,6 +91,7 @@ impl Instance {
     }
 
     /// Whether the message the sandbox has as current is one this plugin reads.
+    #[inline]
     pub fn matches(&self, message: &crate::message::MessageView) -> bool {
         self.matcher.as_ref().is_some_and(|m| m.matches(message))
     }
