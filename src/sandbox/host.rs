@@ -51,12 +51,19 @@ pub enum InjectError {
     Stopping,
     #[error("this plugin cannot inject")]
     NoQueue,
-    /// The log refused it (a fenced instance, a failing disk).
+    /// The log refused it (a fenced instance, a failing disk). Boxed: the inject path returns
+    /// this `Result` for every message, and a small one costs less to return.
     #[error(transparent)]
-    Log(#[from] LogError),
+    Log(Box<LogError>),
     /// The table or protobuf string is not a valid message.
     #[error("{0}")]
     Message(String),
+}
+
+impl From<LogError> for InjectError {
+    fn from(e: LogError) -> Self {
+        InjectError::Log(Box::new(e))
+    }
 }
 
 /// Injects between two backpressure checks.
