@@ -59,6 +59,9 @@ pub struct Coordinator {
     /// What the groups have committed.
     pub offsets: CommittedOffsets,
     next_member: std::sync::atomic::AtomicU64,
+    /// Notified when a member joins, for the expiry task sleeping while no group has members
+    /// (`notify_one` keeps a permit, so a join between its look and its wait is not lost).
+    joined: tokio::sync::Notify,
 }
 
 impl Coordinator {
@@ -70,7 +73,18 @@ impl Coordinator {
             initial_delay,
             offsets: CommittedOffsets::open(offsets_path)?,
             next_member: std::sync::atomic::AtomicU64::new(1),
+            joined: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Whether any group has members (only then can a session or a join deadline run out).
+    pub fn has_members(&self) -> bool {
+        self.groups().values().any(|e| !e.group.members.is_empty())
+    }
+
+    /// Resolves once a member has joined a group since the last time it resolved.
+    pub async fn member_joined(&self) {
+        self.joined.notified().await
     }
 
     fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -126,6 +140,9 @@ impl Coordinator {
                 Instant::now(),
                 &mut answers,
             );
+            if !entry.group.members.is_empty() {
+                self.joined.notify_one();
+            }
             let waiter = match outcome {
                 Outcome::Now(joined) => {
                     entry.deliver(answers);
@@ -390,6 +407,26 @@ mod tests {
             codes::NONE,
             "empty again"
         );
+    }
+
+    #[test]
+    fn the_expiry_task_is_told_when_there_is_something_to_expire() {
+        let (_dir, coordinator) = coordinator(Duration::ZERO);
+        let runtime = runtime();
+        assert!(!coordinator.has_members());
+        let joined = runtime.block_on(coordinator.join(join_request("a")));
+        assert!(coordinator.has_members());
+        // The join left a permit: a task that looked before it and waits now is woken.
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), coordinator.member_joined())
+                .await
+                .expect("the join is announced")
+        });
+        assert_eq!(
+            coordinator.leave("g", MemberRef::dynamic(&joined.member_id)),
+            codes::NONE
+        );
+        assert!(!coordinator.has_members());
     }
 
     fn join_request(client: &str) -> JoinRequest {

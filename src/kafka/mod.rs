@@ -125,7 +125,8 @@ impl KafkaServer {
 pub const DRAIN: Duration = Duration::from_secs(5);
 
 /// How often group members whose session ran out, and join barriers whose deadline passed,
-/// are looked for.
+/// are looked for, while any group has members (with none, nothing can expire and the task
+/// sleeps until a member joins: an idle Blink is not woken five times a second for nothing).
 const EXPIRE_EVERY: Duration = Duration::from_millis(200);
 
 async fn accept(
@@ -138,7 +139,14 @@ async fn accept(
     let expiry_stop = stop.clone();
     let expiry = tokio::spawn(async move {
         let mut tick = tokio::time::interval(EXPIRE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if !expiring.groups.has_members() {
+                tokio::select! {
+                    _ = expiry_stop.stopped() => return,
+                    _ = expiring.groups.member_joined() => tick.reset(),
+                }
+            }
             tokio::select! {
                 _ = expiry_stop.stopped() => return,
                 _ = tick.tick() => expiring.groups.expire(),
