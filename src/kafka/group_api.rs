@@ -1,5 +1,5 @@
 //! The group APIs on the wire: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, mapped onto [`super::groups`].
+//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, mapped onto [`super::coordinator`].
 
 use std::sync::Arc;
 use std::time::Duration;

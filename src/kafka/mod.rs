@@ -4,9 +4,10 @@
 //! The network loop is Blink's own, on a tokio runtime of its own thread; messages are decoded
 //! and encoded with the `kafka-protocol` crate. Each connection is one task that reads a request,
 //! answers it, then reads the next, so answers go out in request order while clients may
-//! pipeline. Requests that touch the log run on tokio's blocking pool, never on a worker. A
-//! frame that cannot be parsed closes its connection with a logged reason; nothing else is
-//! affected. See docs/kafka.md for the APIs and versions.
+//! pipeline. `dispatch.rs` routes each request to its handler and says where it runs: requests
+//! that touch the log run on tokio's blocking pool, never on a worker. A frame that cannot be
+//! parsed closes its connection with a logged reason; nothing else is affected. See
+//! docs/kafka.md for the APIs and versions.
 
 mod admin;
 mod broker;
