@@ -788,3 +788,54 @@ fn an_append_is_light_only_when_it_neither_rolls_nor_syncs() {
         "would fsync"
     );
 }
+
+/// A closed appender (its plugin instance stopped and, maybe, left behind) writes what it had
+/// accepted and publishes that checkpoint, then refuses every append and checkpoint: a
+/// replacement starting from the checkpoint sees nothing of it after.
+#[test]
+fn a_fenced_appender_writes_what_it_accepted_and_nothing_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = LogConfig::in_dir(dir.path());
+    cfg.batch.linger = Duration::from_secs(60); // nothing is written but by close
+    let log = Log::open(cfg).unwrap();
+    let store = Arc::new(CheckpointStore::open(dir.path()).unwrap());
+    let target = CheckpointTarget {
+        store: store.clone(),
+        input: "input.old".into(),
+    };
+    let appender = log.appender(INPUT_TOPIC, 0, Some(target)).unwrap();
+    let partition = log.partition(INPUT_TOPIC, 0).unwrap();
+    for n in 0..3 {
+        let v = value(n);
+        appender
+            .append_encoded(n, v.len(), Some(CheckpointValue::Number(n as f64)), |out| {
+                out.extend_from_slice(&v)
+            })
+            .unwrap();
+    }
+    assert_eq!(partition.next_offset(), 0, "still buffered");
+    let fence = appender.fence();
+    fence.close().unwrap();
+    assert!(appender.is_closed());
+    assert_eq!(
+        read_all(&partition, 0).len(),
+        3,
+        "accepted records are written"
+    );
+    assert_eq!(
+        store.input("input.old"),
+        Some(CheckpointValue::Number(2.0)),
+        "and their checkpoint published"
+    );
+    let refused = appender.append(9, b"late").unwrap_err();
+    assert!(matches!(refused, LogError::Closed { .. }), "{refused}");
+    assert!(refused.to_string().contains("closed"), "{refused}");
+    let refused = appender
+        .checkpoint(CheckpointValue::Number(0.0))
+        .unwrap_err();
+    assert!(matches!(refused, LogError::Closed { .. }));
+    appender.flush().unwrap();
+    assert_eq!(partition.next_offset(), 3, "nothing after the close");
+    assert_eq!(store.input("input.old"), Some(CheckpointValue::Number(2.0)));
+    fence.close().unwrap(); // twice is harmless
+}
