@@ -53,6 +53,11 @@ fn steady_pipeline(w: &Workspace) -> PathBuf {
         "ticker_interval = 1\ninstruction_limit = 0",
         SEQ_INPUT,
     );
+    file_output(w)
+}
+
+/// The output writing every message but the raw `seq` ones to `out.txt`, whose path it returns.
+fn file_output(w: &Workspace) -> PathBuf {
     let out = w.file("out.txt");
     w.plugin(
         "output",
@@ -629,16 +634,7 @@ fn an_input_that_will_not_stop_is_fenced_when_it_is_replaced() {
         "tag = 'old'\ninstruction_limit = 0",
         STUBBORN_INPUT,
     );
-    let out = w.file("out.txt");
-    w.plugin(
-        "output",
-        "file",
-        &format!(
-            "message_matcher = 'Type != \"seq\"'\npath = {:?}",
-            out.to_str().unwrap()
-        ),
-        FILE_OUTPUT,
-    );
+    file_output(&w);
     let mut blink = w.start();
     wait_for("old to inject", WAIT, || {
         tagged(&w).get("old").is_some_and(|s| s.len() >= 20)

@@ -55,7 +55,8 @@ fn route(broker: &Arc<Broker>, request: RequestKind, cx: RequestContext) -> Opti
     fn waits(f: impl Future<Output = ResponseKind> + Send + 'static) -> Route {
         Route::Waits(Box::pin(f))
     }
-    let b = broker.clone();
+    // Only a waiting handler outlives this call, so only it takes a reference of its own.
+    let b = || broker.clone();
     Some(match request {
         RequestKind::ApiVersions(_) => inline(|_| R::ApiVersions(versions::response())),
         RequestKind::Metadata(r) => pool(move |b| R::Metadata(b.metadata(r, &cx))),
@@ -80,13 +81,22 @@ fn route(broker: &Arc<Broker>, request: RequestKind, cx: RequestContext) -> Opti
             inline(move |b| R::Produce(b.produce(r, &cx)))
         }
         RequestKind::Produce(r) => pool(move |b| R::Produce(b.produce(r, &cx))),
-        RequestKind::Fetch(r) => waits(async move { R::Fetch(b.fetch(r, &cx).await) }),
+        RequestKind::Fetch(r) => {
+            let b = b();
+            waits(async move { R::Fetch(b.fetch(r, &cx).await) })
+        }
         RequestKind::ListOffsets(r) => pool(move |b| R::ListOffsets(b.list_offsets(r, &cx))),
         RequestKind::FindCoordinator(r) => {
             inline(move |b| R::FindCoordinator(b.find_coordinator(r, &cx)))
         }
-        RequestKind::JoinGroup(r) => waits(async move { R::JoinGroup(b.join_group(r, &cx).await) }),
-        RequestKind::SyncGroup(r) => waits(async move { R::SyncGroup(b.sync_group(r, &cx).await) }),
+        RequestKind::JoinGroup(r) => {
+            let b = b();
+            waits(async move { R::JoinGroup(b.join_group(r, &cx).await) })
+        }
+        RequestKind::SyncGroup(r) => {
+            let b = b();
+            waits(async move { R::SyncGroup(b.sync_group(r, &cx).await) })
+        }
         RequestKind::Heartbeat(r) => inline(move |b| R::Heartbeat(b.heartbeat(r, &cx))),
         RequestKind::LeaveGroup(r) => inline(move |b| R::LeaveGroup(b.leave_group(r, &cx))),
         RequestKind::OffsetCommit(r) => pool(move |b| R::OffsetCommit(b.offset_commit(r, &cx))),

@@ -23,6 +23,7 @@ use super::recovery::{self, open_segment_file};
 use super::segment::{self, INDEX_INTERVAL, Index, IndexEntry, SegmentState};
 use super::settings::{FsyncPolicy, LogConfig, Runtime};
 use super::topic_settings::Retention;
+use crate::atomic_file;
 
 /// Offsets assigned to an appended batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,14 +120,13 @@ impl Partition {
         if !read_only {
             fs::create_dir_all(&dir).map_err(LogError::io("create directory", &dir))?;
         }
-        let mut recovered = recovery::recover(&dir, read_only)?;
-        if recovered.is_empty() {
-            recovered.push(create_segment(&dir, 0)?);
-        }
         let recovery::Recovered {
-            segments,
+            mut segments,
             next_offset,
-        } = recovered;
+        } = recovery::recover(&dir, read_only)?;
+        if segments.is_empty() {
+            segments.push(create_segment(&dir, 0)?);
+        }
         let active = segments.last().expect("at least one segment");
         let writer = Writer {
             file: active.file.clone(),
@@ -368,7 +368,7 @@ impl Partition {
             .expect("active")
             .index
             .to_bytes();
-        write_file_atomically(&segment::index_path(&self.dir, w.base), &index)?;
+        atomic_file::write(&segment::index_path(&self.dir, w.base), &index)?;
         if let Err(e) = self.runtime.services.storage.sync(&w.file) {
             w.poisoned = Some(format!("fsync failed: {e}"));
             return Err(LogError::Io {
@@ -428,7 +428,10 @@ impl Partition {
             .expect("active")
             .index
             .to_bytes();
-        write_file_atomically(&segment::index_path(&self.dir, w.base), &index)
+        Ok(atomic_file::write(
+            &segment::index_path(&self.dir, w.base),
+            &index,
+        )?)
     }
 
     /// Deletes whole segments past the `retention` limits (the topic's), oldest first, but
@@ -568,7 +571,7 @@ fn create_segment(dir: &Path, base: i64) -> Result<SegmentState, LogError> {
         .truncate(false)
         .open(&path)
         .map_err(LogError::io("create segment", &path))?;
-    sync_dir(dir)?;
+    atomic_file::sync_dir(dir)?;
     Ok(SegmentState {
         base,
         file: Arc::new(file),
@@ -576,12 +579,4 @@ fn create_segment(dir: &Path, base: i64) -> Result<SegmentState, LogError> {
         index: Index::default(),
         modified: SystemTime::now(),
     })
-}
-
-fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
-    Ok(crate::atomic_file::write(path, bytes)?)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    Ok(crate::atomic_file::sync_dir(dir)?)
 }

@@ -23,16 +23,6 @@ pub(super) struct Recovered {
     pub next_offset: i64,
 }
 
-impl Recovered {
-    pub fn is_empty(&self) -> bool {
-        self.segments.is_empty()
-    }
-
-    pub fn push(&mut self, segment: SegmentState) {
-        self.segments.push(segment);
-    }
-}
-
 /// Lists, checks and (writable) repairs the segments in `dir`. A read-only open repairs
 /// nothing, and a directory with no segment is an error for it (the writer is creating it).
 pub(super) fn recover(dir: &Path, read_only: bool) -> Result<Recovered, LogError> {
@@ -155,7 +145,7 @@ fn check_closed(
         });
     }
     if rebuild && !read_only {
-        write_file_atomically(&index_path, &scan.index.to_bytes())?;
+        crate::atomic_file::write(&index_path, &scan.index.to_bytes())?;
         info!(path = %index_path.display(), "rebuilt missing or damaged index");
     }
     let index = scan.index;
@@ -215,8 +205,4 @@ fn recover_tail(
         modified,
     };
     Ok((state, scan.next_offset))
-}
-
-fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
-    Ok(crate::atomic_file::write(path, bytes)?)
 }

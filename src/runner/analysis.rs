@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use super::Context;
 use super::instance::{Instance, StartError};
 use super::worker::Worker;
+use super::{Context, Runner};
 use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, Partition, PartitionReader};
 use crate::message::MessageView;
 use crate::plugin::{InitialPosition, PluginConfig};
@@ -186,13 +186,16 @@ impl AnalysisThread {
             reply,
         }) && answer.recv_timeout(REPLY_TIMEOUT).unwrap_or(false)
     }
+}
 
-    pub fn stop(&self) {
+impl Runner for AnalysisThread {
+    const DEADLINE: Duration = super::READER_DEADLINE;
+
+    fn stop(&self) {
         self.worker.stop();
     }
 
-    /// Waits up to `deadline` for the thread; false if it is still running (left behind).
-    pub fn join(&self, deadline: Duration) -> bool {
+    fn join(&self, deadline: Duration) -> bool {
         self.worker.join_timeout(deadline)
     }
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use mlua::Value;
 
-use super::Context;
 use super::instance::Instance;
 use super::worker::Worker;
+use super::{Context, Runner};
 use crate::checkpoint::CheckpointValue;
 use crate::log::{Appender, CheckpointTarget, Fence, INPUT_TOPIC};
 use crate::plugin::PluginConfig;
@@ -52,9 +52,15 @@ impl InputRunner {
             fence,
         })
     }
+}
+
+impl Runner for InputRunner {
+    /// An input blocked in I/O (or ignoring `is_running()`) holds nothing unwritten: after 5 s
+    /// it is fenced and left behind, so a restart or a shutdown is never held up by it.
+    const DEADLINE: Duration = Duration::from_secs(5);
 
     /// Asks the plugin to stop: `is_running()` turns false and no further call is made.
-    pub fn stop(&self) {
+    fn stop(&self) {
         self.worker.stop();
     }
 
@@ -62,7 +68,7 @@ impl InputRunner {
     /// (blocked in I/O, or ignoring `is_running()`) is left behind, fenced: what it injected
     /// before is written, and every inject and checkpoint after is refused, so a replacement can
     /// start from its checkpoint with no duplicates after it and no checkpoint moving back.
-    pub fn join(&self, deadline: Duration) -> bool {
+    fn join(&self, deadline: Duration) -> bool {
         let stopped = self.worker.join_timeout(deadline);
         if let Err(e) = self.fence.close() {
             tracing::error!(plugin = %self.config.name, error = %e, "closing the input's writer failed; its unwritten records will be read again from its checkpoint");

@@ -16,6 +16,7 @@ mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use instance::StartError;
 pub use pipeline::{LoadError, LoadOutcome, Pipeline};
@@ -27,6 +28,22 @@ use crate::log::Log;
 use crate::plugin::{PluginConfig, PluginKind};
 use crate::sandbox::SandboxSettings;
 use crate::stop::StopToken;
+
+/// The verbs every runner shares (each also has `start`, and an analysis thread `load` and
+/// `unload` to change its plugins in place).
+pub(crate) trait Runner {
+    /// How long the pipeline waits for a stopping runner of this kind.
+    const DEADLINE: Duration;
+    /// Asks the runner to finish: its plugins' last calls, checkpoints, preserve_data.
+    fn stop(&self);
+    /// Waits up to `deadline`; false if the runner is still running and was left behind.
+    fn join(&self, deadline: Duration) -> bool;
+}
+
+/// Analysis threads and outputs are waited for: each holds positions and confirmations that a
+/// replacement must not see written twice. (Bounding this needs fencing their checkpoints as
+/// inputs are fenced; until then a wedged output holds its restart or Blink's shutdown.)
+const READER_DEADLINE: Duration = Duration::MAX;
 
 /// What every runner needs from the pipeline.
 #[derive(Clone)]

@@ -10,9 +10,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Context;
 use super::instance::Instance;
 use super::worker::Worker;
+use super::{Context, Runner};
 use crate::log::batch::Record;
 use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, PartitionReader};
 use crate::message::MessageView;
@@ -69,13 +69,16 @@ impl OutputRunner {
         worker.token().on_stop(move || notifier.notify());
         Ok(OutputRunner { config, worker })
     }
+}
 
-    pub fn stop(&self) {
+impl Runner for OutputRunner {
+    const DEADLINE: Duration = super::READER_DEADLINE;
+
+    fn stop(&self) {
         self.worker.stop();
     }
 
-    /// Waits up to `deadline` for the thread; false if it is still running (left behind).
-    pub fn join(&self, deadline: Duration) -> bool {
+    fn join(&self, deadline: Duration) -> bool {
         self.worker.join_timeout(deadline)
     }
 }

@@ -4,13 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use super::analysis::{self, AnalysisThread};
 use super::input::InputRunner;
 use super::instance::StartError;
 use super::output::OutputRunner;
-use super::{Context, write_err};
+use super::{Context, Runner, write_err};
 use crate::plugin::{InitialPosition, PluginConfig, PluginKind};
 use crate::stop::StopToken;
 
@@ -353,12 +352,12 @@ impl Pipeline {
         let stopped = match found {
             Some(Found::Input(runner)) => {
                 runner.stop();
-                runner.join(INPUT_DEADLINE);
+                runner.join(InputRunner::DEADLINE);
                 true
             }
             Some(Found::Output(runner)) => {
                 runner.stop();
-                runner.join(READER_DEADLINE);
+                runner.join(OutputRunner::DEADLINE);
                 true
             }
             Some(Found::Analysis(thread)) => thread.is_some_and(|t| t.unload(name)),
@@ -407,56 +406,6 @@ pub enum LoadError {
     /// The analysis thread could not open the plugin (its termination message).
     #[error(transparent)]
     Refused(#[from] StartError),
-}
-
-/// The verbs every runner shares (each also has `start`, and an analysis thread `load` and
-/// `unload` to change its plugins in place).
-trait Runner {
-    /// How long the pipeline waits for a stopping runner of this kind.
-    const DEADLINE: Duration;
-    /// Asks the runner to finish: its plugins' last calls, checkpoints, preserve_data.
-    fn stop(&self);
-    /// Waits up to `deadline`; false if the runner is still running and was left behind.
-    fn join(&self, deadline: Duration) -> bool;
-}
-
-/// An input blocked in I/O (or ignoring `is_running()`) holds nothing unwritten: after 5 s it is
-/// fenced and left behind, so a restart or a shutdown is never held up by it.
-const INPUT_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Analysis threads and outputs are waited for: each holds positions and confirmations that a
-/// replacement must not see written twice. (Bounding this needs fencing their checkpoints as
-/// inputs are fenced; until then a wedged output holds its restart or Blink's shutdown.)
-const READER_DEADLINE: Duration = Duration::MAX;
-
-impl Runner for InputRunner {
-    const DEADLINE: Duration = INPUT_DEADLINE;
-    fn stop(&self) {
-        InputRunner::stop(self)
-    }
-    fn join(&self, deadline: Duration) -> bool {
-        InputRunner::join(self, deadline)
-    }
-}
-
-impl Runner for OutputRunner {
-    const DEADLINE: Duration = READER_DEADLINE;
-    fn stop(&self) {
-        OutputRunner::stop(self)
-    }
-    fn join(&self, deadline: Duration) -> bool {
-        OutputRunner::join(self, deadline)
-    }
-}
-
-impl Runner for AnalysisThread {
-    const DEADLINE: Duration = READER_DEADLINE;
-    fn stop(&self) {
-        AnalysisThread::stop(self)
-    }
-    fn join(&self, deadline: Duration) -> bool {
-        AnalysisThread::join(self, deadline)
-    }
 }
 
 /// Stops every runner first, then joins them: they wind down side by side.
