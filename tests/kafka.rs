@@ -375,6 +375,56 @@ fn broken_frames_close_only_their_connection() {
     assert_eq!(exchange(&address, &[0x7f, 0xff, 0xff, 0xff]), None);
     assert_eq!(exchange(&address, &[0, 0, 0, 2, 1, 2]), None);
 
+    // Counts of 2^31 - 1 in tiny frames (issue 13): each aborted the process by making the
+    // decoder reserve room for that many elements. Now each closes only its connection.
+    for (what, key, version, fields_before) in [
+        ("Metadata v0 topics", 3i16, 0i16, &[][..]),
+        (
+            "Produce v3 topics",
+            0,
+            3,
+            &[0xff, 0xff, 0, 1, 0, 0, 0x75, 0x30][..],
+        ),
+        ("CreateTopics v2 topics", 19, 2, &[][..]),
+        ("DeleteTopics v1 names", 20, 1, &[][..]),
+        ("DescribeConfigs v1 resources", 32, 1, &[][..]),
+        ("ListOffsets v1 topics", 2, 1, &[0xff, 0xff, 0xff, 0xff][..]),
+        (
+            "Fetch v4 topics",
+            1,
+            4,
+            &[
+                0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0,
+            ][..],
+        ),
+        (
+            "JoinGroup v0 protocols",
+            11,
+            0,
+            &[0, 1, b'g', 0, 0, 0x75, 0x30, 0, 0, 0, 1, b'c'][..],
+        ),
+        (
+            "OffsetCommit v2 topics",
+            8,
+            2,
+            &[0, 1, b'g', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],
+        ),
+    ] {
+        let mut body = key.to_be_bytes().to_vec();
+        body.extend_from_slice(&version.to_be_bytes());
+        body.extend_from_slice(&[0, 0, 0, 1, 0, 2, b'f', b'z']); // correlation id, client id
+        body.extend_from_slice(fields_before);
+        body.extend_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(exchange(&address, &frame(&body)), None, "{what}");
+    }
+    // The frame from the report, byte for byte.
+    let reported = b"\x00\x00\x00\x10\x00\x03\x00\x00\x00\x00\x00\x01\x00\x02fz\x7f\xff\xff\xff";
+    assert_eq!(exchange(&address, reported), None);
+    // Each was refused for its count, before decoding (the reason is logged).
+    wait_for("the refusals logged", Duration::from_secs(10), || {
+        blink.logged("an array of 2147483647 elements").len() == 10
+    });
+
     // Random and truncated frames, bounded in count and time.
     let started = Instant::now();
     let mut seed = 0x2545_f491_4f6c_dd1du64;

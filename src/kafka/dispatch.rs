@@ -9,7 +9,9 @@
 //!   waiting for its group's barrier. Waiting holds no thread.
 //!
 //! A request Blink cannot decode, or of an API or version it does not serve, closes its
-//! connection with a logged reason; nothing else is affected.
+//! connection with a logged reason; nothing else is affected. Before decoding, the body is
+//! walked against its request's shape ([`shape`]), so no count in a hostile frame can make the
+//! decoder reserve more memory than the frame holds.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,7 +23,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::broker::{Broker, RequestContext};
-use super::versions;
+use super::{shape, versions};
 
 /// What a connection does with a request's outcome.
 pub enum Reply {
@@ -144,6 +146,10 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Rep
         Ok(h) => h,
         Err(e) => return Reply::Close(format!("{api:?} v{version}: bad request header: {e}")),
     };
+    // Every count is proven to fit in the frame before the decoder reserves room for it.
+    if let Err(e) = shape::check(api, version, &body) {
+        return Reply::Close(format!("{api:?} v{version}: {e}"));
+    }
     let request = match RequestKind::decode(api, &mut body, version) {
         Ok(r) => r,
         Err(e) => return Reply::Close(format!("{api:?} v{version}: cannot decode: {e}")),

@@ -23,6 +23,7 @@ mod group_state;
 mod metadata;
 mod produce;
 mod producers;
+mod shape;
 mod versions;
 
 use std::net::SocketAddr;

@@ -1,0 +1,246 @@
+use bytes::Bytes;
+use kafka_protocol::messages::RequestKind;
+
+use super::*;
+use crate::kafka::versions;
+
+/// A small deterministic generator (xorshift), so a failure names a reproducible seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Builds a random frame body of `shape` at `version`. With `huge` set to `Some(k)`, the k-th
+/// array written claims 2^31 - 1 elements (and stops there).
+struct Build<'r> {
+    rng: &'r mut Rng,
+    out: Vec<u8>,
+    version: i16,
+    flexible: bool,
+    arrays: usize,
+    huge: Option<usize>,
+    done: bool,
+}
+
+impl Build<'_> {
+    fn uvarint(&mut self, mut v: u32) {
+        while v >= 0x80 {
+            self.out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.out.push(v as u8);
+    }
+
+    fn length(&mut self, n: usize, wide: bool) {
+        if self.flexible {
+            self.uvarint(n as u32 + 1);
+        } else if wide {
+            self.out.extend_from_slice(&(n as i32).to_be_bytes());
+        } else {
+            self.out.extend_from_slice(&(n as i16).to_be_bytes());
+        }
+    }
+
+    fn fields(&mut self, fields: &[Field]) {
+        let version = self.version;
+        for field in fields.iter().filter(|f| f.in_version(version)) {
+            if self.done {
+                return;
+            }
+            self.value(&field.ty);
+        }
+        if self.flexible && !self.done {
+            if self.rng.below(4) == 0 {
+                // One unknown tagged field: its tag is beyond any the decoder knows.
+                let size = self.rng.below(4) as usize;
+                self.uvarint(1);
+                let tag = 1000 + self.rng.below(100) as u32;
+                self.uvarint(tag);
+                self.uvarint(size as u32);
+                self.out.extend(std::iter::repeat_n(0x5a, size));
+            } else {
+                self.uvarint(0);
+            }
+        }
+    }
+
+    fn value(&mut self, ty: &Ty) {
+        match *ty {
+            // One-byte fields are booleans or small enums: 0 and 1 are valid for all of them.
+            Ty::Fixed(1) => {
+                let byte = self.rng.below(2) as u8;
+                self.out.push(byte);
+            }
+            Ty::Fixed(n) => {
+                for _ in 0..n {
+                    let byte = self.rng.below(256) as u8;
+                    self.out.push(byte);
+                }
+            }
+            Ty::Str => {
+                let n = self.rng.below(6) as usize;
+                self.length(n, false);
+                for _ in 0..n {
+                    let letter = b'a' + self.rng.below(26) as u8;
+                    self.out.push(letter);
+                }
+            }
+            Ty::Bytes => {
+                let n = self.rng.below(6) as usize;
+                self.length(n, true);
+                for _ in 0..n {
+                    let byte = self.rng.below(256) as u8;
+                    self.out.push(byte);
+                }
+            }
+            Ty::Array(_) | Ty::Structs(_) => {
+                let k = self.arrays;
+                self.arrays += 1;
+                if self.huge == Some(k) {
+                    if self.flexible {
+                        self.uvarint(i32::MAX as u32);
+                    } else {
+                        self.out.extend_from_slice(&i32::MAX.to_be_bytes());
+                    }
+                    self.done = true;
+                    return;
+                }
+                let n = self.rng.below(3) as usize;
+                self.length(n, true);
+                for _ in 0..n {
+                    if self.done {
+                        return;
+                    }
+                    match *ty {
+                        Ty::Array(element) => self.value(element),
+                        Ty::Structs(fields) => self.fields(fields),
+                        _ => unreachable!(),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn build(api: ApiKey, version: i16, rng: &mut Rng, huge: Option<usize>) -> (Vec<u8>, bool) {
+    let shape = shape(api).unwrap();
+    let mut b = Build {
+        rng,
+        out: Vec::new(),
+        version,
+        flexible: version >= shape.flexible,
+        arrays: 0,
+        huge,
+        done: false,
+    };
+    b.fields(shape.fields);
+    (b.out, b.done)
+}
+
+fn served() -> impl Iterator<Item = (ApiKey, i16)> {
+    versions::SUPPORTED
+        .iter()
+        .flat_map(|&(api, min, max)| (min..=max).map(move |v| (api, v)))
+        .filter(|&(api, v)| versions::supports(api, v))
+}
+
+#[test]
+fn every_request_built_from_its_shape_decodes_exactly() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for (api, version) in served() {
+        for round in 0..200 {
+            let (body, _) = build(api, version, &mut rng, None);
+            check(api, version, &body)
+                .unwrap_or_else(|e| panic!("{api:?} v{version} round {round}: {e}"));
+            let mut bytes = Bytes::from(body.clone());
+            if let Err(e) = RequestKind::decode(api, &mut bytes, version) {
+                panic!("{api:?} v{version} round {round}: the decoder refuses {body:02x?}: {e}");
+            }
+            assert_eq!(
+                bytes.len(),
+                0,
+                "{api:?} v{version}: the decoder left bytes of {body:02x?}: the shape has a field too many"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_truncated_request_is_refused() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for (api, version) in served() {
+        for _ in 0..20 {
+            let (body, _) = build(api, version, &mut rng, None);
+            for cut in 0..body.len() {
+                assert!(
+                    check(api, version, &body[..cut]).is_err(),
+                    "{api:?} v{version}: {:02x?} cut at {cut} passed",
+                    body
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_count_the_frame_cannot_hold_is_refused_before_decoding() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut refused = 0;
+    for (api, version) in served() {
+        for k in 0..8 {
+            let (mut body, huge) = build(api, version, &mut rng, Some(k));
+            if !huge {
+                break; // fewer than k + 1 arrays in this request
+            }
+            // Plenty of bytes after the count, but far fewer than 2^31 - 1.
+            body.extend(std::iter::repeat_n(0u8, 64));
+            let e = check(api, version, &body).expect_err("a count of 2^31 - 1 must be refused");
+            assert!(e.reason.contains("elements"), "{api:?} v{version}: {e}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 100, "only {refused} crafted frames were built");
+}
+
+#[test]
+fn the_frame_that_aborted_blink_is_refused() {
+    // Metadata v0, topic count 2^31 - 1 (issue 13): its body after the header.
+    let frame = hex("0000001000030000000000010002667a7fffffff");
+    let body = &frame[4 + 8 + 4..];
+    let e = check(ApiKey::Metadata, 0, body).unwrap_err();
+    assert_eq!(
+        e.reason,
+        "an array of 2147483647 elements, with 0 bytes left"
+    );
+}
+
+#[test]
+fn tagged_fields_and_varints_are_bounded() {
+    // ApiVersions v3: two empty compact strings, then 2^28 tagged fields claimed in 4 bytes.
+    let body = [1, 1, 0x80, 0x80, 0x80, 0x01];
+    let e = check(ApiKey::ApiVersions, 3, &body).unwrap_err();
+    assert!(e.reason.contains("tagged fields"), "{e}");
+    // A varint that never ends.
+    let e = check(ApiKey::ApiVersions, 3, &[0xff; 8]).unwrap_err();
+    assert!(e.reason.contains("varint"), "{e}");
+    // A negative length.
+    let e = check(ApiKey::Metadata, 1, &[0xff, 0xff, 0xff, 0xfe]).unwrap_err();
+    assert!(e.reason.contains("negative"), "{e}");
+}
+
+pub(crate) fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
