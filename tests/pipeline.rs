@@ -681,3 +681,39 @@ fn a_slow_stop_does_not_lock_the_pipeline() {
     assert_eq!(pipeline.configs().len(), 1);
     pipeline.stop();
 }
+
+#[test]
+fn shutdown_leaves_a_plugin_that_never_returns_behind() {
+    let w = workspace();
+    w.plugin(
+        "input",
+        "gen",
+        "ticker_interval = 1",
+        r#"function process_message() inject_message({Type = "tick"}) return 0 end"#,
+    );
+    // No instruction limit and a loop that never ends: nothing can stop this output.
+    w.plugin(
+        "output",
+        "wedged",
+        "message_matcher = 'Type == \"tick\"'\ninstruction_limit = 0",
+        "function process_message() while true do end end",
+    );
+    let mut blink = w.start();
+    wait_for(
+        "the output to take a message",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_to_string(w.path().join("data/plugins.tsv"))
+                .is_ok_and(|s| s.lines().any(|l| l.starts_with("output.wedged\t")))
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let asked = Instant::now();
+    sigterm(&mut blink);
+    let took = asked.elapsed();
+    eprintln!("stopped {took:?} after SIGTERM");
+    assert!(
+        !blink.logged("left behind").is_empty(),
+        "the wedged output is named as left behind"
+    );
+}

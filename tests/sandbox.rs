@@ -737,3 +737,82 @@ fn kafka_consumers_read_topics_and_resume_from_their_checkpoint() {
     );
     assert!(refused.is_err());
 }
+
+/// An output plugin (it has `coroutine` and `load`) called once with the given limits.
+fn output_terminated(e: &Env, cfg: &str, lua: &str) -> String {
+    match e.sandbox(
+        PluginKind::Output,
+        &format!("message_matcher = 'TRUE' {cfg}"),
+        &format!("local coroutine = require 'coroutine' {lua}"),
+    ) {
+        Err(t) => t.0,
+        Ok(sandbox) => sandbox.process_message(()).unwrap_err().0,
+    }
+}
+
+#[test]
+fn coroutines_are_held_to_the_instruction_limit() {
+    let e = env();
+    // Created in process_message.
+    assert_eq!(
+        output_terminated(
+            &e,
+            "",
+            "function process_message() local co = coroutine.create(function() while true do end end) \
+             coroutine.resume(co) return 0 end"
+        ),
+        "process_message() instruction_limit exceeded"
+    );
+    // Created at load time, resumed later; and a resume loop cannot swallow the limit.
+    assert_eq!(
+        output_terminated(
+            &e,
+            "",
+            "local co = coroutine.create(function() while true do end end) \
+             function process_message() while true do coroutine.resume(co) end end"
+        ),
+        "process_message() instruction_limit exceeded"
+    );
+    assert_eq!(
+        output_terminated(
+            &e,
+            "",
+            "local co = coroutine.wrap(function() while true do end end) co() \
+             function process_message() return 0 end"
+        ),
+        "lsb_init() instruction_limit exceeded"
+    );
+    // A coroutine nested in a coroutine.
+    assert_eq!(
+        output_terminated(
+            &e,
+            "",
+            "function process_message() coroutine.wrap(function() \
+             coroutine.wrap(function() while true do end end)() end)() return 0 end"
+        ),
+        "process_message() instruction_limit exceeded"
+    );
+}
+
+#[test]
+fn chunks_given_to_load_count_against_the_memory_limit() {
+    let e = env();
+    // The reader function never ends: its chunks are held by Blink until the limit says no.
+    let reason = output_terminated(
+        &e,
+        "instruction_limit = 0 memory_limit = 8388608",
+        "function process_message() load(function() return string.rep('x', 1048576) end) return 0 end",
+    );
+    assert_eq!(reason, "process_message() not enough memory");
+    // A reader within the limit still loads.
+    let sandbox = e
+        .sandbox(
+            PluginKind::Output,
+            "message_matcher = 'TRUE'",
+            "local parts = {'return ', '4', '2'} local i = 0 \
+             local f = load(function() i = i + 1 return parts[i] end) \
+             function process_message() if f() == 42 then return 0 end return -1 end",
+        )
+        .unwrap();
+    assert_eq!(sandbox.process_message(()).unwrap().0, 0);
+}

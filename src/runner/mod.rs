@@ -40,10 +40,16 @@ pub(crate) trait Runner {
     fn join(&self, deadline: Duration) -> bool;
 }
 
-/// Analysis threads and outputs are waited for: each holds positions and confirmations that a
-/// replacement must not see written twice. (Bounding this needs fencing their checkpoints as
-/// inputs are fenced; until then a wedged output holds its restart or Blink's shutdown.)
+/// Analysis threads and outputs are waited for when replaced: each holds positions and
+/// confirmations that a replacement must not see written twice. (Bounding this needs fencing
+/// their checkpoints as inputs are fenced; until then a wedged output holds its own restart.)
 const READER_DEADLINE: Duration = Duration::MAX;
+
+/// How long Blink's shutdown waits for each kind of runner in turn. A plugin that never returns
+/// (no instruction limit, or blocked in I/O) is left behind and the process exits without it:
+/// nothing it had not confirmed was checkpointed, so it is read again at the next start, as
+/// after a crash.
+pub(crate) const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What every runner needs from the pipeline.
 #[derive(Clone)]

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use super::analysis::{self, AnalysisThread};
 use super::input::InputRunner;
 use super::instance::StartError;
 use super::output::OutputRunner;
-use super::{Context, Runner, write_err};
+use super::{Context, Runner, SHUTDOWN_DEADLINE, write_err};
 use crate::plugin::{InitialPosition, PluginConfig, PluginKind};
 use crate::stop::StopToken;
 
@@ -384,11 +385,11 @@ impl Pipeline {
                 tracing::error!(step, error = %e, "checkpoint flush failed during shutdown");
             }
         };
-        stop_all(running.inputs.values());
+        stop_all("input", running.inputs.values());
         tick("inputs");
-        stop_all(running.threads.values().map(|t| &**t));
+        stop_all("analysis", running.threads.values().map(|t| &**t));
         tick("analysis");
-        stop_all(running.outputs.values());
+        stop_all("output", running.outputs.values());
         tick("outputs");
     }
 }
@@ -408,10 +409,19 @@ pub enum LoadError {
     Refused(#[from] StartError),
 }
 
-/// Stops every runner first, then joins them: they wind down side by side.
-fn stop_all<'a, R: Runner + 'a>(runners: impl Iterator<Item = &'a R> + Clone) {
+/// Stops every runner first, then joins them: they wind down side by side, and together wait
+/// no longer than the kind's deadline or [`SHUTDOWN_DEADLINE`], whichever is shorter.
+fn stop_all<'a, R: Runner + 'a>(kind: &str, runners: impl Iterator<Item = &'a R> + Clone) {
     runners.clone().for_each(R::stop);
-    runners.for_each(|r| {
-        r.join(R::DEADLINE);
-    });
+    let until = Instant::now() + R::DEADLINE.min(SHUTDOWN_DEADLINE);
+    let left_behind = runners
+        .filter(|r| !r.join(until.saturating_duration_since(Instant::now())))
+        .count();
+    if left_behind > 0 {
+        tracing::warn!(
+            kind,
+            left_behind,
+            "shutdown: plugins still running after {SHUTDOWN_DEADLINE:?} are left behind; what they had not confirmed is read again at the next start"
+        );
+    }
 }

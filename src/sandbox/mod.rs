@@ -95,6 +95,20 @@ pub struct Sandbox {
     host: host::SharedHost,
 }
 
+/// The memory limit's absolute value (the state's own size plus `memory_limit`), for what the
+/// sandbox holds for a plugin outside Lua's allocator.
+struct MemoryCeiling(usize);
+
+/// Once the limit is exceeded, every further instruction of the thread it fires in fails, so
+/// no `pcall` (or `coroutine.resume`) loop can swallow the error and go on; a thread whose hook
+/// still has the long interval switches to this at its next firing.
+fn refuse_every_instruction(lua: &Lua) -> mlua::Result<mlua::VmState> {
+    lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), |lua, _| {
+        refuse_every_instruction(lua)
+    })?;
+    Err(mlua::Error::runtime(INSTRUCTION_LIMIT))
+}
+
 impl Sandbox {
     /// Creates the state, installs the API for the plugin's kind, and runs the plugin's file.
     pub fn new(
@@ -132,10 +146,9 @@ impl Sandbox {
         if config.memory_limit > 0 {
             // The state itself (libraries, API) is already allocated; the limit bounds the plugin.
             let base = sandbox.lua.used_memory();
-            sandbox
-                .lua
-                .set_memory_limit(base + config.memory_limit)
-                .map_err(fail)?;
+            let ceiling = base + config.memory_limit;
+            sandbox.lua.set_memory_limit(ceiling).map_err(fail)?;
+            sandbox.lua.set_app_data(MemoryCeiling(ceiling));
         }
         let path = settings.plugin_dir.join(&config.filename);
         let source = std::fs::read(&path).map_err(|e| {
@@ -151,6 +164,7 @@ impl Sandbox {
         if let Err(e) = loaded {
             return Err(sandbox.terminated("lsb_init", &e));
         }
+        sandbox.within_limit("lsb_init")?;
         let mut sandbox = sandbox;
         let globals = sandbox.lua.globals();
         let process_message = globals
@@ -251,11 +265,23 @@ impl Sandbox {
             let source = match reader {
                 Value::String(s) => s.as_bytes().to_vec(),
                 Value::Function(f) => {
+                    // The pieces are gathered outside Lua's allocator, so they are counted
+                    // against the plugin's memory limit here: a reader that never ends is
+                    // refused as any other allocation past the limit is.
+                    let ceiling = lua.app_data_ref::<MemoryCeiling>().map(|c| c.0);
                     let mut out = Vec::new();
                     loop {
                         match f.call::<Value>(())? {
                             Value::String(s) if !s.as_bytes().is_empty() => {
-                                out.extend_from_slice(&s.as_bytes())
+                                let piece = s.as_bytes();
+                                if let Some(ceiling) = ceiling
+                                    && lua.used_memory() + out.len() + piece.len() > ceiling
+                                {
+                                    return Err(mlua::Error::MemoryError(
+                                        "not enough memory".into(),
+                                    ));
+                                }
+                                out.extend_from_slice(&piece)
                             }
                             _ => break,
                         }
@@ -292,20 +318,29 @@ impl Sandbox {
         let exceeded = self.exceeded.clone();
         let ticks = self.ticks.clone();
         let step = (self.instruction_limit / TICKS).max(1);
-        let _ = self.lua.set_hook(
+        // A global hook, not a per-thread one: Lua 5.1 gives a new coroutine its creator's
+        // hook, and only the global callback is found from any thread (mlua's per-thread hook
+        // removes itself in a coroutine, which then ran unbounded). The ticks are shared, so
+        // a coroutine's instructions count against the call that resumes it.
+        let _ = self.lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(step),
             move |lua, _| {
                 if ticks.fetch_add(1, Ordering::Relaxed) + 1 < TICKS {
                     return Ok(mlua::VmState::Continue);
                 }
                 exceeded.store(true, Ordering::Relaxed);
-                // From now on every instruction fails, so no pcall inside the plugin can go on.
-                lua.set_hook(HookTriggers::new().every_nth_instruction(1), |_, _| {
-                    Err(mlua::Error::runtime(INSTRUCTION_LIMIT))
-                })?;
-                Err(mlua::Error::runtime(INSTRUCTION_LIMIT))
+                refuse_every_instruction(lua)
             },
         );
+    }
+
+    /// A call that returned normally still broke the limit if the error was raised in a
+    /// coroutine it resumed (`coroutine.resume` returns it as a value): terminated all the same.
+    fn within_limit(&self, function: &str) -> Result<(), Terminated> {
+        if self.exceeded.load(Ordering::Relaxed) {
+            return Err(Terminated::new(function, INSTRUCTION_LIMIT));
+        }
+        Ok(())
     }
 
     fn terminated(&self, function: &str, e: &mlua::Error) -> Terminated {
@@ -352,6 +387,7 @@ impl Sandbox {
         self.host().begin_call(host::Phase::ProcessMessage);
         self.arm();
         let (first, second) = self.call_process_message(arg)?;
+        self.within_limit("process_message")?;
         let Some(status) = first else {
             return Err(Terminated::new(
                 "process_message",
@@ -460,6 +496,7 @@ impl Sandbox {
         self.arm();
         f.call::<()>((ns as f64, shutdown))
             .map_err(|e| self.terminated("timer_event", &e))?;
+        self.within_limit("timer_event")?;
         let _ = self.lua.gc_collect();
         Ok(())
     }
