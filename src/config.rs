@@ -98,6 +98,14 @@ pub struct KafkaConfig {
     pub max_request_bytes: usize,
     /// Connections served at once; more are closed at once (and logged).
     pub max_connections: usize,
+    /// Connections served at once from one IP address (Kafka's `max.connections.per.ip`).
+    pub max_connections_per_ip: usize,
+    /// A connection with no request for this long is closed (Kafka's
+    /// `connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
+    /// Once a request's first byte has arrived, the rest must arrive within this long, or the
+    /// connection is closed: a client trickling bytes cannot hold a slot forever.
+    pub request_read_timeout_ms: u64,
     /// How long a new consumer group's first rebalance waits for more members (Kafka's
     /// `group.initial.rebalance.delay.ms`), so consumers started together share one generation.
     pub group_initial_rebalance_delay_ms: u64,
@@ -112,6 +120,9 @@ impl Default for KafkaConfig {
             default_partitions: 1,
             max_request_bytes: 100 << 20,
             max_connections: 1024,
+            max_connections_per_ip: 256,
+            connections_max_idle_ms: 600_000,
+            request_read_timeout_ms: 30_000,
             group_initial_rebalance_delay_ms: 3000,
         }
     }
@@ -237,6 +248,15 @@ impl Config {
         }
         if kafka.max_connections == 0 {
             return invalid("kafka.max_connections", "must be at least 1");
+        }
+        if kafka.max_connections_per_ip == 0 {
+            return invalid("kafka.max_connections_per_ip", "must be at least 1");
+        }
+        if kafka.connections_max_idle_ms < 1000 {
+            return invalid("kafka.connections_max_idle_ms", "must be at least 1000");
+        }
+        if kafka.request_read_timeout_ms < 100 {
+            return invalid("kafka.request_read_timeout_ms", "must be at least 100");
         }
         if kafka.group_initial_rebalance_delay_ms > 300_000 {
             return invalid(

@@ -461,6 +461,78 @@ fn broken_frames_close_only_their_connection() {
     sigterm(&mut blink);
 }
 
+/// Whether the server has closed `stream` within `within` (it reads end-of-stream).
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    match stream.read(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
+}
+
+#[test]
+fn idle_and_trickling_connections_are_closed_and_one_address_gets_its_share() {
+    let w = workspace();
+    let path = w.path().join("blink.toml");
+    let mut toml = std::fs::read_to_string(&path).unwrap();
+    toml.push_str("max_connections_per_ip = 4\nconnections_max_idle_ms = 3000\nrequest_read_timeout_ms = 500\n");
+    std::fs::write(&path, toml).unwrap();
+    let mut blink = w.start();
+    let address = blink.1.clone();
+
+    // Four idle connections take this address's share: a fifth is closed at once.
+    let mut idle: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(&address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fifth = TcpStream::connect(&address).unwrap();
+    assert!(
+        closed_within(&mut fifth, Duration::from_secs(2)),
+        "the fifth connection is refused"
+    );
+    assert!(!blink.logged("max_connections_per_ip reached").is_empty());
+
+    // The idle ones are closed after connections_max_idle_ms, which frees the slots.
+    for stream in &mut idle {
+        assert!(
+            closed_within(stream, Duration::from_secs(10)),
+            "an idle connection is closed"
+        );
+    }
+    let versions = frame(&[0, 18, 0, 0, 0, 0, 0, 9, 0, 0]);
+    let answer = exchange(&address, &versions).expect("a new connection is served");
+    assert_eq!(&answer[..4], &[0, 0, 0, 9]);
+
+    // Slowloris: two bytes of a size prefix, then nothing. Closed after request_read_timeout_ms,
+    // long before the idle timeout.
+    let mut slow = TcpStream::connect(&address).unwrap();
+    slow.write_all(&[0, 0]).unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(2)),
+        "a trickled request is cut off"
+    );
+    // And a frame whose body stops short.
+    let mut slow = TcpStream::connect(&address).unwrap();
+    slow.write_all(&versions[..7]).unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(2)),
+        "a trickled body is cut off"
+    );
+    wait_for("the timeouts logged", Duration::from_secs(5), || {
+        blink.logged("a request did not arrive in time").len() == 2
+    });
+
+    // Real clients were never locked out.
+    let listed = run(kcat(&blink).args(["-L"]));
+    assert!(
+        String::from_utf8(listed.stdout)
+            .unwrap()
+            .contains("blink.input")
+    );
+    sigterm(&mut blink);
+}
+
 const GROUPS_PYTHON: &str = r#"
 import json, sys, threading
 from kafka import KafkaProducer, KafkaConsumer

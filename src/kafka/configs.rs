@@ -175,6 +175,12 @@ impl Broker {
             ),
             entry("broker.id", "0".into(), true, INT),
             entry(
+                "connections.max.idle.ms",
+                kafka.connections_max_idle_ms.to_string(),
+                kafka.connections_max_idle_ms == kafka_defaults.connections_max_idle_ms,
+                LONG,
+            ),
+            entry(
                 "group.initial.rebalance.delay.ms",
                 kafka.group_initial_rebalance_delay_ms.to_string(),
                 kafka.group_initial_rebalance_delay_ms
@@ -215,6 +221,12 @@ impl Broker {
                 "max.connections",
                 kafka.max_connections.to_string(),
                 kafka.max_connections == kafka_defaults.max_connections,
+                INT,
+            ),
+            entry(
+                "max.connections.per.ip",
+                kafka.max_connections_per_ip.to_string(),
+                kafka.max_connections_per_ip == kafka_defaults.max_connections_per_ip,
                 INT,
             ),
             entry(

@@ -10,6 +10,7 @@
 //! docs/kafka.md for the APIs and versions.
 
 mod admin;
+mod admission;
 mod broker;
 pub mod codes;
 mod committed_offsets;
@@ -26,7 +27,8 @@ mod producers;
 mod shape;
 mod versions;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -39,6 +41,7 @@ pub use versions::SUPPORTED;
 use crate::config::KafkaConfig;
 use crate::log::Log;
 use crate::stop::StopToken;
+use admission::{Admission, Refusal};
 
 /// The running server: its thread and the address it listens on.
 pub struct KafkaServer {
@@ -82,12 +85,16 @@ impl KafkaListener {
         let address = listener.local_addr()?;
         let broker = Arc::new(Broker::new(config.clone(), address, log)?);
         let stop = StopToken::new();
-        let max_connections = config.max_connections;
+        let admission = Admission::new(config.max_connections, config.max_connections_per_ip);
+        let timeouts = conn::Timeouts {
+            idle: Duration::from_millis(config.connections_max_idle_ms),
+            request_read: Duration::from_millis(config.request_read_timeout_ms),
+        };
         let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("blink-kafka".into())
             .spawn(move || {
-                runtime.block_on(accept(listener, broker, max_connections, stopped));
+                runtime.block_on(accept(listener, broker, admission, timeouts, stopped));
                 // Connections are drained by now; what is left is blocking-pool work of
                 // requests given up on.
                 runtime.shutdown_timeout(Duration::from_secs(1));
@@ -122,6 +129,33 @@ impl KafkaServer {
     }
 }
 
+/// Refused connections are logged at most once a second, with how many were refused since: a
+/// flood of connections must not become a flood of log lines.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr, why: Refusal, admission: &Admission) {
+        self.since += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        let reason = match why {
+            Refusal::Full => "max_connections reached",
+            Refusal::PerAddress => "max_connections_per_ip reached for this address",
+        };
+        tracing::warn!(%peer, open = admission.open(), refused = self.since, "kafka: refusing connections: {reason}");
+        self.last = Some(std::time::Instant::now());
+        self.since = 0;
+    }
+}
+
 /// How long a stopping server waits for connections to finish the request they are serving
 /// (a fetch waiting for data, a produce being written) before it closes them.
 pub const DRAIN: Duration = Duration::from_secs(5);
@@ -134,7 +168,8 @@ const EXPIRE_EVERY: Duration = Duration::from_millis(200);
 async fn accept(
     listener: tokio::net::TcpListener,
     broker: Arc<Broker>,
-    max_connections: usize,
+    mut admission: Admission,
+    timeouts: conn::Timeouts,
     stop: StopToken,
 ) {
     let expiring = broker.clone();
@@ -156,19 +191,31 @@ async fn accept(
         }
     });
     let mut connections = JoinSet::new();
+    // Each connection's address, by task, so its slot is given back however the task ends.
+    let mut peers: HashMap<tokio::task::Id, IpAddr> = HashMap::new();
+    let mut refusals = RefusalLog::default();
     loop {
         tokio::select! {
             biased;
             _ = stop.stopped() => break,
-            // Reaps finished connections, so `len` counts the open ones.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(ended) = connections.join_next_with_id(), if !connections.is_empty() => {
+                let id = match ended {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                if let Some(ip) = peers.remove(&id) {
+                    admission.release(ip);
+                }
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if connections.len() >= max_connections {
-                        tracing::warn!(%peer, max_connections, "kafka: too many connections; closing this one");
+                    if let Err(why) = admission.admit(peer.ip()) {
+                        refusals.refused(peer, why, &admission);
                         continue;
                     }
-                    connections.spawn(conn::serve(stream, peer, broker.clone(), stop.clone()));
+                    let serving = conn::serve(stream, peer, broker.clone(), timeouts, stop.clone());
+                    let id = connections.spawn(serving).id();
+                    peers.insert(id, peer.ip());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "kafka: accept failed");
