@@ -997,6 +997,56 @@ fn produce_frame(topic: &'static str, batch: Vec<u8>) -> Vec<u8> {
     frame(&body)
 }
 
+/// The (error code, base offset) of a produce answer for one partition.
+fn produced(answer: &[u8]) -> (i16, i64) {
+    use kafka_protocol::protocol::Decodable;
+    let mut body = bytes::Bytes::from(answer[4..].to_vec()); // after the correlation id
+    let response = kafka_protocol::messages::ProduceResponse::decode(&mut body, 7).unwrap();
+    let stored = &response.responses[0].partition_responses[0];
+    (stored.error_code, stored.base_offset)
+}
+
+#[test]
+fn an_idempotent_batch_retried_across_a_restart_is_written_once() {
+    let w = workspace();
+    // Batches of producer 4242, epoch 0, sequences 0, 1, 2, ...
+    let batch = |sequence: i32| {
+        let mut builder = blink::log::batch::BatchBuilder::new();
+        builder.push(0, None, format!("record {sequence}").as_bytes());
+        let mut batch = builder.finish();
+        batch[43..51].copy_from_slice(&4242i64.to_be_bytes());
+        batch[51..53].copy_from_slice(&0i16.to_be_bytes());
+        batch[53..57].copy_from_slice(&sequence.to_be_bytes());
+        let crc = blink::log::batch::compute_crc(&batch);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch
+    };
+    let mut blink = w.start();
+    produce_lines(&blink, "idem", "none", &["k:created".to_owned()]);
+    let send = |blink: &Blink, sequence: i32| {
+        produced(&exchange(&blink.1, &produce_frame("idem", batch(sequence))).expect("an answer"))
+    };
+    let first = send(&blink, 0);
+    assert_eq!(first.0, 0);
+    assert_eq!(send(&blink, 1).0, 0);
+    // The answer to sequence 1 was "lost"; Blink is killed; the producer retries after the
+    // restart: the retry gets the first write's offset and nothing is written again.
+    blink.kill_9();
+    let mut blink = w.start();
+    assert_eq!(send(&blink, 1), (0, first.1 + 1), "after kill -9");
+    assert_eq!(send(&blink, 2), (0, first.1 + 2));
+    sigterm(&mut blink);
+    let mut blink = w.start();
+    assert_eq!(send(&blink, 2), (0, first.1 + 2), "after a clean stop");
+    // A gap is still refused: OUT_OF_ORDER_SEQUENCE_NUMBER.
+    assert_eq!(send(&blink, 9).0, 45);
+    let listed = run(kcat(&blink).args(["-C", "-t", "idem", "-e", "-f", "%s\n"]));
+    let values = String::from_utf8(listed.stdout).unwrap();
+    assert_eq!(values.matches("record 1").count(), 1, "{values}");
+    assert_eq!(values.matches("record 2").count(), 1, "{values}");
+    sigterm(&mut blink);
+}
+
 #[test]
 fn the_bridge_hands_over_a_batch_it_cannot_read_and_goes_on() {
     let w = workspace();

@@ -94,10 +94,15 @@ impl KafkaListener {
         let thread = std::thread::Builder::new()
             .name("blink-kafka".into())
             .spawn(move || {
-                runtime.block_on(accept(listener, broker, admission, timeouts, stopped));
+                let serving = broker.clone();
+                runtime.block_on(accept(listener, serving, admission, timeouts, stopped));
                 // Connections are drained by now; what is left is blocking-pool work of
                 // requests given up on.
                 runtime.shutdown_timeout(Duration::from_secs(1));
+                // Idempotent producers as of the stop: the next start replays nothing.
+                broker
+                    .producers
+                    .save_all(|topic, index| broker.partition(topic, index));
             })?;
         tracing::info!(%address, advertised = %format!("{}:{}", broker::config_host(config, address), address.port()), "kafka server listening");
         Ok(KafkaServer {

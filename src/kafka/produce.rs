@@ -2,6 +2,8 @@
 //! idempotent producers' sequence numbers) and stored as the producer sent them — except that a
 //! compressed batch for a queue is stored decompressed, so plugins read it without decompressing.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -255,7 +257,7 @@ impl Broker {
     /// already wrote is answered with the offset it got then, and not written again).
     fn append(
         &self,
-        partition: &Partition,
+        partition: &Arc<Partition>,
         topic: &str,
         index: i32,
         header: &BatchHeader,
@@ -277,7 +279,7 @@ impl Broker {
             last_sequence: header.base_sequence.wrapping_add(header.last_offset_delta),
         };
         self.producers
-            .write_once(topic, index, &batch, write)
+            .write_once(partition, &batch, write)
             .map_err(|refused| match refused {
                 Refused::Write(outcome) => outcome,
                 Refused::StaleEpoch { epoch, current } => Outcome::error(

@@ -208,6 +208,14 @@ impl Partition {
         shared.segments.len() - shared.segments.partition_point(|s| s.base <= offset)
     }
 
+    /// Base offset of the oldest of the newest `count` segments (of the oldest segment if there
+    /// are fewer).
+    pub fn newest_segments_base(&self, count: usize) -> i64 {
+        let shared = lock(&self.shared);
+        let oldest = shared.segments.len().saturating_sub(count.max(1));
+        shared.segments[oldest].base
+    }
+
     /// Base offset of the active (newest) segment.
     pub fn active_base(&self) -> i64 {
         lock(&self.shared)
