@@ -40,8 +40,10 @@ pub struct Producers {
     next_id: AtomicI64,
     /// One entry per partition written by an idempotent producer since the start; each has its
     /// own lock, so rebuilding one partition holds up no other.
-    partitions: Mutex<HashMap<(String, i32), Arc<Mutex<PartitionProducers>>>>,
+    partitions: Mutex<HashMap<(String, i32), SharedPartition>>,
 }
+
+type SharedPartition = Arc<Mutex<PartitionProducers>>;
 
 /// One partition's producers.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -108,7 +110,7 @@ impl Producers {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn entry(&self, partition: &Partition) -> Arc<Mutex<PartitionProducers>> {
+    fn entry(&self, partition: &Partition) -> SharedPartition {
         let key = (partition.topic().to_owned(), partition.id() as i32);
         lock(&self.partitions).entry(key).or_default().clone()
     }
