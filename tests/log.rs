@@ -839,3 +839,49 @@ fn a_fenced_appender_writes_what_it_accepted_and_nothing_after() {
     assert_eq!(store.input("input.old"), Some(CheckpointValue::Number(2.0)));
     fence.close().unwrap(); // twice is harmless
 }
+
+fn open_fds() -> usize {
+    fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn open_files_do_not_grow_with_the_segments_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = 1000;
+    // The page-cache window holds the files of the segments it covers (64 KiB: 16 of these).
+    let config = || {
+        let mut config = config(dir.path(), 4096);
+        config.page_cache_window = Some(64 << 10);
+        config
+    };
+    let written = {
+        let log = Log::open(config()).unwrap();
+        let partition = log.partition(INPUT_TOPIC, 0).unwrap();
+        let before = open_fds();
+        let mut n = 0;
+        while partition.segment_count() < segments {
+            n = append_batches(&partition, n, &[20]);
+        }
+        // Reading everything from the start touches every segment.
+        assert_eq!(read_all(&partition, 0).len() as i64, n);
+        let grown = open_fds().saturating_sub(before);
+        eprintln!("{segments} segments written and read: {grown} more open files");
+        // Tests in this binary run side by side and open files of their own, hence the
+        // margin; one file per segment would be 1000 more.
+        assert!(
+            grown < 300,
+            "{grown} more open files for {segments} segments"
+        );
+        n
+    };
+    // Reopening (recovery checks every segment) holds no file per segment either.
+    let before = open_fds();
+    let log = Log::open(config()).unwrap();
+    let partition = log.partition(INPUT_TOPIC, 0).unwrap();
+    assert_eq!(read_all(&partition, 0).len() as i64, written);
+    let grown = open_fds().saturating_sub(before);
+    assert!(
+        grown < 300,
+        "{grown} more open files after reopening {segments} segments"
+    );
+}

@@ -24,6 +24,7 @@ mod partition;
 mod reader;
 mod recovery;
 pub mod segment;
+mod segment_files;
 mod settings;
 pub mod storage;
 mod topic_settings;
@@ -297,6 +298,7 @@ impl Log {
             .ok_or_else(|| LogError::UnknownTopic(name.to_owned()))?;
         for partition in removed {
             let dir = partition.dir().to_owned();
+            self.runtime.services.segment_files.forget_under(&dir);
             fs::remove_dir_all(&dir).map_err(LogError::io("remove", &dir))?;
         }
         let mut settings = self.settings();

@@ -125,11 +125,18 @@ impl Partition {
             next_offset,
         } = recovery::recover(&dir, read_only)?;
         if segments.is_empty() {
-            segments.push(create_segment(&dir, 0)?);
+            segments.push(create_segment(&dir, 0)?.0);
         }
         let active = segments.last().expect("at least one segment");
+        let file = match &active.file {
+            Some(file) => file.clone(),
+            None => Arc::new(recovery::open_segment_file(
+                &segment::log_path(&dir, active.base),
+                read_only,
+            )?),
+        };
         let writer = Writer {
-            file: active.file.clone(),
+            file,
             base: active.base,
             len: active.len,
             first_append: (active.len > 0).then(Instant::now),
@@ -385,17 +392,19 @@ impl Partition {
                 source: e,
             });
         }
-        let state = create_segment(&self.dir, w.next_offset)?;
+        let (state, file) = create_segment(&self.dir, w.next_offset)?;
         let (base, len) = (w.base, w.len);
         w.cache.rolled(|| self.segment_path(base), len);
-        w.file = state.file.clone();
+        w.file = file;
         w.base = state.base;
         w.len = 0;
         w.first_append = None;
         w.since_index = 0;
         w.unsynced = false;
         let mut shared = lock(&self.shared);
-        shared.segments.last_mut().expect("active").modified = SystemTime::now();
+        let closed = shared.segments.last_mut().expect("active");
+        closed.modified = SystemTime::now();
+        closed.file = None; // read from now on through the log's cache of open files
         shared.segments.push(state);
         Ok(())
     }
@@ -484,6 +493,7 @@ impl Partition {
             // The log file goes first: the oldest remaining .log file name is the persisted log
             // start offset, and an orphaned index is removed on the next open.
             let path = segment::log_path(&self.dir, segment.base);
+            self.runtime.services.segment_files.forget(&path);
             fs::remove_file(&path).map_err(LogError::io("delete segment", &path))?;
             let _ = fs::remove_file(segment::index_path(&self.dir, segment.base));
             info!(partition = %self.name(), base = segment.base, bytes = segment.len, "retention deleted segment");
@@ -507,14 +517,14 @@ impl Partition {
             let next_offset = shared.next_offset;
             let last = shared.segments.last_mut().expect("at least one segment");
             let path = segment::log_path(&self.dir, last.base);
-            let len = last
-                .file
-                .metadata()
-                .map_err(LogError::io("stat", &path))?
-                .len();
+            let file = match &last.file {
+                Some(file) => file.clone(),
+                None => Arc::new(open_segment_file(&path, true)?),
+            };
+            let len = file.metadata().map_err(LogError::io("stat", &path))?.len();
             if len > last.len {
                 let scan = segment::scan(
-                    &last.file,
+                    &file,
                     last.base,
                     last.len,
                     next_offset,
@@ -535,9 +545,12 @@ impl Partition {
             }
             let file = open_segment_file(&next_path, true)?;
             let base = shared.next_offset;
+            if let Some(closed) = shared.segments.last_mut() {
+                closed.file = None;
+            }
             shared.segments.push(SegmentState {
                 base,
-                file: Arc::new(file),
+                file: Some(Arc::new(file)),
                 len: 0,
                 index: Index::default(),
                 modified: SystemTime::now(),
@@ -551,6 +564,22 @@ impl Partition {
     /// `topic-partition`, as the directory is named.
     pub fn name(&self) -> String {
         format!("{}-{}", self.topic, self.id)
+    }
+
+    /// The file of `segment`: the active segment's own, a closed one's from the log's cache of
+    /// open segment files.
+    pub(crate) fn file_of(&self, segment: &SegmentState) -> Result<Arc<File>, LogError> {
+        match &segment.file {
+            Some(file) => Ok(file.clone()),
+            None => {
+                let path = self.segment_path(segment.base);
+                self.runtime
+                    .services
+                    .segment_files
+                    .get(&path)
+                    .map_err(LogError::io("open", &path))
+            }
+        }
     }
 
     pub(crate) fn segment_path(&self, base: i64) -> PathBuf {
@@ -570,7 +599,8 @@ impl Partition {
     }
 }
 
-fn create_segment(dir: &Path, base: i64) -> Result<SegmentState, LogError> {
+/// A new, empty segment, and its file for the writer.
+fn create_segment(dir: &Path, base: i64) -> Result<(SegmentState, Arc<File>), LogError> {
     let path = segment::log_path(dir, base);
     let file = OpenOptions::new()
         .read(true)
@@ -580,11 +610,13 @@ fn create_segment(dir: &Path, base: i64) -> Result<SegmentState, LogError> {
         .open(&path)
         .map_err(LogError::io("create segment", &path))?;
     atomic_file::sync_dir(dir)?;
-    Ok(SegmentState {
+    let file = Arc::new(file);
+    let state = SegmentState {
         base,
-        file: Arc::new(file),
+        file: Some(file.clone()),
         len: 0,
         index: Index::default(),
         modified: SystemTime::now(),
-    })
+    };
+    Ok((state, file))
 }

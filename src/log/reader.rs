@@ -217,13 +217,15 @@ impl PartitionReader {
             let cold = page_cache::is_cold(window, segment.len - position, later);
             // A reader of old data that just moved into this segment drops what it kept of the
             // one before.
-            let before = (cold && i > 0 && position < page_cache::CHUNK).then(|| {
-                let s = &shared.segments[i - 1];
-                (s.file.clone(), s.len)
-            });
+            let before = (cold && i > 0 && position < page_cache::CHUNK)
+                .then(|| {
+                    let s = &shared.segments[i - 1];
+                    Some((self.partition.file_of(s).ok()?, s.len))
+                })
+                .flatten();
             (
                 segment.base,
-                segment.file.clone(),
+                self.partition.file_of(segment)?,
                 position,
                 segment.len,
                 cold,

@@ -149,9 +149,12 @@ fn check_closed(
         info!(path = %index_path.display(), "rebuilt missing or damaged index");
     }
     let index = scan.index;
+    // Closed: its file is closed now and opened again when read, so a long log does not hold
+    // a descriptor per segment.
+    drop(file);
     let state = SegmentState {
         base,
-        file: Arc::new(file),
+        file: None,
         len,
         index,
         modified,
@@ -199,7 +202,7 @@ fn recover_tail(
     }
     let state = SegmentState {
         base,
-        file: Arc::new(file),
+        file: Some(Arc::new(file)),
         len: scan.valid_len,
         index: scan.index,
         modified,

@@ -20,7 +20,9 @@ use super::batch::{self, BatchError, BatchHeader, HEADER_LEN};
 #[derive(Debug)]
 pub(crate) struct SegmentState {
     pub base: i64,
-    pub file: Arc<File>,
+    /// Open for the active segment (and, read-only, the newest); a closed segment is opened
+    /// when read, through the log's [`super::segment_files::SegmentFiles`].
+    pub file: Option<Arc<File>>,
     /// Bytes of whole, published batches.
     pub len: u64,
     pub index: Index,

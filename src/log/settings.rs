@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::notifier::Notifier;
 use super::page_cache::PageCache;
+use super::segment_files::SegmentFiles;
 use super::storage::{OsStorage, Storage};
 
 /// When appended data is forced to stable storage.
@@ -81,6 +82,8 @@ pub struct LogServices {
     pub notifier: Arc<Notifier>,
     /// How much of each partition stays in the OS page cache.
     pub page_cache: Arc<PageCache>,
+    /// Closed segments' open files, shared by every partition.
+    pub segment_files: Arc<SegmentFiles>,
 }
 
 impl LogServices {
@@ -90,6 +93,7 @@ impl LogServices {
             storage: Arc::new(OsStorage),
             notifier: Arc::new(Notifier::default()),
             page_cache: Arc::new(PageCache::new(config.page_cache_window)),
+            segment_files: Arc::new(SegmentFiles::default()),
         }
     }
 }
