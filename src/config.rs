@@ -74,6 +74,9 @@ pub struct Config {
     pub batch_messages: usize,
     /// Bytes per batch at most.
     pub batch_bytes: usize,
+    /// Partitions of all topics together, at most (Kafka clients create topics; each partition
+    /// holds open files).
+    pub max_partitions: usize,
     /// The Kafka protocol server (`[kafka]`).
     pub kafka: KafkaConfig,
     /// Where this configuration was read from, for error messages.
@@ -149,6 +152,7 @@ impl Default for Config {
             linger_ms: 1,
             batch_messages: 4096,
             batch_bytes: 1 << 20,
+            max_partitions: 10_000,
             kafka: KafkaConfig::default(),
             source: PathBuf::from("<defaults>"),
         }
@@ -190,6 +194,9 @@ impl Config {
         // Index entries hold 32-bit positions, and a batch must fit a segment.
         if self.output_size < 1024 || self.output_size > i32::MAX as u64 {
             return invalid("output_size", "must be between 1024 and 2147483647 bytes");
+        }
+        if self.max_partitions < 2 {
+            return invalid("max_partitions", "must be at least 2 (Blink's two queues)");
         }
         if self.max_message_size < 64 {
             return invalid("max_message_size", "must be at least 64 bytes");
@@ -286,6 +293,7 @@ impl Config {
                 max_bytes: self.batch_bytes.min(self.output_size as usize - 512),
                 linger: Duration::from_millis(self.linger_ms),
             },
+            max_partitions: self.max_partitions,
         }
     }
 }

@@ -20,11 +20,13 @@
 //! - [`runner`]: input, analysis and output threads, and the pipeline that starts and stops them.
 //! - [`hotload`]: the `hs_load/` directories: dropped files start, restart and stop plugins.
 //! - [`kafka`]: the Kafka protocol server over the log.
+//! - [`fuzz`]: entry points for the fuzzers, one per parser that faces untrusted input.
 
 pub mod atomic_file;
 pub mod checkpoint;
 pub mod config;
 pub mod durability;
+pub mod fuzz;
 pub mod hotload;
 pub mod kafka;
 pub mod log;

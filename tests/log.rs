@@ -885,3 +885,32 @@ fn open_files_do_not_grow_with_the_segments_kept() {
         "{grown} more open files after reopening {segments} segments"
     );
 }
+
+#[test]
+fn the_log_holds_at_most_max_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), 1 << 20);
+    config.max_partitions = 5;
+    let log = Log::open(config).unwrap(); // the two queues take two
+    log.create_topic("a", 2).unwrap();
+    let refused = log.create_topic("b", 2).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            LogError::TooManyPartitions {
+                max: 5,
+                existing: 4,
+                asked: 2
+            }
+        ),
+        "{refused}"
+    );
+    assert!(log.partitions("b").is_none(), "nothing of it was created");
+    assert!(matches!(
+        log.add_partitions("a", 4),
+        Err(LogError::TooManyPartitions { .. })
+    ));
+    log.add_partitions("a", 3).unwrap();
+    log.delete_topic("a").unwrap();
+    log.create_topic("b", 3).unwrap();
+}

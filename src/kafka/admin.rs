@@ -21,6 +21,7 @@ fn log_error(e: &LogError) -> (i16, String) {
     let code = match e {
         LogError::UnknownTopic(_) => codes::UNKNOWN_TOPIC_OR_PARTITION,
         LogError::InvalidTopic { .. } => codes::INVALID_TOPIC_EXCEPTION,
+        LogError::TooManyPartitions { .. } => codes::INVALID_PARTITIONS,
         _ => codes::KAFKA_STORAGE_ERROR,
     };
     (code, e.to_string())

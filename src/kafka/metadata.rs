@@ -75,6 +75,10 @@ impl Broker {
                     "kafka: topic created on request"
                 ),
                 Err(LogError::TopicExists(_)) => {}
+                Err(e @ LogError::TooManyPartitions { .. }) => {
+                    tracing::warn!(topic = name, error = %e, "kafka: not creating a topic");
+                    return topic.with_error_code(codes::INVALID_PARTITIONS);
+                }
                 Err(e) => {
                     tracing::error!(topic = name, error = %e, "kafka: cannot create topic");
                     return topic.with_error_code(codes::KAFKA_STORAGE_ERROR);
@@ -164,6 +168,9 @@ impl Broker {
                     }
                     Err(LogError::TopicExists(_)) => {
                         fail(codes::TOPIC_ALREADY_EXISTS, format!("{name} exists"))
+                    }
+                    Err(e @ LogError::TooManyPartitions { .. }) => {
+                        fail(codes::INVALID_PARTITIONS, e.to_string())
                     }
                     Err(e) => fail(codes::KAFKA_STORAGE_ERROR, e.to_string()),
                 }

@@ -134,6 +134,45 @@ impl KafkaServer {
     }
 }
 
+/// One request frame (without its size prefix) through the whole request path — header,
+/// shape, decoding, handler, encoding — as a connection would send it: the answer frame, or
+/// `None` when the connection would be closed or nothing is answered. For the fuzzers.
+#[doc(hidden)]
+pub async fn answer(broker: &Arc<Broker>, frame: bytes::Bytes) -> Option<bytes::BytesMut> {
+    let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+    match dispatch::handle(broker, frame, peer).await {
+        dispatch::Reply::Frame(body) => Some(body),
+        dispatch::Reply::Nothing | dispatch::Reply::Close(_) => None,
+    }
+}
+
+/// A random, well-formed request frame (without its size prefix) of the `n`-th API and
+/// version Blink serves, counting around: header v1 or v2, then a body built from the
+/// request's shape. For the fuzzers' seeds; `seed` picks the values.
+#[doc(hidden)]
+pub fn sample_request(n: usize, seed: u64) -> Vec<u8> {
+    let served: Vec<_> = versions::served().collect();
+    let (api, version) = served[n % served.len()];
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(api as i16).to_be_bytes());
+    frame.extend_from_slice(&version.to_be_bytes());
+    frame.extend_from_slice(&(seed as i32).to_be_bytes()); // correlation id
+    frame.extend_from_slice(&[0, 4]);
+    frame.extend_from_slice(b"fuzz"); // client id
+    if api.request_header_version(version) >= 2 {
+        frame.push(0); // no tagged fields
+    }
+    let mut rng = shape::sample::Rng(seed | 1);
+    frame.extend(shape::sample::build(api, version, &mut rng, None).0);
+    frame
+}
+
+/// How many API versions [`sample_request`] counts around.
+#[doc(hidden)]
+pub fn served_versions() -> usize {
+    versions::served().count()
+}
+
 /// Refused connections are logged at most once a second, with how many were refused since: a
 /// flood of connections must not become a flood of log lines.
 #[derive(Default)]

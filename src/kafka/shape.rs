@@ -562,5 +562,6 @@ impl Walk<'_> {
     }
 }
 
+pub(crate) mod sample;
 #[cfg(test)]
 mod tests;

@@ -45,6 +45,14 @@ pub fn supports(api: ApiKey, version: i16) -> bool {
         .any(|&(a, min, max)| a == api && (min..=max).contains(&version))
 }
 
+/// Every (API, version) requests are decoded at.
+pub fn served() -> impl Iterator<Item = (ApiKey, i16)> {
+    SUPPORTED
+        .iter()
+        .flat_map(|&(api, min, max)| (min..=max).map(move |v| (api, v)))
+        .filter(|&(api, v)| supports(api, v))
+}
+
 fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED
         .iter()

@@ -49,6 +49,14 @@ pub enum LogError {
     MessageTooLarge { size: usize, max: usize },
     #[error("batch of {size} bytes is larger than a segment (output_size {max} bytes)")]
     BatchTooLarge { size: usize, max: u64 },
+    #[error(
+        "the log holds at most {max} partitions (max_partitions); {existing} exist and {asked} more were asked for"
+    )]
+    TooManyPartitions {
+        max: usize,
+        existing: usize,
+        asked: usize,
+    },
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopic { name: String, reason: &'static str },
     #[error(

@@ -130,12 +130,15 @@ fn lock_dir(dir: &Path) -> Result<File, LogError> {
     Ok(file)
 }
 
+/// Each topic's partitions, by name.
+type Topics = BTreeMap<String, Vec<Arc<Partition>>>;
+
 /// All topics under one `output_path`.
 #[derive(Debug)]
 pub struct Log {
     runtime: Arc<Runtime>,
     read_only: bool,
-    topics: RwLock<BTreeMap<String, Vec<Arc<Partition>>>>,
+    topics: RwLock<Topics>,
     /// Topics' own settings, as persisted in `topic_settings.json`.
     settings: Mutex<SettingsTable>,
     /// Input plugins reading topics through the `kafka` module: their checkpoints hold
@@ -269,10 +272,25 @@ impl Log {
         if topics.contains_key(name) {
             return Err(LogError::TopicExists(name.to_owned()));
         }
+        self.room_for(&topics, partitions.max(1) as usize)?;
         let opened = (0..partitions.max(1))
             .map(|id| self.open_partition(name, id))
             .collect::<Result<Vec<_>, _>>()?;
         topics.insert(name.to_owned(), opened);
+        Ok(())
+    }
+
+    /// Refuses `asked` more partitions past `max_partitions`.
+    fn room_for(&self, topics: &Topics, asked: usize) -> Result<(), LogError> {
+        let existing: usize = topics.values().map(Vec::len).sum();
+        let max = self.runtime.config.max_partitions;
+        if existing + asked > max {
+            return Err(LogError::TooManyPartitions {
+                max,
+                existing,
+                asked,
+            });
+        }
         Ok(())
     }
 
@@ -395,15 +413,20 @@ impl Log {
             ));
         }
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
-        let partitions = topics
-            .get_mut(name)
-            .ok_or_else(|| LogError::UnknownTopic(name.to_owned()))?;
-        if (total as usize) < partitions.len() {
+        let current = topics
+            .get(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.to_owned()))?
+            .len();
+        if (total as usize) < current {
             return Err(LogError::InvalidTopic {
                 name: name.to_owned(),
                 reason: "a topic's partitions can be added, never removed",
             });
         }
+        self.room_for(&topics, total as usize - current)?;
+        let partitions = topics
+            .get_mut(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.to_owned()))?;
         for id in partitions.len() as u32..total {
             let partition = self.open_partition(name, id)?;
             partitions.push(partition);

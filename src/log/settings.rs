@@ -50,6 +50,9 @@ pub struct LogConfig {
     pub page_cache_window: Option<u64>,
     pub max_message_size: usize,
     pub batch: BatchPolicy,
+    /// Partitions of all topics together, at most: each holds open files, and clients create
+    /// topics.
+    pub max_partitions: usize,
 }
 
 impl LogConfig {
@@ -69,6 +72,7 @@ impl LogConfig {
                 max_bytes: 1 << 20,
                 linger: Duration::from_millis(1),
             },
+            max_partitions: 10_000,
         }
     }
 }
