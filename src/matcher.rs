@@ -85,7 +85,7 @@ enum NumericHeader {
 enum StringOp {
     Compare(Rel, Vec<u8>),
     /// A Lua pattern (checked when parsed); `true` for `=~`, `false` for `!~`.
-    Pattern(Pattern, bool),
+    Pattern(Pattern<'static>, bool),
 }
 
 impl StringOp {
@@ -642,7 +642,7 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-mod pattern;
+pub(crate) mod pattern;
 #[cfg(test)]
 mod tests;
 

@@ -816,3 +816,79 @@ fn chunks_given_to_load_count_against_the_memory_limit() {
         .unwrap();
     assert_eq!(sandbox.process_message(()).unwrap().0, 0);
 }
+
+#[test]
+fn hostile_plugins_are_terminated_alone() {
+    let e = env();
+    let cases: &[(&str, &str, &str)] = &[
+        // A pattern that backtracks for hours in C's matcher; ours pays for every step.
+        (
+            "",
+            "function process_message() string.find(string.rep('a', 40), string.rep('a*', 40) .. 'b') return 0 end",
+            "process_message() instruction_limit exceeded",
+        ),
+        (
+            "",
+            "function process_message() while true do pcall(string.gsub, string.rep('a', 30), string.rep('a-', 30) .. 'b', '') end end",
+            "process_message() instruction_limit exceeded",
+        ),
+        (
+            "",
+            "function process_message() for w in string.gmatch(string.rep('a', 40), string.rep('a*', 40) .. 'b') do end return 0 end",
+            "process_message() instruction_limit exceeded",
+        ),
+        // gsub's result is built outside Lua's allocator: it counts against memory_limit.
+        (
+            "instruction_limit = 0",
+            "function process_message() local s = string.gsub(string.rep('x', 100000), 'x', string.rep('y', 1000)) return 0 end",
+            "process_message() not enough memory",
+        ),
+        // An empty string repeated 2^31 times spun in C for seconds a call.
+        (
+            "",
+            "function process_message() while true do string.rep('', 2^31 - 1) end end",
+            "process_message() instruction_limit exceeded",
+        ),
+        // Deep recursion ends in Lua's own stack limit.
+        (
+            "",
+            "local function f(n) return 1 + f(n + 1) end function process_message() f(1) return 0 end",
+            "stack overflow",
+        ),
+        (
+            "",
+            "function process_message() local t = setmetatable({}, {__index = function(t, k) return t[k] end}) return t.x end",
+            "stack overflow",
+        ),
+        // Memory through the host functions.
+        (
+            "instruction_limit = 0",
+            "function process_message() local t = {} for i = 1, 1e7 do t[i] = read_config('message_matcher') .. i end return 0 end",
+            "process_message() not enough memory",
+        ),
+        (
+            "instruction_limit = 0",
+            "function process_message() local s = string.rep('x', 1e6) local t = {} for i = 1, 1e4 do t[i] = s .. i end return 0 end",
+            "process_message() not enough memory",
+        ),
+    ];
+    for (cfg, lua, expected) in cases {
+        let got = terminated(&e, cfg, lua);
+        assert!(
+            got.contains(expected),
+            "{lua}\n  got: {got}\n  expected: {expected}"
+        );
+    }
+    // A C module, asked for by name, is not found: the plugin fails to load, saying so.
+    for module in ["socket", "lpeg", "io.popen", "ffi", "debug"] {
+        let failed = e
+            .sandbox(
+                PluginKind::Analysis,
+                "message_matcher = 'TRUE'",
+                &format!("require '{module}' function process_message() return 0 end"),
+            )
+            .err()
+            .unwrap_or_else(|| panic!("require '{module}' loaded"));
+        assert!(failed.0.contains(module), "{module}: {}", failed.0);
+    }
+}

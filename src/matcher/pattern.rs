@@ -1,5 +1,5 @@
-//! Lua 5.1 string patterns, for the matcher's `=~` and `!~`: does `string.find(value, pattern)`
-//! find anything.
+//! Lua 5.1 string patterns: the matcher's `=~` and `!~`, and the sandbox's `string.find`,
+//! `match`, `gmatch` and `gsub`.
 //!
 //! The algorithm is lstrlib.c's backtracking matcher, written over slice indices: character
 //! classes (`%a %c %d %l %p %s %u %w %x %z` and their negations, ASCII as in the C locale), sets
@@ -8,57 +8,160 @@
 //! malformed one; the input is never read out of bounds (a crate used before read one byte past
 //! the pattern, where C has its terminating NUL, and matched at random). Recursion is bounded as
 //! in Lua 5.2: a pattern too complex for it matches nothing.
+//!
+//! Matching spends steps from a budget (one per matcher call and per character a quantifier
+//! takes): a pattern that backtracks without end, such as `string.rep("a*", 20) .. "b"` on a
+//! long subject, runs out of budget instead of holding its thread. C's matcher cannot be
+//! stopped at all: the sandbox's instruction limit never sees what happens inside it.
+
+use std::borrow::Cow;
+use std::ops::Range;
 
 const MAX_CAPTURES: usize = 32;
 /// Nesting of the recursive matcher (Lua 5.2's MAXCCALLS).
 const MAX_DEPTH: usize = 200;
 const ESC: u8 = b'%';
 
-/// A compiled (checked) Lua pattern.
+/// Steps the matcher's `=~` may spend on one value before it counts as no match.
+pub const MATCHER_BUDGET: u64 = 1_000_000;
+
+/// A checked Lua pattern: owned where it is kept (a matcher), borrowed where it is used once
+/// (a `string.find` call), so checking it costs no allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern {
-    pattern: Vec<u8>,
+pub struct Pattern<'a> {
+    /// Without its anchor.
+    pattern: Cow<'a, [u8]>,
+    anchored: bool,
 }
 
-impl Pattern {
-    /// Checks `pattern`; the error is Lua's message for it.
+/// A match: where it is, and what its captures hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub range: Range<usize>,
+    pub captures: Vec<Captured>,
+}
+
+/// One capture of a match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Captured {
+    /// `(...)`: the part of the subject it covered.
+    Text(Range<usize>),
+    /// `()`: a position (0-based).
+    Position(usize),
+}
+
+/// The step budget ran out before the match was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhausted;
+
+impl Pattern<'static> {
+    /// Checks `pattern` and keeps a copy; the error is Lua's message for it.
     pub fn new(pattern: &[u8]) -> Result<Self, String> {
-        check(pattern)?;
+        let Pattern { pattern, anchored } = Pattern::borrowed(pattern)?;
         Ok(Pattern {
-            pattern: pattern.to_vec(),
+            pattern: Cow::Owned(pattern.into_owned()),
+            anchored,
+        })
+    }
+}
+
+impl<'a> Pattern<'a> {
+    /// Checks `pattern`; the error is Lua's message for it. A leading `^` anchors it.
+    pub fn borrowed(pattern: &'a [u8]) -> Result<Self, String> {
+        check(pattern)?;
+        let (body, anchored) = match pattern.split_first() {
+            Some((b'^', rest)) => (rest, true),
+            _ => (pattern, false),
+        };
+        Ok(Pattern {
+            pattern: Cow::Borrowed(body),
+            anchored,
         })
     }
 
-    /// True if the pattern occurs in `subject` (`string.find(subject, pattern) ~= nil`).
+    /// As [`Pattern::borrowed`], but a leading `^` is an ordinary character (Lua 5.1's
+    /// `gmatch`).
+    pub fn unanchored(pattern: &'a [u8]) -> Result<Self, String> {
+        check_body(pattern)?;
+        Ok(Pattern {
+            pattern: Cow::Borrowed(pattern),
+            anchored: false,
+        })
+    }
+
+    pub fn is_anchored(&self) -> bool {
+        self.anchored
+    }
+
+    /// True if the pattern occurs in `subject` (`string.find(subject, pattern) ~= nil`); a
+    /// search that spends [`MATCHER_BUDGET`] steps counts as no match.
     pub fn is_match(&self, subject: &[u8]) -> bool {
-        let (pattern, anchored) = match self.pattern.split_first() {
-            Some((b'^', rest)) => (rest, true),
-            _ => (&self.pattern[..], false),
-        };
+        let mut budget = MATCHER_BUDGET;
+        matches!(self.find(subject, 0, &mut budget), Ok(Some(_)))
+    }
+
+    /// The first match starting at or after `init` (only at `init` if anchored), spending
+    /// from `budget`.
+    pub fn find(
+        &self,
+        subject: &[u8],
+        init: usize,
+        budget: &mut u64,
+    ) -> Result<Option<Found>, Exhausted> {
+        let mut start = init;
+        while start <= subject.len() {
+            if let Some(found) = self.match_at(subject, start, budget)? {
+                return Ok(Some(found));
+            }
+            if self.anchored {
+                break;
+            }
+            start += 1;
+        }
+        Ok(None)
+    }
+
+    /// A match starting exactly at `start`, spending from `budget`.
+    pub fn match_at(
+        &self,
+        subject: &[u8],
+        start: usize,
+        budget: &mut u64,
+    ) -> Result<Option<Found>, Exhausted> {
         let mut state = State {
             src: subject,
-            pat: pattern,
+            pat: &self.pattern,
             level: 0,
             captures: [Capture::default(); MAX_CAPTURES],
             depth: 0,
+            budget: *budget,
+            exhausted: false,
         };
-        for start in 0..=subject.len() {
-            state.level = 0;
-            state.depth = 0;
-            if state.do_match(start, 0).is_some() {
-                return true;
-            }
-            if anchored {
-                break;
-            }
+        let end = state.do_match(start, 0);
+        *budget = state.budget;
+        if state.exhausted {
+            return Err(Exhausted);
         }
-        false
+        Ok(end.map(|end| Found {
+            range: start..end,
+            captures: state.captures[..state.level]
+                .iter()
+                .map(|c| match c.len {
+                    CaptureLen::Closed(len) => Captured::Text(c.start..c.start + len),
+                    // A match leaves no capture open (the pattern was checked).
+                    CaptureLen::Position | CaptureLen::Open => Captured::Position(c.start),
+                })
+                .collect(),
+        }))
     }
 }
 
 /// Lua's structural errors, found before any matching.
 fn check(pattern: &[u8]) -> Result<(), String> {
-    let body = pattern.strip_prefix(b"^").unwrap_or(pattern);
+    check_body(pattern.strip_prefix(b"^").unwrap_or(pattern))
+}
+
+fn check_body(body: &[u8]) -> Result<(), String> {
     let mut open: Vec<usize> = Vec::new(); // capture numbers still open
     let mut captures = 0usize;
     let mut closed = [false; MAX_CAPTURES];
@@ -234,9 +337,24 @@ struct State<'a> {
     level: usize,
     captures: [Capture; MAX_CAPTURES],
     depth: usize,
+    /// Steps left.
+    budget: u64,
+    /// The budget ran out: every call now fails at once.
+    exhausted: bool,
 }
 
 impl State<'_> {
+    /// Takes `n` steps from the budget; false once it has run out.
+    fn spend(&mut self, n: u64) -> bool {
+        if self.budget < n {
+            self.budget = 0;
+            self.exhausted = true;
+            return false;
+        }
+        self.budget -= n;
+        true
+    }
+
     /// Does `src[s]` match the class `pat[p..ep]`?
     fn single(&self, s: usize, p: usize, ep: usize) -> bool {
         let Some(&c) = self.src.get(s) else {
@@ -252,7 +370,7 @@ impl State<'_> {
 
     /// Matches `pat[p..]` at `src[s..]`; the end of the match.
     fn do_match(&mut self, s: usize, p: usize) -> Option<usize> {
-        if self.depth == MAX_DEPTH {
+        if self.depth == MAX_DEPTH || !self.spend(1) {
             return None;
         }
         self.depth += 1;
@@ -338,6 +456,9 @@ impl State<'_> {
     fn max_expand(&mut self, s: usize, p: usize, ep: usize) -> Option<usize> {
         let mut n = 0;
         while self.single(s + n, p, ep) {
+            if !self.spend(1) {
+                return None;
+            }
             n += 1;
         }
         loop {
@@ -386,33 +507,42 @@ impl State<'_> {
         result
     }
 
-    fn back_reference(&self, s: usize, l: usize) -> Option<usize> {
-        let capture = self.captures.get(l).filter(|_| l < self.level)?;
+    fn back_reference(&mut self, s: usize, l: usize) -> Option<usize> {
+        let capture = *self.captures.get(l).filter(|_| l < self.level)?;
         let CaptureLen::Closed(len) = capture.len else {
             return None;
         };
+        if !self.spend(len as u64) {
+            return None;
+        }
         let wanted = self.src.get(capture.start..capture.start + len)?;
         let here = self.src.get(s..s + len)?;
         (wanted == here).then_some(s + len)
     }
 
-    fn balance(&self, s: usize, p: usize) -> Option<usize> {
+    fn balance(&mut self, s: usize, p: usize) -> Option<usize> {
         let (open, close) = (self.pat[p], self.pat[p + 1]);
         if self.src.get(s) != Some(&open) {
             return None;
         }
         let mut depth = 1;
+        let mut end = None;
         for (i, &c) in self.src.iter().enumerate().skip(s + 1) {
             if c == close {
                 depth -= 1;
                 if depth == 0 {
-                    return Some(i + 1);
+                    end = Some(i + 1);
+                    break;
                 }
             } else if c == open {
                 depth += 1;
             }
         }
-        None
+        let scanned = end.unwrap_or(self.src.len()) - s;
+        if !self.spend(scanned as u64) {
+            return None;
+        }
+        end
     }
 }
 

@@ -16,6 +16,7 @@ mod current;
 pub mod heka;
 mod host;
 mod inject;
+mod lua_patterns;
 mod lua_values;
 mod modules;
 mod preserve;
@@ -99,14 +100,22 @@ pub struct Sandbox {
 /// sandbox holds for a plugin outside Lua's allocator.
 struct MemoryCeiling(usize);
 
+impl MemoryCeiling {
+    /// Whether `held` more bytes outside Lua's allocator would take the plugin past its limit.
+    fn exceeded_by(lua: &Lua, held: usize) -> bool {
+        lua.app_data_ref::<MemoryCeiling>()
+            .is_some_and(|c| lua.used_memory() + held > c.0)
+    }
+}
+
 /// Once the limit is exceeded, every further instruction of the thread it fires in fails, so
 /// no `pcall` (or `coroutine.resume`) loop can swallow the error and go on; a thread whose hook
 /// still has the long interval switches to this at its next firing.
-fn refuse_every_instruction(lua: &Lua) -> mlua::Result<mlua::VmState> {
-    lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), |lua, _| {
-        refuse_every_instruction(lua)
-    })?;
-    Err(mlua::Error::runtime(INSTRUCTION_LIMIT))
+fn refuse_every_instruction(lua: &Lua) -> mlua::Error {
+    let _ = lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), |lua, _| {
+        Err(refuse_every_instruction(lua))
+    });
+    mlua::Error::runtime(INSTRUCTION_LIMIT)
 }
 
 impl Sandbox {
@@ -142,6 +151,17 @@ impl Sandbox {
             ))),
         };
         sandbox.restrict().map_err(fail)?;
+        let string: Table = sandbox.lua.globals().raw_get("string").map_err(fail)?;
+        let budget = lua_patterns::StepBudget {
+            ticks: sandbox.ticks.clone(),
+            exceeded: sandbox.exceeded.clone(),
+            step: match sandbox.instruction_limit {
+                0 => 0,
+                limit => (limit / TICKS).max(1) as u64,
+            },
+            ticks_per_call: TICKS,
+        };
+        lua_patterns::install(&sandbox.lua, &string, budget).map_err(fail)?;
         api::install(&sandbox.lua, kind, &sandbox.host, &sandbox.current).map_err(fail)?;
         if config.memory_limit > 0 {
             // The state itself (libraries, API) is already allocated; the limit bounds the plugin.
@@ -222,6 +242,20 @@ impl Sandbox {
         }
         if let Some(string) = libs.raw_get::<Option<Table>>("string")? {
             string.raw_set("dump", Value::Nil)?;
+            // string.rep("", 2^31) spins in C for seconds, out of the instruction hook's sight;
+            // any other string is bounded by the memory limit.
+            let rep: Function = lua
+                .load(
+                    "local rep, type = ... return function(s, n, ...) \
+                     if s == '' and type(n) == 'number' then return '' end \
+                     return rep(s, n, ...) end",
+                )
+                .set_name("=[string]")
+                .call((
+                    string.raw_get::<Function>("rep")?,
+                    globals.raw_get::<Function>("type")?,
+                ))?;
+            string.raw_set("rep", rep)?;
         }
         for name in [
             "os",
@@ -268,15 +302,12 @@ impl Sandbox {
                     // The pieces are gathered outside Lua's allocator, so they are counted
                     // against the plugin's memory limit here: a reader that never ends is
                     // refused as any other allocation past the limit is.
-                    let ceiling = lua.app_data_ref::<MemoryCeiling>().map(|c| c.0);
                     let mut out = Vec::new();
                     loop {
                         match f.call::<Value>(())? {
                             Value::String(s) if !s.as_bytes().is_empty() => {
                                 let piece = s.as_bytes();
-                                if let Some(ceiling) = ceiling
-                                    && lua.used_memory() + out.len() + piece.len() > ceiling
-                                {
+                                if MemoryCeiling::exceeded_by(lua, out.len() + piece.len()) {
                                     return Err(mlua::Error::MemoryError(
                                         "not enough memory".into(),
                                     ));
@@ -329,7 +360,7 @@ impl Sandbox {
                     return Ok(mlua::VmState::Continue);
                 }
                 exceeded.store(true, Ordering::Relaxed);
-                refuse_every_instruction(lua)
+                Err(refuse_every_instruction(lua))
             },
         );
     }
