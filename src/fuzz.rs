@@ -107,9 +107,8 @@ pub fn record_batch(data: &[u8]) {
     let batch = Batch::new(header, Bytes::from(plain));
     if let Ok(records) = batch.records() {
         for record in records {
-            if record.is_err() {
-                break;
-            }
+            let Ok(record) = record else { break };
+            for (_key, _value) in record.headers() {}
         }
     }
 }

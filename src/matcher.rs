@@ -26,6 +26,9 @@ pub struct MatcherError {
     pub message: String,
 }
 
+/// Parentheses nested at most.
+const MAX_NESTING: usize = 64;
+
 const MAX_TESTS: usize = 128;
 const MAX_STRING: usize = 255;
 
@@ -142,6 +145,7 @@ impl Matcher {
             src: expression.as_bytes(),
             pos: 0,
             tests: 0,
+            depth: 0,
             expression,
         };
         parser.skip_space();
@@ -216,6 +220,9 @@ struct Parser<'a> {
     src: &'a [u8],
     pos: usize,
     tests: usize,
+    /// Parentheses open around the position: the parser recurses into each, so their depth
+    /// is bounded (a hundred thousand `(` overflowed the stack).
+    depth: usize,
     expression: &'a str,
 }
 
@@ -272,7 +279,15 @@ impl<'a> Parser<'a> {
     fn expr(&mut self) -> Result<Node, MatcherError> {
         let open = self.pos;
         if self.eat("(") {
+            self.depth += 1;
+            if self.depth > MAX_NESTING {
+                return Err(self.error_at(
+                    open,
+                    format!("parentheses nested more than {MAX_NESTING} deep"),
+                ));
+            }
             let node = self.ored()?;
+            self.depth -= 1;
             if !self.eat(")") {
                 return Err(self.error_at(open, "this parenthesis is never closed"));
             }

@@ -334,6 +334,12 @@ fn limits() {
     assert!(Matcher::new(&format!("Type == '{long}'")).is_ok());
     let err = Matcher::new(&format!("Type == '{long}y'")).unwrap_err();
     assert!(err.message.contains("longer than 255"), "{err}");
+    // Nesting is bounded before it can overflow the parser's stack (found by fuzzing).
+    let nested = |n: usize| format!("{}TRUE{}", "(".repeat(n), ")".repeat(n));
+    assert!(Matcher::new(&nested(64)).is_ok());
+    let err = Matcher::new(&nested(65)).unwrap_err();
+    assert!(err.message.contains("nested more than 64"), "{err}");
+    assert!(Matcher::new(&"(".repeat(1_000_000)).is_err());
 }
 
 #[test]

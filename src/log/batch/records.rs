@@ -82,7 +82,9 @@ fn read_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, Ba
 }
 
 fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i64, BatchError> {
-    let (value, n) = varint::decode_zigzag(&buf[*pos..])
+    let (value, n) = buf
+        .get(*pos..)
+        .and_then(varint::decode_zigzag)
         .ok_or(BatchError::Malformed("truncated varint in record"))?;
     *pos += n;
     Ok(value)
@@ -134,9 +136,13 @@ impl RecordIter {
                 "record length disagrees with its contents",
             ));
         }
+        let offset = self
+            .base_offset
+            .checked_add(offset_delta)
+            .ok_or(BatchError::Malformed("record offset out of range"))?;
         self.pos = end;
         Ok(Record {
-            offset: self.base_offset + offset_delta,
+            offset,
             timestamp: self.base_timestamp.wrapping_add(timestamp_delta),
             key,
             value,
