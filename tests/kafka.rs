@@ -533,6 +533,122 @@ fn idle_and_trickling_connections_are_closed_and_one_address_gets_its_share() {
     sigterm(&mut blink);
 }
 
+/// A producer that records each message the broker acknowledged, one line each, as soon as
+/// it is acknowledged; it produces about 5,000 a second until the stop file appears (or
+/// `count` messages).
+const ACKED_PRODUCER: &str = r#"
+import os, sys, time
+from confluent_kafka import Producer
+broker, name, count, acked_path, stop_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+acked = open(acked_path, "a", buffering=1)
+def delivered(err, msg):
+    if err is None:
+        acked.write(msg.value().decode() + "\n")
+p = Producer({"bootstrap.servers": broker, "acks": "all", "enable.idempotence": True,
+              "linger.ms": 5, "message.timeout.ms": 120000, "reconnect.backoff.max.ms": 200,
+              "retry.backoff.ms": 50})
+for n in range(count):
+    if os.path.exists(stop_path):
+        break
+    while True:
+        try:
+            p.produce("durable", value=f"{name}-{n}".encode(), partition=n % 3, on_delivery=delivered)
+            break
+        except BufferError:
+            p.poll(0.05)
+    p.poll(0)
+    if n % 50 == 0:
+        time.sleep(0.01)  # about 5,000 a second: producing all through the kills
+p.flush(120)
+"#;
+
+#[test]
+fn acknowledged_writes_survive_kill_9_under_load_from_several_producers() {
+    let w = workspace();
+    // A fixed port, so the producers find Blink again after each restart.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = w.path().join("blink.toml");
+    let toml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&path, toml).unwrap();
+    let mut blink = w.start();
+    run(kcat(&blink).args(["-L"])); // up
+    py(
+        &w,
+        &blink,
+        "import sys\nfrom kafka.admin import KafkaAdminClient, NewTopic\n\
+         KafkaAdminClient(bootstrap_servers=sys.argv[1]).create_topics([NewTopic('durable', 3, 1)])\n",
+    );
+    let script = w.file("producer.py");
+    std::fs::write(&script, ACKED_PRODUCER).unwrap();
+    let stop = w.file("stop");
+    let producers: Vec<_> = (0..3)
+        .map(|i| {
+            Command::new(python())
+                .arg(&script)
+                .args([&blink.1, &format!("p{i}"), "1000000"])
+                .arg(w.file(&format!("acked-{i}")))
+                .arg(&stop)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Kill -9 at pseudo-random moments while they produce, restarting each time.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..4 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(700 + seed % 1500));
+        blink.kill_9();
+        eprintln!("round {round}: killed");
+        blink = w.start();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    std::fs::write(&stop, "").unwrap();
+    for mut producer in producers {
+        let deadline = Instant::now() + Duration::from_secs(150);
+        while producer.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "a producer did not finish");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let acked: Vec<String> = (0..3)
+        .flat_map(|i| w.lines(&format!("acked-{i}")))
+        .collect();
+    assert!(acked.len() > 1000, "only {} acknowledged", acked.len());
+    let stored = run(kcat(&blink).args(["-C", "-t", "durable", "-e", "-q", "-f", "%s\n"]));
+    let stored = String::from_utf8(stored.stdout).unwrap();
+    let mut counts = std::collections::HashMap::new();
+    for line in stored.lines() {
+        *counts.entry(line).or_insert(0u32) += 1;
+    }
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|a| !counts.contains_key(a.as_str()))
+        .collect();
+    let duplicates: u32 = counts.values().map(|c| c - 1).sum();
+    eprintln!(
+        "{} acknowledged, {} stored, {} lost, {duplicates} duplicates over 4 kill -9 rounds",
+        acked.len(),
+        stored.lines().count(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged but lost: {:?}",
+        &lost[..lost.len().min(10)]
+    );
+    sigterm(&mut blink);
+}
+
 const GROUPS_PYTHON: &str = r#"
 import json, sys, threading
 from kafka import KafkaProducer, KafkaConsumer
