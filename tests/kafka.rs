@@ -1564,3 +1564,103 @@ fn the_shipped_pipeline_forwards_detections_to_a_topic_as_json() {
     assert!(d["time"].as_str().unwrap().ends_with('Z'), "{d}");
     sigterm(&mut blink);
 }
+
+/// Produces `count` 1 KB messages `{tag}-{n}` with acks=all; prints "acked N failed N codes".
+const PRODUCE_UNTIL_FULL: &str = r#"
+import sys
+from confluent_kafka import Producer
+broker, tag, count, acked_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+acked, failed, codes = open(acked_path, "a", buffering=1), [0], set()
+def delivered(err, msg):
+    if err is None:
+        acked.write(msg.value()[:40].decode().strip() + "\n")
+    else:
+        failed[0] += 1
+        codes.add(err.name())
+p = Producer({"bootstrap.servers": broker, "acks": "all", "linger.ms": 5,
+              "message.timeout.ms": 8000, "retries": 0})
+for n in range(count):
+    p.produce("full", value=f"{tag}-{n}".ljust(1024).encode(), on_delivery=delivered)
+    p.poll(0)
+p.flush(60)
+print(failed[0], ",".join(sorted(codes)))
+"#;
+
+#[test]
+fn a_full_disk_refuses_produce_loses_nothing_acknowledged_and_resumes_when_freed() {
+    // The "disk" is RLIMIT_FSIZE on Blink's process: no file may grow past 2 MiB, so the
+    // segment's writes fail as they would on a full disk (with EFBIG for ENOSPC; SIGXFSZ is
+    // ignored, so the failed write is an error, not a signal). Raising the limit frees it.
+    let w = workspace();
+    let limit = 2u64 << 20;
+    let mut blink = w.start_with("info", |command| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit and signal are async-signal-safe, as pre_exec requires.
+        unsafe {
+            command.pre_exec(move || {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    });
+    produce_lines(&blink, "full", "none", &["k:first".to_owned()]);
+    let script = w.file("fill.py");
+    std::fs::write(&script, PRODUCE_UNTIL_FULL).unwrap();
+    let acked = w.file("acked");
+    let produce = |blink: &Blink, tag: &str, count: &str| {
+        let out = run(Command::new(python())
+            .arg(&script)
+            .args([&blink.1, tag, count])
+            .arg(&acked));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // 3 MB into a 2 MiB "disk": the rest is refused with KAFKA_STORAGE_ERROR.
+    let full = produce(&blink, "a", "3000");
+    let failed: u32 = full.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(failed > 0, "nothing was refused: {full}");
+    assert!(full.contains("KAFKA_STORAGE_ERROR"), "{full}");
+    assert!(!blink.logged("kafka: produce failed").is_empty());
+    // Space is freed: the same process takes writes again.
+    let pid = blink.0.id() as libc::pid_t;
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit reads the new limit and writes no old one (null).
+    let raised =
+        unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &unlimited, std::ptr::null_mut()) };
+    assert_eq!(raised, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let after = produce(&blink, "b", "500");
+    assert!(after.starts_with("0 "), "after freeing space: {after}");
+    // Everything acknowledged, before and after, is stored.
+    let stored = run(kcat(&blink).args(["-C", "-t", "full", "-e", "-q", "-f", "%s\n"]));
+    let stored: std::collections::HashSet<String> = String::from_utf8(stored.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .collect();
+    let acked = w.lines("acked");
+    assert!(acked.iter().any(|a| a.starts_with("b-")));
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|a| !stored.contains(a.trim()))
+        .collect();
+    eprintln!(
+        "{} acknowledged, {failed} refused while full, {} lost",
+        acked.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged but lost: {:?}",
+        &lost[..lost.len().min(10)]
+    );
+    sigterm(&mut blink);
+}

@@ -81,15 +81,21 @@ impl Workspace {
     }
 
     /// [`Workspace::start`] with `RUST_LOG` set to `filter`.
-    #[allow(clippy::zombie_processes)]
     pub fn start_logging(&self, filter: &str) -> Blink {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_blink"))
+        self.start_with(filter, |_| {})
+    }
+
+    /// [`Workspace::start_logging`], with the command adjusted by `adjust` before it runs.
+    #[allow(clippy::zombie_processes)]
+    pub fn start_with(&self, filter: &str, adjust: impl FnOnce(&mut Command)) -> Blink {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_blink"));
+        command
             .args(["run", "--config", "blink.toml"])
             .current_dir(self.path())
             .env("RUST_LOG", filter)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        adjust(&mut command);
+        let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let logged = Arc::new(Mutex::new(Vec::new()));
