@@ -187,6 +187,20 @@ fn a_failing_plugin_is_terminated_alone() {
         "function process_message() while true do end end",
     );
     w.plugin("analysis", "good", "message_matcher = 'Type == \"tick\"'\nprocess_message_inject_limit = 1", r#"function process_message() inject_message({Type = "seen", Payload = read_message("Payload")}) return 0 end"#);
+    // Hostile in ways the sandbox used to miss: a pattern that backtracks for hours in C, and
+    // a gsub whose result was built outside the memory limit.
+    w.plugin(
+        "analysis",
+        "pattern",
+        "message_matcher = 'Type == \"tick\"'",
+        "function process_message() string.find(string.rep('a', 40), string.rep('a*', 40) .. 'b') return 0 end",
+    );
+    w.plugin(
+        "analysis",
+        "gsub",
+        "message_matcher = 'Type == \"tick\"'\ninstruction_limit = 0",
+        "function process_message() string.gsub(string.rep('x', 100000), 'x', string.rep('y', 1000)) return 0 end",
+    );
     w.plugin(
         "analysis",
         "invalid",
@@ -223,6 +237,16 @@ fn a_failing_plugin_is_terminated_alone() {
         err("loop").contains("\tprocess_message() instruction_limit exceeded"),
         "{}",
         err("loop")
+    );
+    assert!(
+        err("pattern").contains("\tprocess_message() instruction_limit exceeded"),
+        "{}",
+        err("pattern")
+    );
+    assert!(
+        err("gsub").contains("\tprocess_message() not enough memory"),
+        "{}",
+        err("gsub")
     );
     assert!(
         err("invalid").contains("key `message_matcher`: column 6"),
