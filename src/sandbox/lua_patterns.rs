@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use mlua::{Function, Lua, LuaString, MultiValue, Table, Value, Variadic};
 
+use super::limits::{MemoryCeiling, refuse_every_instruction};
 use crate::matcher::pattern::{Captured, Exhausted, Found, Pattern};
 
 /// Lua's characters that make a pattern more than a plain string.
@@ -65,7 +66,7 @@ impl StepBudget {
             Ok(value) => Ok(value),
             Err(Exhausted) => {
                 self.exceeded.store(true, Ordering::Relaxed);
-                Err(super::refuse_every_instruction(lua))
+                Err(refuse_every_instruction(lua))
             }
         }
     }
@@ -311,7 +312,7 @@ fn gsub(lua: &Lua, budget: &StepBudget, args: MultiValue) -> mlua::Result<(LuaSt
     let mut count = 0i64;
     while count < max {
         // The result is built outside Lua's allocator: it counts against the memory limit.
-        if super::MemoryCeiling::exceeded_by(lua, out.len()) {
+        if MemoryCeiling::exceeded_by(lua, out.len()) {
             return Err(mlua::Error::MemoryError("not enough memory".into()));
         }
         let start = position;

@@ -16,6 +16,7 @@ mod current;
 pub mod heka;
 mod host;
 mod inject;
+mod limits;
 mod lua_patterns;
 mod lua_values;
 mod modules;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+use limits::{INSTRUCTION_LIMIT, MemoryCeiling, TICKS, refuse_every_instruction};
 use mlua::chunk::ChunkMode;
 use mlua::{
     Function, HookTriggers, IntoLuaMulti, Lua, LuaOptions, MultiValue, StdLib, Table, Value,
@@ -72,10 +74,6 @@ impl Terminated {
     }
 }
 
-const INSTRUCTION_LIMIT: &str = "instruction_limit exceeded";
-/// Hook firings per instruction budget.
-const TICKS: u32 = 16;
-
 /// One plugin's Lua state.
 pub struct Sandbox {
     lua: Lua,
@@ -94,28 +92,6 @@ pub struct Sandbox {
     current: current::SharedCurrent,
     /// The API's state; after `lua` for the same reason (`inject_message` points here).
     host: host::SharedHost,
-}
-
-/// The memory limit's absolute value (the state's own size plus `memory_limit`), for what the
-/// sandbox holds for a plugin outside Lua's allocator.
-struct MemoryCeiling(usize);
-
-impl MemoryCeiling {
-    /// Whether `held` more bytes outside Lua's allocator would take the plugin past its limit.
-    fn exceeded_by(lua: &Lua, held: usize) -> bool {
-        lua.app_data_ref::<MemoryCeiling>()
-            .is_some_and(|c| lua.used_memory() + held > c.0)
-    }
-}
-
-/// Once the limit is exceeded, every further instruction of the thread it fires in fails, so
-/// no `pcall` (or `coroutine.resume`) loop can swallow the error and go on; a thread whose hook
-/// still has the long interval switches to this at its next firing.
-fn refuse_every_instruction(lua: &Lua) -> mlua::Error {
-    let _ = lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), |lua, _| {
-        Err(refuse_every_instruction(lua))
-    });
-    mlua::Error::runtime(INSTRUCTION_LIMIT)
 }
 
 impl Sandbox {
