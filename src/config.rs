@@ -103,6 +103,10 @@ pub struct KafkaConfig {
     pub max_connections: usize,
     /// Connections served at once from one IP address (Kafka's `max.connections.per.ip`).
     pub max_connections_per_ip: usize,
+    /// Networks (`a.b.c.d/n`, `x::y/n`) whose clients may create topics and partitions
+    /// explicitly, delete topics and consumer groups, and change topic settings; everyone
+    /// else gets an authorisation error for those (docs/security.md).
+    pub admin_networks: Vec<String>,
     /// A connection with no request for this long is closed (Kafka's
     /// `connections.max.idle.ms`).
     pub connections_max_idle_ms: u64,
@@ -124,6 +128,7 @@ impl Default for KafkaConfig {
             max_request_bytes: 100 << 20,
             max_connections: 1024,
             max_connections_per_ip: 256,
+            admin_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             connections_max_idle_ms: 600_000,
             request_read_timeout_ms: 30_000,
             group_initial_rebalance_delay_ms: 3000,

@@ -649,6 +649,61 @@ fn acknowledged_writes_survive_kill_9_under_load_from_several_producers() {
     sigterm(&mut blink);
 }
 
+#[test]
+fn only_admin_networks_may_create_delete_or_reconfigure() {
+    let w = workspace();
+    let path = w.path().join("blink.toml");
+    let mut toml = std::fs::read_to_string(&path).unwrap();
+    // Loopback is not an admin network here: this test's client is "anyone else".
+    toml.push_str("admin_networks = [\"10.0.0.0/8\"]\n");
+    std::fs::write(&path, toml).unwrap();
+    let mut blink = w.start();
+    produce_lines(&blink, "kept", "none", &["k:v".to_owned()]); // auto-creation stays open
+    let out = py(
+        &w,
+        &blink,
+        r#"
+import sys
+from kafka.admin import KafkaAdminClient, NewTopic, NewPartitions, ConfigResource, ConfigResourceType
+admin = KafkaAdminClient(bootstrap_servers=sys.argv[1])
+def attempt(name, f):
+    try:
+        result = f()
+        print(name, "returned", repr(result)[:300])
+    except Exception as e:
+        print(name, type(e).__name__)
+attempt("create", lambda: admin.create_topics([NewTopic("new", 1, 1)]))
+attempt("delete", lambda: admin.delete_topics(["kept"]))
+attempt("partitions", lambda: admin.create_partitions({"kept": NewPartitions(2)}))
+attempt("alter", lambda: admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "kept", configs={"retention.ms": "1000"})]))
+attempt("groups", lambda: admin.delete_groups(["g"]))
+"#,
+    );
+    for (what, error) in [
+        ("create", "TopicAuthorizationFailedError"),
+        ("delete", "TopicAuthorizationFailedError"),
+        ("partitions", "TopicAuthorizationFailedError"),
+        ("alter", "TopicAuthorizationFailedError"),
+        ("groups", "GroupAuthorizationFailedError"),
+    ] {
+        // Errors are raised, or (alter, groups) returned per resource.
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(what))
+            .unwrap_or_default();
+        assert!(line.contains(error), "{what}: {out}");
+    }
+    // Nothing changed, and producing and consuming still work.
+    let listed = String::from_utf8(run(kcat(&blink).args(["-L"])).stdout).unwrap();
+    assert!(
+        listed.contains("\"kept\"") && !listed.contains("\"new\""),
+        "{listed}"
+    );
+    let consumed = run(kcat(&blink).args(["-C", "-t", "kept", "-e", "-q", "-f", "%s\n"]));
+    assert_eq!(String::from_utf8(consumed.stdout).unwrap(), "v\n");
+    sigterm(&mut blink);
+}
+
 const GROUPS_PYTHON: &str = r#"
 import json, sys, threading
 from kafka import KafkaProducer, KafkaConsumer

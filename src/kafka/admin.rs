@@ -8,9 +8,14 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorize::Operation;
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::log::LogError;
+
+/// Why an admin request from elsewhere is refused.
+pub(super) const NOT_ADMIN: &str =
+    "this client's address is not in [kafka] admin_networks (docs/security.md)";
 
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
@@ -31,8 +36,9 @@ impl Broker {
     pub(super) fn delete_topics(
         &self,
         request: DeleteTopicsRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> DeleteTopicsResponse {
+        let allowed = self.policy.allows(cx.peer.ip(), Operation::Delete);
         let names: Vec<TopicName> = request
             .topic_names
             .into_iter()
@@ -42,6 +48,11 @@ impl Broker {
             .into_iter()
             .map(|name| {
                 let result = DeletableTopicResult::default().with_name(Some(name.clone()));
+                if !allowed {
+                    return result
+                        .with_error_code(codes::TOPIC_AUTHORIZATION_FAILED)
+                        .with_error_message(Some(text(NOT_ADMIN)));
+                }
                 match self.log.delete_topic(&name.0) {
                     Ok(()) => {
                         tracing::info!(topic = %name.0.as_str(), "kafka: topic deleted");
@@ -62,8 +73,9 @@ impl Broker {
     pub(super) fn create_partitions(
         &self,
         request: CreatePartitionsRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> CreatePartitionsResponse {
+        let allowed = self.policy.allows(cx.peer.ip(), Operation::Alter);
         let results = request
             .topics
             .into_iter()
@@ -75,6 +87,9 @@ impl Broker {
                         .with_error_code(code)
                         .with_error_message(Some(text(&message)))
                 };
+                if !allowed {
+                    return fail(codes::TOPIC_AUTHORIZATION_FAILED, NOT_ADMIN.into());
+                }
                 let Some(current) = self.log.partitions(&t.name.0).map(|p| p.len() as i32) else {
                     return fail(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("{} does not exist", t.name.0.as_str()));
                 };

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorize::{Network, Policy};
 use super::coordinator::Coordinator;
 use super::producers::Producers;
 use crate::config::KafkaConfig;
@@ -29,6 +30,7 @@ pub struct Broker {
     pub(super) log: Arc<Log>,
     pub(super) producers: Producers,
     pub(super) groups: Coordinator,
+    pub(super) policy: Policy,
 }
 
 impl Broker {
@@ -36,6 +38,17 @@ impl Broker {
     /// (`consumer_offsets.json`).
     pub fn new(config: KafkaConfig, address: SocketAddr, log: Arc<Log>) -> std::io::Result<Self> {
         let host = config_host(&config, address);
+        let networks = config
+            .admin_networks
+            .iter()
+            .map(|n| Network::parse(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("[kafka] admin_networks: {e}"),
+                )
+            })?;
         let groups = Coordinator::open(
             log.dir().join("consumer_offsets.json"),
             std::time::Duration::from_millis(config.group_initial_rebalance_delay_ms),
@@ -47,6 +60,7 @@ impl Broker {
             log,
             producers: Producers::new(),
             groups,
+            policy: Policy::new(networks),
         })
     }
 

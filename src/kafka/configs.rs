@@ -16,6 +16,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::admin::NOT_ADMIN;
+use super::authorize::Operation;
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::config::{Config, KafkaConfig};
@@ -309,11 +311,19 @@ impl Broker {
     /// stores them unless `validate_only`. Returns the error code and message.
     fn alter_topic(
         &self,
+        cx: &RequestContext,
         resource_type: i8,
         name: &str,
         validate_only: bool,
         change: impl FnOnce(TopicSettings) -> Result<TopicSettings, String>,
     ) -> (i16, Option<String>) {
+        if !self.policy.allows(cx.peer.ip(), Operation::Alter) {
+            let code = match resource_type {
+                TOPIC => codes::TOPIC_AUTHORIZATION_FAILED,
+                _ => codes::CLUSTER_AUTHORIZATION_FAILED,
+            };
+            return (code, Some(NOT_ADMIN.into()));
+        }
         match resource_type {
             TOPIC => {}
             BROKER => {
@@ -359,13 +369,14 @@ impl Broker {
     pub(super) fn alter_configs(
         &self,
         request: AlterConfigsRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> AlterConfigsResponse {
         let responses = request
             .resources
             .into_iter()
             .map(|r| {
                 let (code, message) = self.alter_topic(
+                    cx,
                     r.resource_type,
                     &r.resource_name,
                     request.validate_only,
@@ -392,13 +403,14 @@ impl Broker {
     pub(super) fn incremental_alter_configs(
         &self,
         request: IncrementalAlterConfigsRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> IncrementalAlterConfigsResponse {
         let responses = request
             .resources
             .into_iter()
             .map(|r| {
                 let (code, message) = self.alter_topic(
+                    cx,
                     r.resource_type,
                     &r.resource_name,
                     request.validate_only,

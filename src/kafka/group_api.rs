@@ -27,6 +27,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorize::Operation;
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use super::committed_offsets::Committed;
@@ -434,12 +435,18 @@ impl Broker {
     pub(super) fn delete_groups(
         &self,
         request: DeleteGroupsRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> DeleteGroupsResponse {
+        let allowed = self.policy.allows(cx.peer.ip(), Operation::Delete);
         let results = request
             .groups_names
             .into_iter()
             .map(|group| {
+                if !allowed {
+                    return DeletableGroupResult::default()
+                        .with_group_id(group)
+                        .with_error_code(codes::GROUP_AUTHORIZATION_FAILED);
+                }
                 let code = match self.groups.delete(&group) {
                     Ok(code) => code,
                     Err(e) => {

@@ -10,6 +10,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::admin::NOT_ADMIN;
+use super::authorize::Operation;
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::log::{LogError, TopicSettings, validate_topic_name};
@@ -106,8 +108,9 @@ impl Broker {
     pub(super) fn create_topics(
         &self,
         request: CreateTopicsRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> CreateTopicsResponse {
+        let allowed = self.policy.allows(cx.peer.ip(), Operation::Create);
         let results = request
             .topics
             .into_iter()
@@ -128,6 +131,9 @@ impl Broker {
                         .with_error_code(code)
                         .with_error_message(Some(StrBytes::from_string(message)))
                 };
+                if !allowed {
+                    return fail(codes::TOPIC_AUTHORIZATION_FAILED, NOT_ADMIN.into());
+                }
                 if let Err(e) = validate_topic_name(&name) {
                     return fail(codes::INVALID_TOPIC_EXCEPTION, e.to_string());
                 }

@@ -11,6 +11,7 @@
 
 mod admin;
 mod admission;
+mod authorize;
 mod broker;
 pub mod codes;
 mod committed_offsets;
