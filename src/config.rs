@@ -93,6 +93,12 @@ pub struct KafkaConfig {
     /// Host name or IPv4 address clients are told to connect to; empty = the listen address
     /// (127.0.0.1 when listening on all addresses).
     pub advertised_host: String,
+    /// PEM certificate chain and private key: `listen` then speaks TLS. Both empty: plaintext.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// More listeners (`[[kafka.listeners]]`), e.g. a TLS one for other hosts beside a
+    /// plaintext one on loopback. They share everything but their address and TLS.
+    pub listeners: Vec<ListenerConfig>,
     /// Create a topic a client asks for (Metadata or Produce) if it does not exist.
     pub auto_create_topics: bool,
     /// Partitions of an auto-created topic.
@@ -118,11 +124,42 @@ pub struct KafkaConfig {
     pub group_initial_rebalance_delay_ms: u64,
 }
 
+/// One more Kafka listener.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    pub listen: String,
+    pub advertised_host: String,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+}
+
+impl KafkaConfig {
+    /// Every listener, `listen` first; none when `listen` is empty (the server is off).
+    pub fn all_listeners(&self) -> Vec<ListenerConfig> {
+        if self.listen.is_empty() {
+            return Vec::new();
+        }
+        let main = ListenerConfig {
+            listen: self.listen.clone(),
+            advertised_host: self.advertised_host.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+        };
+        std::iter::once(main)
+            .chain(self.listeners.iter().cloned())
+            .collect()
+    }
+}
+
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             listen: "127.0.0.1:9092".into(),
             advertised_host: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            listeners: Vec::new(),
             auto_create_topics: true,
             default_partitions: 1,
             max_request_bytes: 100 << 20,
@@ -251,6 +288,25 @@ impl Config {
                 "kafka.listen",
                 "must be an IP address and port, like \"127.0.0.1:9092\", or \"\" for no server",
             );
+        }
+        for (i, l) in kafka.listeners.iter().enumerate() {
+            if l.listen.parse::<std::net::SocketAddr>().is_err() {
+                return invalid(
+                    "kafka.listeners",
+                    &format!("listener {}: listen must be an IP address and port", i + 1),
+                );
+            }
+        }
+        for l in kafka.all_listeners() {
+            if l.tls_cert.as_os_str().is_empty() != l.tls_key.as_os_str().is_empty() {
+                return invalid(
+                    "kafka.tls_cert",
+                    &format!(
+                        "the listener on {} needs both tls_cert and tls_key, or neither",
+                        l.listen
+                    ),
+                );
+            }
         }
         if kafka.default_partitions == 0 || kafka.default_partitions > 10_000 {
             return invalid("kafka.default_partitions", "must be between 1 and 10000");

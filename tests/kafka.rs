@@ -704,6 +704,162 @@ attempt("groups", lambda: admin.delete_groups(["g"]))
     sigterm(&mut blink);
 }
 
+/// A CA, and a server certificate it signed for 127.0.0.1 and localhost: (ca.pem,
+/// server.pem, server.key) in `dir`.
+fn test_certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Blink test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "blink");
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+const TLS_CLIENTS: &str = r#"
+import sys, json
+from confluent_kafka import Producer, Consumer
+from kafka import KafkaProducer, KafkaConsumer
+broker, ca = sys.argv[1], sys.argv[2]
+out = {}
+p = Producer({"bootstrap.servers": broker, "security.protocol": "SSL", "ssl.ca.location": ca, "acks": "all"})
+for i in range(5):
+    p.produce("secure", value=b"librdkafka %d" % i)
+out["librdkafka unflushed"] = p.flush(30)
+kp = KafkaProducer(bootstrap_servers=broker, security_protocol="SSL", ssl_cafile=ca, acks="all")
+for i in range(5):
+    kp.send("secure", b"kafka-python %d" % i)
+kp.flush()
+c = Consumer({"bootstrap.servers": broker, "security.protocol": "SSL", "ssl.ca.location": ca,
+              "group.id": "tls", "auto.offset.reset": "earliest"})
+c.subscribe(["secure"])
+got = []
+while len(got) < 10:
+    m = c.poll(15)
+    if m is None:
+        break
+    if m.error() is None:
+        got.append(m.value().decode())
+c.close()
+out["librdkafka consumed"] = sorted(got)
+kc = KafkaConsumer("secure", bootstrap_servers=broker, security_protocol="SSL", ssl_cafile=ca,
+                   auto_offset_reset="earliest", consumer_timeout_ms=8000)
+out["kafka-python consumed"] = sorted(m.value.decode() for m in kc)
+print(json.dumps(out))
+"#;
+
+#[test]
+fn clients_produce_and_consume_over_tls_beside_a_plaintext_listener() {
+    let w = workspace();
+    let (ca, cert, key) = test_certificates(w.path());
+    let path = w.path().join("blink.toml");
+    let mut toml = std::fs::read_to_string(&path).unwrap();
+    toml.push_str(&format!(
+        "[[kafka.listeners]]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap()
+    ));
+    std::fs::write(&path, toml).unwrap();
+    let mut blink = w.start();
+    let tls_line = blink
+        .logged("kafka server listening")
+        .into_iter()
+        .find(|l| l.contains("tls=true"))
+        .expect("a TLS listener");
+    let tls_address = common::kafka_address(&tls_line);
+    assert_ne!(tls_address, blink.1);
+    // Clients bootstrapped on the TLS listener are told its address, and stay on TLS.
+    let metadata = run(Command::new("kcat").args([
+        "-b",
+        &tls_address,
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        &format!("ssl.ca.location={}", ca.display()),
+        "-L",
+    ]));
+    let metadata = String::from_utf8(metadata.stdout).unwrap();
+    assert!(metadata.contains(&tls_address), "{metadata}");
+    let out = py_args(&w, TLS_CLIENTS, &[&tls_address, ca.to_str().unwrap()]);
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(out["librdkafka unflushed"], 0, "{out}");
+    let expected: Vec<String> = (0..5)
+        .map(|i| format!("kafka-python {i}"))
+        .chain((0..5).map(|i| format!("librdkafka {i}")))
+        .collect();
+    assert_eq!(
+        out["librdkafka consumed"],
+        serde_json::json!(expected),
+        "{out}"
+    );
+    assert_eq!(
+        out["kafka-python consumed"],
+        serde_json::json!(expected),
+        "{out}"
+    );
+    // The plaintext listener serves the same topics.
+    let plain = run(kcat(&blink).args(["-C", "-t", "secure", "-e", "-q", "-f", "%s\n"]));
+    assert_eq!(String::from_utf8(plain.stdout).unwrap().lines().count(), 10);
+    // Plaintext spoken to the TLS listener is only a failed handshake for that connection.
+    assert_eq!(
+        exchange(&tls_address, &frame(&[0, 18, 0, 0, 0, 0, 0, 1, 0, 0])),
+        None
+    );
+    run(kcat(&blink).args(["-L"]));
+    sigterm(&mut blink);
+}
+
+#[test]
+fn a_listener_whose_tls_files_are_wrong_stops_blink_from_starting_and_says_which() {
+    let w = workspace();
+    let (_, cert, _) = test_certificates(w.path());
+    let path = w.path().join("blink.toml");
+    let mut toml = std::fs::read_to_string(&path).unwrap();
+    toml.push_str(&format!(
+        "tls_cert = {:?}\ntls_key = \"missing.key\"\n",
+        cert.to_str().unwrap()
+    ));
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_blink"))
+        .args(["run", "--config", "blink.toml"])
+        .current_dir(w.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("missing.key") && stderr.contains("TLS"),
+        "{stderr}"
+    );
+    assert!(!w.path().join("data").exists(), "nothing was created");
+}
+
+/// [`py`] with arguments of the test's choosing.
+fn py_args(w: &Workspace, script: &str, args: &[&str]) -> String {
+    let path = w.file("script.py");
+    std::fs::write(&path, script).unwrap();
+    let output = run(Command::new(python()).arg(&path).args(args));
+    String::from_utf8(output.stdout).unwrap()
+}
+
 const GROUPS_PYTHON: &str = r#"
 import json, sys, threading
 from kafka import KafkaProducer, KafkaConsumer

@@ -64,13 +64,11 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let kafka_listener = if config.kafka.listen.is_empty() {
         None
     } else {
-        Some(KafkaListener::bind(&config.kafka).with_context(|| {
-            format!(
-                "{}: [kafka] listen = {:?}: cannot listen there",
-                config.source.display(),
-                config.kafka.listen
-            )
-        })?)
+        // The error names the listener or TLS file at fault.
+        Some(
+            KafkaListener::bind(&config.kafka)
+                .with_context(|| config.source.display().to_string())?,
+        )
     };
     let log = Arc::new(
         Log::open(config.log())

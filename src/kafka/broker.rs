@@ -20,6 +20,15 @@ pub struct RequestContext {
     /// The client's `client.id` (empty if it sent none).
     pub client_id: String,
     pub peer: SocketAddr,
+    /// The listener the request came in on, as clients are told to reach it.
+    pub endpoint: Arc<Endpoint>,
+}
+
+/// A listener's address as clients are told it (Metadata, FindCoordinator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: StrBytes,
+    pub port: i32,
 }
 
 /// The state every connection shares.

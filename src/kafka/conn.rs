@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::broker::Broker;
+use tokio_rustls::TlsAcceptor;
+
+use super::broker::{Broker, Endpoint};
 use super::dispatch::{self, Reply};
 use crate::stop::StopToken;
 
@@ -28,15 +30,53 @@ pub struct Timeouts {
 /// Most room reserved ahead of the bytes actually received.
 const RESERVE_STEP: usize = 1 << 20;
 
+/// The listener a connection came in on.
+pub struct Via {
+    pub endpoint: Arc<Endpoint>,
+    /// Set on a TLS listener: the handshake comes first.
+    pub tls: Option<TlsAcceptor>,
+}
+
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    via: Via,
     broker: Arc<Broker>,
     timeouts: Timeouts,
     stop: StopToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
+    let Some(acceptor) = via.tls else {
+        let (read, write) = stream.into_split();
+        return serve_frames(read, write, peer, &via.endpoint, broker, timeouts, stop).await;
+    };
+    // The handshake is held to the time a request may take to arrive, so a client that
+    // connects and never speaks TLS cannot keep its slot.
+    let handshake = tokio::select! {
+        biased;
+        _ = stop.stopped() => return,
+        handshake = tokio::time::timeout(timeouts.request_read, acceptor.accept(stream)) => handshake,
+    };
+    match handshake {
+        Ok(Ok(tls)) => {
+            let (read, write) = tokio::io::split(tls);
+            serve_frames(read, write, peer, &via.endpoint, broker, timeouts, stop).await
+        }
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "kafka: TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "kafka: TLS handshake timed out"),
+    }
+}
+
+/// Requests in, answers out, in order, until the client goes, idles out or Blink stops.
+async fn serve_frames(
+    read: impl AsyncRead + Unpin,
+    mut write: impl AsyncWrite + Unpin,
+    peer: SocketAddr,
+    endpoint: &Arc<Endpoint>,
+    broker: Arc<Broker>,
+    timeouts: Timeouts,
+    stop: StopToken,
+) {
     let mut read = BufReader::with_capacity(64 << 10, read);
     let max = broker.max_request_bytes();
     loop {
@@ -68,10 +108,13 @@ pub async fn serve(
             }
             Ok(Ok(frame)) => frame,
         };
-        match dispatch::handle(&broker, frame, peer).await {
+        match dispatch::handle(&broker, frame, peer, endpoint).await {
             Reply::Frame(body) => {
                 let size = (body.len() as u32).to_be_bytes();
-                if write.write_all(&size).await.is_err() || write.write_all(&body).await.is_err() {
+                if write.write_all(&size).await.is_err()
+                    || write.write_all(&body).await.is_err()
+                    || write.flush().await.is_err()
+                {
                     return;
                 }
             }

@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use super::broker::{Broker, RequestContext};
+use super::broker::{Broker, Endpoint, RequestContext};
 use super::{shape, versions};
 
 /// What a connection does with a request's outcome.
@@ -119,7 +119,12 @@ fn expects_response(request: &RequestKind) -> bool {
 }
 
 /// Answers one request frame (without its length prefix).
-pub async fn handle(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Reply {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    peer: SocketAddr,
+    endpoint: &Arc<Endpoint>,
+) -> Reply {
     let Some(head) = frame.first_chunk::<PEEK_LEN>() else {
         return Reply::Close(format!(
             "a request frame of {} bytes is shorter than a request header",
@@ -160,6 +165,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Rep
         version,
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
         peer,
+        endpoint: endpoint.clone(),
     };
     let response = match route(broker, request, cx) {
         None => return Reply::Close(format!("{api:?} is not served")),
@@ -209,7 +215,12 @@ mod tests {
             .unwrap();
         let peer = "127.0.0.1:1".parse().unwrap();
         for frame in [&b""[..], b"\x00\x12\x00\x03\x00\x00\x00"] {
-            match runtime.block_on(handle(&broker, Bytes::copy_from_slice(frame), peer)) {
+            let endpoint = Arc::new(Endpoint {
+                host: kafka_protocol::protocol::StrBytes::from_static_str("127.0.0.1"),
+                port: 9092,
+            });
+            let frame = Bytes::copy_from_slice(frame);
+            match runtime.block_on(handle(&broker, frame, peer, &endpoint)) {
                 Reply::Close(reason) => assert!(reason.contains("shorter"), "{reason}"),
                 _ => panic!("a short frame must close its connection"),
             }
@@ -224,6 +235,10 @@ mod tests {
             version: 0,
             client_id: String::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
+            endpoint: Arc::new(Endpoint {
+                host: kafka_protocol::protocol::StrBytes::from_static_str("127.0.0.1"),
+                port: 9092,
+            }),
         };
         for &(api, _, _) in versions::SUPPORTED {
             let request = default_request(api);

@@ -52,16 +52,16 @@ impl Broker {
                     CoordinatorEntry::default()
                         .with_key(key.clone())
                         .with_node_id(BrokerId(0))
-                        .with_host(self.host.clone())
-                        .with_port(self.port)
+                        .with_host(cx.endpoint.host.clone())
+                        .with_port(cx.endpoint.port)
                 })
                 .collect();
             return FindCoordinatorResponse::default().with_coordinators(coordinators);
         }
         FindCoordinatorResponse::default()
             .with_node_id(BrokerId(0))
-            .with_host(self.host.clone())
-            .with_port(self.port)
+            .with_host(cx.endpoint.host.clone())
+            .with_port(cx.endpoint.port)
     }
 
     pub(super) async fn join_group(

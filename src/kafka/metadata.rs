@@ -55,8 +55,8 @@ impl Broker {
             .with_brokers(vec![
                 MetadataResponseBroker::default()
                     .with_node_id(NODE)
-                    .with_host(self.host.clone())
-                    .with_port(self.port),
+                    .with_host(cx.endpoint.host.clone())
+                    .with_port(cx.endpoint.port),
             ])
             .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
             .with_controller_id(NODE)

@@ -121,7 +121,8 @@ impl Workspace {
                     std::thread::spawn(move || while rx.recv().is_ok() {});
                     return Blink(child, kafka, logged);
                 }
-                Ok(line) if line.contains("kafka server listening") => {
+                // The first listener is `listen`; others (TLS ones) are found in the log.
+                Ok(line) if line.contains("kafka server listening") && kafka.is_empty() => {
                     kafka = kafka_address(&line);
                 }
                 Ok(_) => {}
@@ -176,7 +177,7 @@ pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 /// The `address=` of Blink's "kafka server listening" log line.
-fn kafka_address(line: &str) -> String {
+pub fn kafka_address(line: &str) -> String {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix("address="))
         .unwrap_or_default()
