@@ -96,9 +96,16 @@ pub struct KafkaConfig {
     /// PEM certificate chain and private key: `listen` then speaks TLS. Both empty: plaintext.
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// SASL mechanisms `listen` requires (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`); empty:
+    /// no authentication.
+    pub sasl_mechanisms: Vec<String>,
     /// More listeners (`[[kafka.listeners]]`), e.g. a TLS one for other hosts beside a
-    /// plaintext one on loopback. They share everything but their address and TLS.
+    /// plaintext one on loopback. They share everything but their address, TLS and SASL.
     pub listeners: Vec<ListenerConfig>,
+    /// The users SASL knows (`[[kafka.users]]`), with SCRAM credentials, never passwords.
+    pub users: Vec<UserConfig>,
+    /// Principals (`User:name`) that may do what `admin_networks` may, from anywhere.
+    pub admin_principals: Vec<String>,
     /// Create a topic a client asks for (Metadata or Produce) if it does not exist.
     pub auto_create_topics: bool,
     /// Partitions of an auto-created topic.
@@ -132,7 +139,21 @@ pub struct ListenerConfig {
     pub advertised_host: String,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    pub sasl_mechanisms: Vec<String>,
 }
+
+/// A SASL user: a name and its SCRAM credentials (`iterations:salt:stored_key:server_key`,
+/// made by `blink credential`); either may be empty, not both.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserConfig {
+    pub name: String,
+    pub scram_sha256: String,
+    pub scram_sha512: String,
+}
+
+/// The SASL mechanisms Blink serves.
+pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 impl KafkaConfig {
     /// Every listener, `listen` first; none when `listen` is empty (the server is off).
@@ -145,6 +166,7 @@ impl KafkaConfig {
             advertised_host: self.advertised_host.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            sasl_mechanisms: self.sasl_mechanisms.clone(),
         };
         std::iter::once(main)
             .chain(self.listeners.iter().cloned())
@@ -159,7 +181,10 @@ impl Default for KafkaConfig {
             advertised_host: String::new(),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
+            sasl_mechanisms: Vec::new(),
             listeners: Vec::new(),
+            users: Vec::new(),
+            admin_principals: Vec::new(),
             auto_create_topics: true,
             default_partitions: 1,
             max_request_bytes: 100 << 20,
@@ -298,6 +323,25 @@ impl Config {
             }
         }
         for l in kafka.all_listeners() {
+            if let Some(m) = l
+                .sasl_mechanisms
+                .iter()
+                .find(|m| !SASL_MECHANISMS.contains(&m.as_str()))
+            {
+                return invalid(
+                    "kafka.sasl_mechanisms",
+                    &format!("{m:?} is not one of {SASL_MECHANISMS:?}"),
+                );
+            }
+            if !l.sasl_mechanisms.is_empty() && kafka.users.is_empty() {
+                return invalid(
+                    "kafka.users",
+                    &format!(
+                        "the listener on {} requires SASL but no user is configured",
+                        l.listen
+                    ),
+                );
+            }
             if l.tls_cert.as_os_str().is_empty() != l.tls_key.as_os_str().is_empty() {
                 return invalid(
                     "kafka.tls_cert",
@@ -374,6 +418,35 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("cfg/test.toml"))
+    }
+
+    #[test]
+    fn listeners_tls_and_sasl_are_checked() {
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        let e = err("[kafka]\nsasl_mechanisms = [\"GSSAPI\"]\n");
+        assert!(
+            e.contains("kafka.sasl_mechanisms") && e.contains("GSSAPI"),
+            "{e}"
+        );
+        let e = err("[kafka]\nsasl_mechanisms = [\"PLAIN\"]\n");
+        assert!(e.contains("kafka.users") && e.contains("no user"), "{e}");
+        let e = err("[kafka]\ntls_cert = \"a.pem\"\n");
+        assert!(e.contains("tls_cert") && e.contains("both"), "{e}");
+        let e = err("[kafka]\n[[kafka.listeners]]\nlisten = \"nowhere\"\n");
+        assert!(
+            e.contains("kafka.listeners") && e.contains("listener 1"),
+            "{e}"
+        );
+        let c = parse(
+            "[kafka]\nsasl_mechanisms = [\"SCRAM-SHA-256\"]\n\
+             [[kafka.users]]\nname = \"a\"\nscram_sha256 = \"x\"\n\
+             [[kafka.listeners]]\nlisten = \"127.0.0.1:9093\"\n",
+        )
+        .unwrap();
+        let all = c.kafka.all_listeners();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].sasl_mechanisms, ["SCRAM-SHA-256"]);
+        assert!(all[1].sasl_mechanisms.is_empty());
     }
 
     #[test]

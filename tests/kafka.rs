@@ -852,6 +852,158 @@ fn a_listener_whose_tls_files_are_wrong_stops_blink_from_starting_and_says_which
     assert!(!w.path().join("data").exists(), "nothing was created");
 }
 
+/// `blink credential USER` with `password` on stdin: the `[[kafka.users]]` entry.
+fn credential(user: &str, password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blink"))
+        .args(["credential", user, "--iterations", "4096"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let entry = String::from_utf8(out.stdout).unwrap();
+    assert!(!entry.contains(password), "the password is not kept");
+    entry
+}
+
+const SASL_CLIENTS: &str = r#"
+import sys, json
+from confluent_kafka import Producer, Consumer, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaProducer, KafkaConsumer
+tls, plain, ca = sys.argv[1], sys.argv[2], sys.argv[3]
+out = {}
+def rd(address, protocol, mechanism, user, password):
+    c = {"bootstrap.servers": address, "security.protocol": protocol, "sasl.mechanisms": mechanism,
+         "sasl.username": user, "sasl.password": password}
+    if protocol == "SASL_SSL":
+        c["ssl.ca.location"] = ca
+    return c
+cases = [("SASL_SSL", tls, "SCRAM-SHA-256"), ("SASL_SSL", tls, "SCRAM-SHA-512"),
+         ("SASL_SSL", tls, "PLAIN"), ("SASL_PLAINTEXT", plain, "SCRAM-SHA-256")]
+for protocol, address, mechanism in cases:
+    p = Producer(dict(rd(address, protocol, mechanism, "alice", "alice-pw"), **{"message.timeout.ms": 10000}))
+    p.produce("authed", value=f"{protocol} {mechanism}".encode())
+    out[f"librdkafka {protocol} {mechanism} unflushed"] = p.flush(20)
+# A wrong password and an unknown user are refused.
+for user, password in [("alice", "wrong"), ("mallory", "alice-pw")]:
+    p = Producer(dict(rd(tls, "SASL_SSL", "SCRAM-SHA-256", user, password), **{"message.timeout.ms": 3000}))
+    outcome = []
+    p.produce("authed", value=b"must not arrive",
+              on_delivery=lambda err, msg: outcome.append("delivered" if err is None else err.name()))
+    p.flush(6)
+    out[f"librdkafka {user}/{password}"] = outcome
+# kafka-python: SCRAM over TLS, PLAIN in the clear.
+kp = KafkaProducer(bootstrap_servers=tls, security_protocol="SASL_SSL", ssl_cafile=ca,
+                   sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="alice", sasl_plain_password="alice-pw")
+kp.send("authed", b"kafka-python SASL_SSL SCRAM-SHA-512")
+kp.flush()
+kp = KafkaProducer(bootstrap_servers=plain, security_protocol="SASL_PLAINTEXT",
+                   sasl_mechanism="PLAIN", sasl_plain_username="alice", sasl_plain_password="alice-pw")
+kp.send("authed", b"kafka-python SASL_PLAINTEXT PLAIN")
+kp.flush()
+try:
+    KafkaProducer(bootstrap_servers=plain, security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                  sasl_plain_username="alice", sasl_plain_password="nope", max_block_ms=3000)
+    out["kafka-python wrong password"] = "accepted"
+except Exception as e:
+    out["kafka-python wrong password"] = type(e).__name__
+kc = KafkaConsumer("authed", bootstrap_servers=tls, security_protocol="SASL_SSL", ssl_cafile=ca,
+                   sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="alice", sasl_plain_password="alice-pw",
+                   auto_offset_reset="earliest", consumer_timeout_ms=8000)
+out["consumed"] = sorted(m.value.decode() for m in kc)
+# Admin: alice is not an admin principal (and loopback is not an admin network here); admin is.
+for user in ["alice", "admin"]:
+    a = AdminClient(rd(tls, "SASL_SSL", "SCRAM-SHA-256", user, user + "-pw"))
+    try:
+        a.create_topics([NewTopic("by-" + user, 1, 1)])["by-" + user].result(15)
+        out[f"create by {user}"] = "created"
+    except KafkaException as e:
+        out[f"create by {user}"] = e.args[0].name()
+print(json.dumps(out))
+"#;
+
+#[test]
+fn sasl_scram_and_plain_over_tls_and_plaintext_with_admin_principals() {
+    let w = workspace();
+    let (ca, cert, key) = test_certificates(w.path());
+    let path = w.path().join("blink.toml");
+    let mut toml = std::fs::read_to_string(&path).unwrap();
+    toml.push_str(&format!(
+        "admin_networks = [\"10.0.0.0/8\"]\nadmin_principals = [\"User:admin\"]\n\
+         [[kafka.listeners]]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n\
+         sasl_mechanisms = [\"SCRAM-SHA-256\", \"SCRAM-SHA-512\", \"PLAIN\"]\n\
+         [[kafka.listeners]]\nlisten = \"127.0.0.1:0\"\nsasl_mechanisms = [\"SCRAM-SHA-256\", \"PLAIN\"]\n\
+         {}\n{}\n",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        credential("alice", "alice-pw"),
+        credential("admin", "admin-pw"),
+    ));
+    std::fs::write(&path, toml).unwrap();
+    let mut blink = w.start();
+    let listening = blink.logged("kafka server listening");
+    let address_of = |needle: &str| {
+        common::kafka_address(listening.iter().find(|l| l.contains(needle)).unwrap())
+    };
+    let tls = address_of("tls=true");
+    let plain_sasl = address_of("tls=false sasl=SCRAM-SHA-256,PLAIN");
+    // Without authenticating, a SASL listener answers ApiVersions and nothing else.
+    let versions = frame(&[0, 18, 0, 0, 0, 0, 0, 5, 0, 0]);
+    assert!(exchange(&plain_sasl, &versions).is_some());
+    assert_eq!(
+        exchange(
+            &plain_sasl,
+            &frame(&[0, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0xff, 0xff, 0xff, 0xff])
+        ),
+        None
+    );
+    assert!(!blink.logged("this listener requires SASL").is_empty());
+
+    let out = py_args(&w, SASL_CLIENTS, &[&tls, &plain_sasl, ca.to_str().unwrap()]);
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for case in [
+        "SASL_SSL SCRAM-SHA-256",
+        "SASL_SSL SCRAM-SHA-512",
+        "SASL_SSL PLAIN",
+        "SASL_PLAINTEXT SCRAM-SHA-256",
+    ] {
+        assert_eq!(
+            out[format!("librdkafka {case} unflushed")],
+            0,
+            "{case}: {out}"
+        );
+    }
+    for refused in ["librdkafka alice/wrong", "librdkafka mallory/alice-pw"] {
+        let outcome = out[refused].to_string();
+        assert!(
+            !outcome.contains("delivered") && outcome != "[]",
+            "{refused}: {out}"
+        );
+    }
+    assert_ne!(out["kafka-python wrong password"], "accepted", "{out}");
+    let consumed: Vec<String> = serde_json::from_value(out["consumed"].clone()).unwrap();
+    assert_eq!(consumed.len(), 6, "{out}");
+    assert!(!consumed.iter().any(|m| m.contains("must not arrive")));
+    assert_eq!(
+        out["create by alice"], "TOPIC_AUTHORIZATION_FAILED",
+        "{out}"
+    );
+    assert_eq!(out["create by admin"], "created", "{out}");
+    assert!(!blink.logged("authentication failed").is_empty());
+    // No password in the log.
+    assert!(
+        blink.logged("alice-pw").is_empty()
+            && blink
+                .logged("wrong")
+                .iter()
+                .all(|l| !l.contains("password="))
+    );
+    sigterm(&mut blink);
+}
+
 /// [`py`] with arguments of the test's choosing.
 fn py_args(w: &Workspace, script: &str, args: &[&str]) -> String {
     let path = w.file("script.py");

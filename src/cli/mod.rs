@@ -6,6 +6,7 @@ mod bench_idle;
 mod bench_pipeline;
 mod cat;
 mod config_file;
+mod credential;
 mod init;
 mod render;
 mod run;
@@ -44,6 +45,15 @@ enum Command {
     },
     /// Print the records of a topic, or the messages of a Hindsight stream file.
     Cat(cat::CatArgs),
+    /// Read a password from stdin and print the `[[kafka.users]]` entry for USER: SCRAM-SHA-256
+    /// and SCRAM-SHA-512 credentials (salted, hashed), which also serve PLAIN. The password
+    /// itself is kept nowhere.
+    Credential {
+        user: String,
+        /// PBKDF2 iterations (at least 4096).
+        #[arg(long, default_value_t = 8192)]
+        iterations: u32,
+    },
     /// Measure Blink's components and print figures.
     Bench {
         #[command(subcommand)]
@@ -57,6 +67,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Run { config } => run::run(&config_file::load_config(config.as_deref())?),
         Command::Init { dir } => init::init(&dir),
         Command::Cat(args) => cat::cat(args),
+        Command::Credential { user, iterations } => credential::credential(&user, iterations),
         Command::Bench { what } => bench::bench(what),
     }
 }

@@ -38,7 +38,7 @@ impl Broker {
         request: DeleteTopicsRequest,
         cx: &RequestContext,
     ) -> DeleteTopicsResponse {
-        let allowed = self.policy.allows(cx.peer.ip(), Operation::Delete);
+        let allowed = self.policy.allows(cx.who(), Operation::Delete);
         let names: Vec<TopicName> = request
             .topic_names
             .into_iter()
@@ -75,7 +75,7 @@ impl Broker {
         request: CreatePartitionsRequest,
         cx: &RequestContext,
     ) -> CreatePartitionsResponse {
-        let allowed = self.policy.allows(cx.peer.ip(), Operation::Alter);
+        let allowed = self.policy.allows(cx.who(), Operation::Alter);
         let results = request
             .topics
             .into_iter()

@@ -76,22 +76,36 @@ fn leading_bits_equal(a: &[u8], b: &[u8], bits: u8) -> bool {
     rest == 0 || (a[whole] ^ b[whole]) >> (8 - rest) == 0
 }
 
-/// The authorisation policy of a listener.
+/// Who sends a request: its address, and its principal (`User:name`) once authenticated.
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    pub peer: IpAddr,
+    pub principal: Option<&'a str>,
+}
+
+/// The authorisation policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
     admin_networks: Vec<Network>,
+    admin_principals: Vec<String>,
 }
 
 impl Policy {
-    pub fn new(admin_networks: Vec<Network>) -> Self {
-        Policy { admin_networks }
+    pub fn new(admin_networks: Vec<Network>, admin_principals: Vec<String>) -> Self {
+        Policy {
+            admin_networks,
+            admin_principals,
+        }
     }
 
-    /// Whether a request from `peer` may do `operation`.
-    pub fn allows(&self, peer: IpAddr, operation: Operation) -> bool {
+    /// Whether `who` may do `operation`: from an admin network, or as an admin principal.
+    pub fn allows(&self, who: Who, operation: Operation) -> bool {
         match operation {
             Operation::Create | Operation::Delete | Operation::Alter => {
-                self.admin_networks.iter().any(|n| n.contains(peer))
+                self.admin_networks.iter().any(|n| n.contains(who.peer))
+                    || who
+                        .principal
+                        .is_some_and(|p| self.admin_principals.iter().any(|a| a == p))
             }
         }
     }
@@ -131,12 +145,22 @@ mod tests {
     }
 
     #[test]
-    fn only_admin_networks_may_create_delete_or_alter() {
-        let policy = Policy::new(vec![Network::parse("127.0.0.0/8").unwrap()]);
+    fn only_admin_networks_and_principals_may_create_delete_or_alter() {
+        let policy = Policy::new(
+            vec![Network::parse("127.0.0.0/8").unwrap()],
+            vec!["User:admin".into()],
+        );
+        let who = |peer: &str, principal| Who {
+            peer: ip(peer),
+            principal,
+        };
         for op in [Operation::Create, Operation::Delete, Operation::Alter] {
-            assert!(policy.allows(ip("127.0.0.1"), op));
-            assert!(!policy.allows(ip("192.0.2.7"), op));
+            assert!(policy.allows(who("127.0.0.1", None), op));
+            assert!(!policy.allows(who("192.0.2.7", None), op));
+            assert!(policy.allows(who("192.0.2.7", Some("User:admin")), op));
+            assert!(!policy.allows(who("192.0.2.7", Some("User:alice")), op));
         }
-        assert!(!Policy::new(Vec::new()).allows(ip("127.0.0.1"), Operation::Delete));
+        let none = Policy::new(Vec::new(), Vec::new());
+        assert!(!none.allows(who("127.0.0.1", None), Operation::Delete));
     }
 }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 
-use super::authorize::{Network, Policy};
+use super::authorize::{Network, Policy, Who};
 use super::coordinator::Coordinator;
 use super::producers::Producers;
+use super::sasl::Users;
 use crate::config::KafkaConfig;
 use crate::log::Log;
 
@@ -22,6 +23,17 @@ pub struct RequestContext {
     pub peer: SocketAddr,
     /// The listener the request came in on, as clients are told to reach it.
     pub endpoint: Arc<Endpoint>,
+    /// `User:name` once the connection authenticated (SASL); `None` without SASL.
+    pub principal: Option<Arc<str>>,
+}
+
+impl RequestContext {
+    pub fn who(&self) -> Who<'_> {
+        Who {
+            peer: self.peer.ip(),
+            principal: self.principal.as_deref(),
+        }
+    }
 }
 
 /// A listener's address as clients are told it (Metadata, FindCoordinator).
@@ -40,6 +52,7 @@ pub struct Broker {
     pub(super) producers: Producers,
     pub(super) groups: Coordinator,
     pub(super) policy: Policy,
+    pub(super) users: Users,
 }
 
 impl Broker {
@@ -62,6 +75,9 @@ impl Broker {
             log.dir().join("consumer_offsets.json"),
             std::time::Duration::from_millis(config.group_initial_rebalance_delay_ms),
         )?;
+        let admin_principals = config.admin_principals.clone();
+        let users = Users::from_config(&config.users)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         Ok(Broker {
             config,
             host: StrBytes::from_string(host),
@@ -69,7 +85,8 @@ impl Broker {
             log,
             producers: Producers::new(),
             groups,
-            policy: Policy::new(networks),
+            policy: Policy::new(networks, admin_principals),
+            users,
         })
     }
 
@@ -77,6 +94,10 @@ impl Broker {
     pub(super) fn partition(&self, topic: &str, index: i32) -> Option<Arc<crate::log::Partition>> {
         let index = u32::try_from(index).ok()?;
         self.log.partition(topic, index).ok()
+    }
+
+    pub(super) fn users(&self) -> &Users {
+        &self.users
     }
 
     pub fn max_request_bytes(&self) -> usize {

@@ -317,7 +317,7 @@ impl Broker {
         validate_only: bool,
         change: impl FnOnce(TopicSettings) -> Result<TopicSettings, String>,
     ) -> (i16, Option<String>) {
-        if !self.policy.allows(cx.peer.ip(), Operation::Alter) {
+        if !self.policy.allows(cx.who(), Operation::Alter) {
             let code = match resource_type {
                 TOPIC => codes::TOPIC_AUTHORIZATION_FAILED,
                 _ => codes::CLUSTER_AUTHORIZATION_FAILED,

@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::broker::{Broker, Endpoint};
 use super::dispatch::{self, Reply};
+use super::sasl::{Mechanism, Session};
 use crate::stop::StopToken;
 
 /// How long a connection may wait for, and take over, each request.
@@ -31,10 +32,13 @@ pub struct Timeouts {
 const RESERVE_STEP: usize = 1 << 20;
 
 /// The listener a connection came in on.
+#[derive(Clone)]
 pub struct Via {
     pub endpoint: Arc<Endpoint>,
     /// Set on a TLS listener: the handshake comes first.
     pub tls: Option<TlsAcceptor>,
+    /// The SASL mechanisms the listener requires one of; empty: no authentication.
+    pub sasl: Arc<[Mechanism]>,
 }
 
 pub async fn serve(
@@ -46,9 +50,11 @@ pub async fn serve(
     stop: StopToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let session = Session::new(via.sasl.to_vec());
     let Some(acceptor) = via.tls else {
         let (read, write) = stream.into_split();
-        return serve_frames(read, write, peer, &via.endpoint, broker, timeouts, stop).await;
+        let endpoint = &via.endpoint;
+        return serve_frames(read, write, peer, endpoint, session, broker, timeouts, stop).await;
     };
     // The handshake is held to the time a request may take to arrive, so a client that
     // connects and never speaks TLS cannot keep its slot.
@@ -60,7 +66,8 @@ pub async fn serve(
     match handshake {
         Ok(Ok(tls)) => {
             let (read, write) = tokio::io::split(tls);
-            serve_frames(read, write, peer, &via.endpoint, broker, timeouts, stop).await
+            let endpoint = &via.endpoint;
+            serve_frames(read, write, peer, endpoint, session, broker, timeouts, stop).await
         }
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "kafka: TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "kafka: TLS handshake timed out"),
@@ -68,11 +75,13 @@ pub async fn serve(
 }
 
 /// Requests in, answers out, in order, until the client goes, idles out or Blink stops.
+#[allow(clippy::too_many_arguments)]
 async fn serve_frames(
     read: impl AsyncRead + Unpin,
     mut write: impl AsyncWrite + Unpin,
     peer: SocketAddr,
     endpoint: &Arc<Endpoint>,
+    mut session: Session,
     broker: Arc<Broker>,
     timeouts: Timeouts,
     stop: StopToken,
@@ -108,7 +117,15 @@ async fn serve_frames(
             }
             Ok(Ok(frame)) => frame,
         };
-        match dispatch::handle(&broker, frame, peer, endpoint).await {
+        match dispatch::handle(&broker, frame, peer, endpoint, &mut session).await {
+            Reply::Last(body) => {
+                let size = (body.len() as u32).to_be_bytes();
+                let _ = write.write_all(&size).await;
+                let _ = write.write_all(&body).await;
+                let _ = write.flush().await;
+                tracing::warn!(%peer, "kafka: closing a connection: authentication failed");
+                return;
+            }
             Reply::Frame(body) => {
                 let size = (body.len() as u32).to_be_bytes();
                 if write.write_all(&size).await.is_err()

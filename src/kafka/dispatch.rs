@@ -19,10 +19,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind, SaslAuthenticateResponse,
+    SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::broker::{Broker, Endpoint, RequestContext};
+use super::codes;
+use super::sasl::Session;
 use super::{shape, versions};
 
 /// What a connection does with a request's outcome.
@@ -33,6 +39,8 @@ pub enum Reply {
     Nothing,
     /// Close the connection; the reason is logged.
     Close(String),
+    /// Send this frame, then close the connection (a failed authentication).
+    Last(BytesMut),
 }
 
 /// A request bound to its handler, and where it runs.
@@ -124,6 +132,7 @@ pub async fn handle(
     frame: Bytes,
     peer: SocketAddr,
     endpoint: &Arc<Endpoint>,
+    session: &mut Session,
 ) -> Reply {
     let Some(head) = frame.first_chunk::<PEEK_LEN>() else {
         return Reply::Close(format!(
@@ -160,12 +169,40 @@ pub async fn handle(
         Err(e) => return Reply::Close(format!("{api:?} v{version}: cannot decode: {e}")),
     };
     tracing::trace!(%peer, ?api, version, client = ?header.client_id, "kafka request");
+    // Authentication is the connection's own business: answered here, before any handler.
+    let request = match request {
+        RequestKind::SaslHandshake(r) => {
+            let answer = sasl_handshake(session, &r.mechanism);
+            return encode(&ResponseKind::SaslHandshake(answer), version, correlation);
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let answer = sasl_authenticate(broker, session, &r.auth_bytes);
+            let reply = encode(
+                &ResponseKind::SaslAuthenticate(answer),
+                version,
+                correlation,
+            );
+            return match reply {
+                Reply::Frame(body) if session.failed() => Reply::Last(body),
+                other => other,
+            };
+        }
+        RequestKind::ApiVersions(_) => request,
+        _ if !session.may_serve() => {
+            return Reply::Close(format!(
+                "{api:?} before authenticating: this listener requires SASL ({})",
+                session.offered().join(", ")
+            ));
+        }
+        _ => request,
+    };
     let answers = expects_response(&request);
     let cx = RequestContext {
         version,
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
         peer,
         endpoint: endpoint.clone(),
+        principal: session.principal().map(Arc::from),
     };
     let response = match route(broker, request, cx) {
         None => return Reply::Close(format!("{api:?} is not served")),
@@ -180,6 +217,36 @@ pub async fn handle(
         return Reply::Nothing;
     }
     encode(&response, version, correlation)
+}
+
+fn sasl_handshake(session: &mut Session, mechanism: &str) -> SaslHandshakeResponse {
+    let offered = session
+        .offered()
+        .into_iter()
+        .map(StrBytes::from_static_str)
+        .collect();
+    let code = match session.handshake(mechanism) {
+        Ok(()) => codes::NONE,
+        Err(()) => codes::UNSUPPORTED_SASL_MECHANISM,
+    };
+    SaslHandshakeResponse::default()
+        .with_error_code(code)
+        .with_mechanisms(offered)
+}
+
+fn sasl_authenticate(
+    broker: &Broker,
+    session: &mut Session,
+    bytes: &[u8],
+) -> SaslAuthenticateResponse {
+    let step = session.authenticate(broker.users(), bytes);
+    let response = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(step.bytes));
+    match step.error {
+        None => response,
+        Some(message) => response
+            .with_error_code(codes::SASL_AUTHENTICATION_FAILED)
+            .with_error_message(Some(StrBytes::from_string(message))),
+    }
 }
 
 /// Response header and body.
@@ -220,7 +287,8 @@ mod tests {
                 port: 9092,
             });
             let frame = Bytes::copy_from_slice(frame);
-            match runtime.block_on(handle(&broker, frame, peer, &endpoint)) {
+            let mut session = Session::new(Vec::new());
+            match runtime.block_on(handle(&broker, frame, peer, &endpoint, &mut session)) {
                 Reply::Close(reason) => assert!(reason.contains("shorter"), "{reason}"),
                 _ => panic!("a short frame must close its connection"),
             }
@@ -239,8 +307,12 @@ mod tests {
                 host: kafka_protocol::protocol::StrBytes::from_static_str("127.0.0.1"),
                 port: 9092,
             }),
+            principal: None,
         };
         for &(api, _, _) in versions::SUPPORTED {
+            if matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+                continue; // the connection's own: answered before routing
+            }
             let request = default_request(api);
             assert!(
                 route(&broker, request, cx.clone()).is_some(),

@@ -437,7 +437,7 @@ impl Broker {
         request: DeleteGroupsRequest,
         cx: &RequestContext,
     ) -> DeleteGroupsResponse {
-        let allowed = self.policy.allows(cx.peer.ip(), Operation::Delete);
+        let allowed = self.policy.allows(cx.who(), Operation::Delete);
         let results = request
             .groups_names
             .into_iter()

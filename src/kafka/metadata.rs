@@ -110,7 +110,7 @@ impl Broker {
         request: CreateTopicsRequest,
         cx: &RequestContext,
     ) -> CreateTopicsResponse {
-        let allowed = self.policy.allows(cx.peer.ip(), Operation::Create);
+        let allowed = self.policy.allows(cx.who(), Operation::Create);
         let results = request
             .topics
             .into_iter()

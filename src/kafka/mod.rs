@@ -25,6 +25,7 @@ mod group_state;
 mod metadata;
 mod produce;
 mod producers;
+mod sasl;
 mod server;
 mod shape;
 mod tls;
@@ -34,6 +35,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use broker::{Broker, Endpoint};
+pub use sasl::{Credential, Hash, MIN_ITERATIONS};
 pub use server::{DRAIN, KafkaListener, KafkaServer};
 pub use versions::SUPPORTED;
 
@@ -47,8 +49,9 @@ pub async fn answer(broker: &Arc<Broker>, frame: bytes::Bytes) -> Option<bytes::
         host: kafka_protocol::protocol::StrBytes::from_static_str("127.0.0.1"),
         port: 9092,
     });
-    match dispatch::handle(broker, frame, peer, &endpoint).await {
-        dispatch::Reply::Frame(body) => Some(body),
+    let mut session = sasl::Session::new(Vec::new());
+    match dispatch::handle(broker, frame, peer, &endpoint, &mut session).await {
+        dispatch::Reply::Frame(body) | dispatch::Reply::Last(body) => Some(body),
         dispatch::Reply::Nothing | dispatch::Reply::Close(_) => None,
     }
 }

@@ -15,10 +15,10 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Admission, Refusal};
 use super::broker::{self, Broker, Endpoint};
+use super::sasl::Mechanism;
 use super::{conn, tls};
 use crate::config::{KafkaConfig, ListenerConfig};
 use crate::log::Log;
@@ -34,8 +34,7 @@ pub struct KafkaServer {
 /// One bound listener.
 struct Bound {
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    endpoint: Arc<Endpoint>,
+    via: conn::Via,
 }
 
 /// The listeners, bound, with their runtime, not serving yet: `blink run` binds before it
@@ -64,6 +63,9 @@ impl KafkaListener {
             .thread_name("blink-kafka")
             .enable_all()
             .build()?;
+        // Checked here, before anything touches the disk; the broker reads them again.
+        super::sasl::Users::from_config(&config.users)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let bound = config
             .all_listeners()
             .iter()
@@ -92,7 +94,9 @@ impl KafkaListener {
         })?;
         let broker = Arc::new(Broker::new(config.clone(), main, log)?);
         for (b, address) in bound.iter().zip(&addresses) {
-            tracing::info!(%address, advertised = %format!("{}:{}", b.endpoint.host.as_str(), b.endpoint.port), tls = b.tls.is_some(), "kafka server listening");
+            let via = &b.via;
+            let sasl: Vec<_> = via.sasl.iter().map(|m| m.name()).collect();
+            tracing::info!(%address, advertised = %format!("{}:{}", via.endpoint.host.as_str(), via.endpoint.port), tls = via.tls.is_some(), sasl = %sasl.join(","), "kafka server listening");
         }
         let stop = StopToken::new();
         let admission = Admission::new(config.max_connections, config.max_connections_per_ip);
@@ -146,13 +150,22 @@ async fn bind_one(config: &KafkaConfig, l: &ListenerConfig) -> std::io::Result<B
     } else {
         l.advertised_host.clone()
     };
+    // The names were checked with the configuration.
+    let sasl: Vec<Mechanism> = l
+        .sasl_mechanisms
+        .iter()
+        .filter_map(|m| Mechanism::parse(m))
+        .collect();
     Ok(Bound {
         listener,
-        tls,
-        endpoint: Arc::new(Endpoint {
-            host: StrBytes::from_string(host),
-            port: address.port() as i32,
-        }),
+        via: conn::Via {
+            endpoint: Arc::new(Endpoint {
+                host: StrBytes::from_string(host),
+                port: address.port() as i32,
+            }),
+            tls,
+            sasl: sasl.into(),
+        },
     })
 }
 
@@ -263,9 +276,9 @@ async fn accept(
     });
     let (to, mut incoming) = mpsc::channel::<Accepted>(64);
     let mut listeners = JoinSet::new();
-    let mut endpoints = Vec::new();
+    let mut vias = Vec::new();
     for (index, b) in bound.into_iter().enumerate() {
-        endpoints.push((b.endpoint, b.tls));
+        vias.push(b.via);
         listeners.spawn(listen(b.listener, index, to.clone(), stop.clone()));
     }
     drop(to);
@@ -292,11 +305,10 @@ async fn accept(
                     refusals.refused(peer, why, &admission);
                     continue;
                 }
-                let (endpoint, tls) = &endpoints[index];
                 let serving = conn::serve(
                     stream,
                     peer,
-                    conn::Via { endpoint: endpoint.clone(), tls: tls.clone() },
+                    vias[index].clone(),
                     broker.clone(),
                     timeouts,
                     stop.clone(),

@@ -375,6 +375,16 @@ const INCREMENTAL_ALTER_CONFIGS: Shape = Shape {
     ],
 };
 
+const SASL_HANDSHAKE: Shape = Shape {
+    flexible: i16::MAX,
+    fields: &[all(STR)], // mechanism
+};
+
+const SASL_AUTHENTICATE: Shape = Shape {
+    flexible: 2,
+    fields: &[all(BYTES)], // auth_bytes
+};
+
 const DELETE_GROUPS: Shape = Shape {
     flexible: 2,
     fields: &[all(STRINGS)],
@@ -405,6 +415,8 @@ fn shape(api: ApiKey) -> Option<&'static Shape> {
         ApiKey::AlterConfigs => &ALTER_CONFIGS,
         ApiKey::IncrementalAlterConfigs => &INCREMENTAL_ALTER_CONFIGS,
         ApiKey::DeleteGroups => &DELETE_GROUPS,
+        ApiKey::SaslHandshake => &SASL_HANDSHAKE,
+        ApiKey::SaslAuthenticate => &SASL_AUTHENTICATE,
         _ => return None,
     })
 }

@@ -1,0 +1,170 @@
+use super::*;
+
+/// RFC 7677's example exchange (SCRAM-SHA-256, user "user", password "pencil").
+const SERVER_FIRST: &str =
+    "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+const CLIENT_FINAL_WITHOUT_PROOF: &str =
+    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+
+#[test]
+fn the_stored_keys_reproduce_rfc_7677s_exchange() {
+    let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+    let c = Credential::with_salt(Hash::Sha256, "pencil", salt, 4096);
+    let auth = format!("n=user,r=rOprNGfwEbeRWgbNEkqO,{SERVER_FIRST},{CLIENT_FINAL_WITHOUT_PROOF}");
+    let server_signature = hmac_of(Hash::Sha256, &c.server_key, auth.as_bytes());
+    assert_eq!(
+        B64.encode(server_signature),
+        "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+    );
+    let salted = salted_password(Hash::Sha256, b"pencil", &c.salt, 4096);
+    let client_key = hmac_of(Hash::Sha256, &salted, b"Client Key");
+    let signature = hmac_of(Hash::Sha256, &c.stored_key, auth.as_bytes());
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(a, b)| a ^ b)
+        .collect();
+    assert_eq!(
+        B64.encode(proof),
+        "dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+    );
+}
+
+/// A SCRAM client, for the exchange below.
+fn scram_client(
+    session: &mut Session,
+    users: &Users,
+    hash: Hash,
+    user: &str,
+    password: &str,
+) -> Step {
+    let first_bare = format!("n={user},r=clientnonce123");
+    let step = session.authenticate(users, format!("n,,{first_bare}").as_bytes());
+    if step.error.is_some() {
+        return step;
+    }
+    let server_first = String::from_utf8(step.bytes).unwrap();
+    let attr = |k: &str| {
+        server_first
+            .split(',')
+            .find_map(|a| a.strip_prefix(k))
+            .unwrap()
+            .to_owned()
+    };
+    let (nonce, salt, iterations) = (attr("r="), B64.decode(attr("s=")).unwrap(), attr("i="));
+    assert!(nonce.starts_with("clientnonce123") && nonce.len() > 20);
+    let without_proof = format!("c=biws,r={nonce}");
+    let auth = format!("{first_bare},{server_first},{without_proof}");
+    let salted = salted_password(
+        hash,
+        password.as_bytes(),
+        &salt,
+        iterations.parse().unwrap(),
+    );
+    let client_key = hmac_of(hash, &salted, b"Client Key");
+    let stored = digest::digest(hash.digest(), &client_key);
+    let signature = hmac_of(hash, stored.as_ref(), auth.as_bytes());
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(a, b)| a ^ b)
+        .collect();
+    session.authenticate(
+        users,
+        format!("{without_proof},p={}", B64.encode(proof)).as_bytes(),
+    )
+}
+
+fn users() -> Users {
+    let mut users = Users::default();
+    users.add("alice", Credential::new(Hash::Sha256, "s3cret", 4096));
+    users.add("alice", Credential::new(Hash::Sha512, "s3cret", 4096));
+    users
+}
+
+#[test]
+fn scram_authenticates_the_right_password_only() {
+    let users = users();
+    for (mechanism, hash) in [
+        ("SCRAM-SHA-256", Hash::Sha256),
+        ("SCRAM-SHA-512", Hash::Sha512),
+    ] {
+        let mut session = Session::new(vec![Mechanism::ScramSha256, Mechanism::ScramSha512]);
+        assert!(!session.may_serve());
+        session.handshake(mechanism).unwrap();
+        let step = scram_client(&mut session, &users, hash, "alice", "s3cret");
+        assert_eq!(step.error, None);
+        assert!(String::from_utf8(step.bytes).unwrap().starts_with("v="));
+        assert!(session.may_serve());
+        assert_eq!(session.principal().as_deref(), Some("User:alice"));
+
+        let mut session = Session::new(vec![Mechanism::ScramSha256, Mechanism::ScramSha512]);
+        session.handshake(mechanism).unwrap();
+        let step = scram_client(&mut session, &users, hash, "alice", "wrong");
+        assert!(step.error.unwrap().contains("authentication failed"));
+        assert!(session.failed() && !session.may_serve());
+        // An unknown user is refused at the first message, in the same words.
+        let mut session = Session::new(vec![Mechanism::ScramSha256]);
+        session.handshake("SCRAM-SHA-256").unwrap();
+        let step = scram_client(&mut session, &users, Hash::Sha256, "mallory", "s3cret");
+        assert!(
+            step.error
+                .unwrap()
+                .contains("unknown user or wrong password")
+        );
+    }
+}
+
+#[test]
+fn plain_checks_the_password_against_the_stored_key() {
+    let users = users();
+    let mut session = Session::new(vec![Mechanism::Plain]);
+    assert!(session.handshake("SCRAM-SHA-256").is_err(), "not offered");
+    session.handshake("PLAIN").unwrap();
+    assert_eq!(session.authenticate(&users, b"\0alice\0s3cret").error, None);
+    assert_eq!(session.principal().as_deref(), Some("User:alice"));
+    let mut session = Session::new(vec![Mechanism::Plain]);
+    session.handshake("PLAIN").unwrap();
+    assert!(
+        session
+            .authenticate(&users, b"\0alice\0nope")
+            .error
+            .is_some()
+    );
+    assert!(session.failed());
+    let mut session = Session::new(vec![Mechanism::Plain]);
+    session.handshake("PLAIN").unwrap();
+    assert!(session.authenticate(&users, b"garbage").error.is_some());
+}
+
+#[test]
+fn no_mechanisms_means_no_authentication_and_out_of_turn_steps_are_refused() {
+    let open = Session::new(Vec::new());
+    assert!(open.may_serve());
+    assert_eq!(open.principal(), None);
+    let mut session = Session::new(vec![Mechanism::Plain]);
+    assert!(
+        session
+            .authenticate(&users(), b"\0alice\0s3cret")
+            .error
+            .is_some()
+    );
+    assert!(!session.may_serve());
+}
+
+#[test]
+fn credentials_round_trip_through_the_config_form_and_bad_ones_are_refused() {
+    let c = Credential::new(Hash::Sha512, "pw", 8192);
+    assert_eq!(
+        Credential::from_config(Hash::Sha512, &c.to_config()).unwrap(),
+        c
+    );
+    assert!(
+        Credential::from_config(Hash::Sha256, &c.to_config()).is_err(),
+        "key length"
+    );
+    assert!(Credential::from_config(Hash::Sha256, "100:AAAA:AAAA:AAAA").is_err());
+    assert!(Credential::from_config(Hash::Sha256, "not a credential").is_err());
+    assert_eq!(unescape_username("a=2Cb=3Dc").unwrap(), "a,b=c");
+    assert!(unescape_username("a=ZZ").is_err());
+}
