@@ -491,7 +491,9 @@ fn idle_and_trickling_connections_are_closed_and_one_address_gets_its_share() {
         closed_within(&mut fifth, Duration::from_secs(2)),
         "the fifth connection is refused"
     );
-    assert!(!blink.logged("max_connections_per_ip reached").is_empty());
+    wait_for("the refusal logged", Duration::from_secs(10), || {
+        !blink.logged("max_connections_per_ip reached").is_empty()
+    });
 
     // The idle ones are closed after connections_max_idle_ms, which frees the slots.
     for stream in &mut idle {
@@ -960,7 +962,11 @@ fn sasl_scram_and_plain_over_tls_and_plaintext_with_admin_principals() {
         ),
         None
     );
-    assert!(!blink.logged("this listener requires SASL").is_empty());
+    wait_for(
+        "this listener requires SASL logged",
+        Duration::from_secs(10),
+        || !blink.logged("this listener requires SASL").is_empty(),
+    );
 
     let out = py_args(&w, SASL_CLIENTS, &[&tls, &plain_sasl, ca.to_str().unwrap()]);
     let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -992,7 +998,11 @@ fn sasl_scram_and_plain_over_tls_and_plaintext_with_admin_principals() {
         "{out}"
     );
     assert_eq!(out["create by admin"], "created", "{out}");
-    assert!(!blink.logged("authentication failed").is_empty());
+    wait_for(
+        "authentication failed logged",
+        Duration::from_secs(10),
+        || !blink.logged("authentication failed").is_empty(),
+    );
     // No password in the log.
     assert!(
         blink.logged("alice-pw").is_empty()
@@ -1989,7 +1999,11 @@ fn a_full_disk_refuses_produce_loses_nothing_acknowledged_and_resumes_when_freed
     let failed: u32 = full.split_whitespace().next().unwrap().parse().unwrap();
     assert!(failed > 0, "nothing was refused: {full}");
     assert!(full.contains("KAFKA_STORAGE_ERROR"), "{full}");
-    assert!(!blink.logged("kafka: produce failed").is_empty());
+    wait_for(
+        "kafka: produce failed logged",
+        Duration::from_secs(10),
+        || !blink.logged("kafka: produce failed").is_empty(),
+    );
     // Space is freed: the same process takes writes again.
     let pid = blink.0.id() as libc::pid_t;
     let unlimited = libc::rlimit {
