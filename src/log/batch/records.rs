@@ -67,6 +67,7 @@ impl Record {
 }
 
 /// Reads a zigzag-length-prefixed byte string (`-1` = null).
+#[inline(always)]
 fn read_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, BatchError> {
     let len = read_varint(buf, pos)?;
     if len < 0 {
@@ -81,10 +82,9 @@ fn read_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, Ba
     Ok(Some(bytes))
 }
 
+#[inline(always)]
 fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i64, BatchError> {
-    let (value, n) = buf
-        .get(*pos..)
-        .and_then(varint::decode_zigzag)
+    let (value, n) = varint::decode_zigzag(&buf[*pos..])
         .ok_or(BatchError::Malformed("truncated varint in record"))?;
     *pos += n;
     Ok(value)
@@ -117,7 +117,12 @@ impl RecordIter {
             .filter(|&e| e <= buf.len())
             .ok_or(BatchError::Malformed("record runs past the batch"))?;
         let body = &buf[..end];
-        pos += 1; // attributes
+        // The attributes byte: a record too short for it would leave `pos` past the body,
+        // where the next read would slice out of bounds (found by fuzzing).
+        if pos >= end {
+            return Err(BatchError::Malformed("record shorter than its attributes"));
+        }
+        pos += 1;
         let timestamp_delta = read_varint(body, &mut pos)?;
         let offset_delta = read_varint(body, &mut pos)?;
         let slice = |b: Option<&[u8]>| b.map(|b| self.bytes.slice_ref(b));
@@ -136,13 +141,10 @@ impl RecordIter {
                 "record length disagrees with its contents",
             ));
         }
-        let offset = self
-            .base_offset
-            .checked_add(offset_delta)
-            .ok_or(BatchError::Malformed("record offset out of range"))?;
         self.pos = end;
         Ok(Record {
-            offset,
+            // Wrapping, as the timestamp: a hostile delta gives a wrong offset, not a panic.
+            offset: self.base_offset.wrapping_add(offset_delta),
             timestamp: self.base_timestamp.wrapping_add(timestamp_delta),
             key,
             value,
