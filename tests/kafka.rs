@@ -474,10 +474,7 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 #[test]
 fn idle_and_trickling_connections_are_closed_and_one_address_gets_its_share() {
     let w = workspace();
-    let path = w.path().join("blink.toml");
-    let mut toml = std::fs::read_to_string(&path).unwrap();
-    toml.push_str("max_connections_per_ip = 4\nconnections_max_idle_ms = 3000\nrequest_read_timeout_ms = 500\n");
-    std::fs::write(&path, toml).unwrap();
+    w.kafka_config("max_connections_per_ip = 4\nconnections_max_idle_ms = 3000\nrequest_read_timeout_ms = 500\n");
     let mut blink = w.start();
     let address = blink.1.clone();
 
@@ -654,11 +651,8 @@ fn acknowledged_writes_survive_kill_9_under_load_from_several_producers() {
 #[test]
 fn only_admin_networks_may_create_delete_or_reconfigure() {
     let w = workspace();
-    let path = w.path().join("blink.toml");
-    let mut toml = std::fs::read_to_string(&path).unwrap();
     // Loopback is not an admin network here: this test's client is "anyone else".
-    toml.push_str("admin_networks = [\"10.0.0.0/8\"]\n");
-    std::fs::write(&path, toml).unwrap();
+    w.kafka_config("admin_networks = [\"10.0.0.0/8\"]\n");
     let mut blink = w.start();
     produce_lines(&blink, "kept", "none", &["k:v".to_owned()]); // auto-creation stays open
     let out = py(
@@ -772,14 +766,11 @@ print(json.dumps(out))
 fn clients_produce_and_consume_over_tls_beside_a_plaintext_listener() {
     let w = workspace();
     let (ca, cert, key) = test_certificates(w.path());
-    let path = w.path().join("blink.toml");
-    let mut toml = std::fs::read_to_string(&path).unwrap();
-    toml.push_str(&format!(
+    w.kafka_config(&format!(
         "[[kafka.listeners]]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n",
         cert.to_str().unwrap(),
         key.to_str().unwrap()
     ));
-    std::fs::write(&path, toml).unwrap();
     let mut blink = w.start();
     let tls_line = blink
         .logged("kafka server listening")
@@ -833,13 +824,10 @@ fn clients_produce_and_consume_over_tls_beside_a_plaintext_listener() {
 fn a_listener_whose_tls_files_are_wrong_stops_blink_from_starting_and_says_which() {
     let w = workspace();
     let (_, cert, _) = test_certificates(w.path());
-    let path = w.path().join("blink.toml");
-    let mut toml = std::fs::read_to_string(&path).unwrap();
-    toml.push_str(&format!(
+    w.kafka_config(&format!(
         "tls_cert = {:?}\ntls_key = \"missing.key\"\n",
         cert.to_str().unwrap()
     ));
-    std::fs::write(&path, toml).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_blink"))
         .args(["run", "--config", "blink.toml"])
         .current_dir(w.path())
@@ -931,9 +919,7 @@ print(json.dumps(out))
 fn sasl_scram_and_plain_over_tls_and_plaintext_with_admin_principals() {
     let w = workspace();
     let (ca, cert, key) = test_certificates(w.path());
-    let path = w.path().join("blink.toml");
-    let mut toml = std::fs::read_to_string(&path).unwrap();
-    toml.push_str(&format!(
+    w.kafka_config(&format!(
         "admin_networks = [\"10.0.0.0/8\"]\nadmin_principals = [\"User:admin\"]\n\
          [[kafka.listeners]]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n\
          sasl_mechanisms = [\"SCRAM-SHA-256\", \"SCRAM-SHA-512\", \"PLAIN\"]\n\
@@ -944,7 +930,6 @@ fn sasl_scram_and_plain_over_tls_and_plaintext_with_admin_principals() {
         credential("alice", "alice-pw"),
         credential("admin", "admin-pw"),
     ));
-    std::fs::write(&path, toml).unwrap();
     let mut blink = w.start();
     let listening = blink.logged("kafka server listening");
     let address_of = |needle: &str| {

@@ -61,6 +61,14 @@ impl Workspace {
         std::fs::write(&path, format!("{keys}{text}")).unwrap();
     }
 
+    /// Adds keys (and tables) at the end of `blink.toml`, inside its `[kafka]` table.
+    pub fn kafka_config(&self, text: &str) {
+        let path = self.path().join("blink.toml");
+        let mut toml = std::fs::read_to_string(&path).unwrap();
+        toml.push_str(text);
+        std::fs::write(&path, toml).unwrap();
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -5,14 +5,10 @@ use super::sample::{Rng, build};
 use super::*;
 use crate::kafka::versions;
 
-fn served() -> impl Iterator<Item = (ApiKey, i16)> {
-    versions::served()
-}
-
 #[test]
 fn every_request_built_from_its_shape_decodes_exactly() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for (api, version) in served() {
+    for (api, version) in versions::served() {
         for round in 0..200 {
             let (body, _) = build(api, version, &mut rng, None);
             check(api, version, &body)
@@ -33,7 +29,7 @@ fn every_request_built_from_its_shape_decodes_exactly() {
 #[test]
 fn a_truncated_request_is_refused() {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    for (api, version) in served() {
+    for (api, version) in versions::served() {
         for _ in 0..20 {
             let (body, _) = build(api, version, &mut rng, None);
             for cut in 0..body.len() {
@@ -51,7 +47,7 @@ fn a_truncated_request_is_refused() {
 fn a_count_the_frame_cannot_hold_is_refused_before_decoding() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut refused = 0;
-    for (api, version) in served() {
+    for (api, version) in versions::served() {
         for k in 0..8 {
             let (mut body, huge) = build(api, version, &mut rng, Some(k));
             if !huge {
