@@ -318,6 +318,9 @@ async fn accept(
             }
         }
     }
+    // Closing the queue first: a listener blocked handing over a connection (the queue full
+    // at the stop) sees it closed and ends, instead of waiting on a loop that no longer reads.
+    drop(incoming);
     while listeners.join_next().await.is_some() {}
     let _ = expiry.await;
     let open = connections.len();
