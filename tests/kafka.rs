@@ -44,10 +44,7 @@ fn kcat(blink: &Blink) -> Command {
 
 /// Runs a Python script with the broker address as its first argument; its stdout.
 fn py(w: &Workspace, blink: &Blink, script: &str) -> String {
-    let path = w.file("script.py");
-    std::fs::write(&path, script).unwrap();
-    let output = run(Command::new(python()).arg(&path).arg(&blink.1));
-    String::from_utf8(output.stdout).unwrap()
+    py_args(w, script, &[&blink.1])
 }
 
 fn produce_lines(blink: &Blink, topic: &str, codec: &str, lines: &[String]) {
