@@ -106,6 +106,10 @@ pub struct KafkaConfig {
     pub users: Vec<UserConfig>,
     /// Principals (`User:name`) that may do what `admin_networks` may, from anywhere.
     pub admin_principals: Vec<String>,
+    /// Who may do what to which topic or group (`[[kafka.acls]]`). None: producing and
+    /// consuming are open to every client, administration to administrators only; with any,
+    /// every operation needs an ACL allowing it (docs/security.md).
+    pub acls: Vec<AclConfig>,
     /// Create a topic a client asks for (Metadata or Produce) if it does not exist.
     pub auto_create_topics: bool,
     /// Partitions of an auto-created topic.
@@ -152,6 +156,26 @@ pub struct UserConfig {
     pub scram_sha512: String,
 }
 
+/// One ACL: `principal` may (or, with `permission = "deny"`, may not) do `operations` to the
+/// topic, group or cluster named, from `hosts` (networks; empty: anywhere).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AclConfig {
+    /// `User:name`, or `User:*` for every principal (`User:ANONYMOUS` without SASL).
+    pub principal: String,
+    /// The resource: a topic name, a group name, or the cluster; exactly one.
+    pub topic: String,
+    pub group: String,
+    pub cluster: bool,
+    /// `literal` (the default) or `prefixed`; the name `*` matches every name.
+    pub pattern: String,
+    /// `read`, `write`, `create`, `delete`, `alter`, `describe`, `all`.
+    pub operations: Vec<String>,
+    /// `allow` (the default) or `deny`; a deny wins over any allow.
+    pub permission: String,
+    pub hosts: Vec<String>,
+}
+
 /// The SASL mechanisms Blink serves.
 pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
@@ -185,6 +209,7 @@ impl Default for KafkaConfig {
             listeners: Vec::new(),
             users: Vec::new(),
             admin_principals: Vec::new(),
+            acls: Vec::new(),
             auto_create_topics: true,
             default_partitions: 1,
             max_request_bytes: 100 << 20,

@@ -8,14 +8,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::authorize::Operation;
+use super::authorize::{Operation, Resource};
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::log::LogError;
-
-/// Why an admin request from elsewhere is refused.
-pub(super) const NOT_ADMIN: &str =
-    "this client's address is not in [kafka] admin_networks (docs/security.md)";
 
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
@@ -38,7 +34,6 @@ impl Broker {
         request: DeleteTopicsRequest,
         cx: &RequestContext,
     ) -> DeleteTopicsResponse {
-        let allowed = self.policy.allows(cx.who(), Operation::Delete);
         let names: Vec<TopicName> = request
             .topic_names
             .into_iter()
@@ -48,10 +43,11 @@ impl Broker {
             .into_iter()
             .map(|name| {
                 let result = DeletableTopicResult::default().with_name(Some(name.clone()));
-                if !allowed {
+                let topic = Resource::Topic(&name.0);
+                if !self.may(cx, Operation::Delete, topic) {
                     return result
                         .with_error_code(codes::TOPIC_AUTHORIZATION_FAILED)
-                        .with_error_message(Some(text(NOT_ADMIN)));
+                        .with_error_message(Some(self.refusal(cx, Operation::Delete, topic)));
                 }
                 match self.log.delete_topic(&name.0) {
                     Ok(()) => {
@@ -75,7 +71,6 @@ impl Broker {
         request: CreatePartitionsRequest,
         cx: &RequestContext,
     ) -> CreatePartitionsResponse {
-        let allowed = self.policy.allows(cx.who(), Operation::Alter);
         let results = request
             .topics
             .into_iter()
@@ -87,8 +82,12 @@ impl Broker {
                         .with_error_code(code)
                         .with_error_message(Some(text(&message)))
                 };
-                if !allowed {
-                    return fail(codes::TOPIC_AUTHORIZATION_FAILED, NOT_ADMIN.into());
+                let topic = Resource::Topic(&t.name.0);
+                if !self.may(cx, Operation::Alter, topic) {
+                    return fail(
+                        codes::TOPIC_AUTHORIZATION_FAILED,
+                        self.refusal(cx, Operation::Alter, topic).to_string(),
+                    );
                 }
                 let Some(current) = self.log.partitions(&t.name.0).map(|p| p.len() as i32) else {
                     return fail(codes::UNKNOWN_TOPIC_OR_PARTITION, format!("{} does not exist", t.name.0.as_str()));

@@ -1,22 +1,71 @@
 //! Who may do what over the Kafka protocol.
 //!
-//! Until the listener authenticates its clients (TLS and SASL are to come, issue 13 item 9),
-//! what a request may do is decided by where it comes from: the operations that destroy or
-//! reconfigure — creating topics or partitions explicitly, deleting topics and consumer groups,
-//! changing topic settings — are allowed only from `admin_networks` (loopback by default);
-//! producing, consuming, committing offsets and auto-creating topics stay open to every client
-//! that reaches the listener. A refused request gets the authorisation error Kafka gives for
-//! its API (TOPIC_, GROUP_ or CLUSTER_AUTHORIZATION_FAILED). Every decision goes through
-//! [`Policy::allows`], where per-principal ACLs will be decided.
+//! Administrators — clients from `admin_networks` (loopback by default) and the authenticated
+//! `admin_principals` — may do everything. For everyone else:
+//! - without `[[kafka.acls]]`, producing, consuming, committing offsets and auto-creating
+//!   topics are open, and the operations that destroy or reconfigure (creating topics or
+//!   partitions explicitly, deleting topics and consumer groups, changing settings) are refused;
+//! - with ACLs, every operation on every topic, group or the cluster needs an ACL allowing it
+//!   ([`super::acl`]): what no ACL allows is refused.
+//!
+//! A refused request gets the authorisation error Kafka gives for its API (TOPIC_, GROUP_ or
+//! CLUSTER_AUTHORIZATION_FAILED). Every decision goes through [`Policy::allows`].
 
+use std::fmt;
 use std::net::IpAddr;
 
-/// What a request does to a resource.
+use super::acl::{ANONYMOUS, Acls};
+
+/// What a request does to a resource (Kafka's ACL operations; `describe` also stands for
+/// DescribeConfigs and `alter` for AlterConfigs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
+    Read,
+    Write,
     Create,
     Delete,
     Alter,
+    Describe,
+}
+
+impl Operation {
+    fn verb(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::Create => "create",
+            Operation::Delete => "delete",
+            Operation::Alter => "alter",
+            Operation::Describe => "describe",
+        }
+    }
+
+    /// Whether the operation only uses data (as opposed to creating, deleting or changing
+    /// topics and groups): open to every client when no ACL is configured.
+    fn uses_data(self) -> bool {
+        matches!(
+            self,
+            Operation::Read | Operation::Write | Operation::Describe
+        )
+    }
+}
+
+/// What a request acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource<'a> {
+    Topic(&'a str),
+    Group(&'a str),
+    Cluster,
+}
+
+impl fmt::Display for Resource<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resource::Topic(t) => write!(f, "topic {t:?}"),
+            Resource::Group(g) => write!(f, "group {g:?}"),
+            Resource::Cluster => f.write_str("the cluster"),
+        }
+    }
 }
 
 /// An IP network: an address and how many of its leading bits a peer must share.
@@ -88,26 +137,98 @@ pub struct Who<'a> {
 pub struct Policy {
     admin_networks: Vec<Network>,
     admin_principals: Vec<String>,
+    acls: Acls,
 }
 
 impl Policy {
-    pub fn new(admin_networks: Vec<Network>, admin_principals: Vec<String>) -> Self {
+    pub fn new(admin_networks: Vec<Network>, admin_principals: Vec<String>, acls: Acls) -> Self {
         Policy {
             admin_networks,
             admin_principals,
+            acls,
         }
     }
 
-    /// Whether `who` may do `operation`: from an admin network, or as an admin principal.
-    pub fn allows(&self, who: Who, operation: Operation) -> bool {
-        match operation {
-            Operation::Create | Operation::Delete | Operation::Alter => {
-                self.admin_networks.iter().any(|n| n.contains(who.peer))
-                    || who
-                        .principal
-                        .is_some_and(|p| self.admin_principals.iter().any(|a| a == p))
-            }
+    fn is_admin(&self, who: Who) -> bool {
+        self.admin_networks.iter().any(|n| n.contains(who.peer))
+            || who
+                .principal
+                .is_some_and(|p| self.admin_principals.iter().any(|a| a == p))
+    }
+
+    /// Whether `who` may do `operation` to `resource`.
+    pub fn allows(&self, who: Who, operation: Operation, resource: Resource) -> bool {
+        // Checked first: it is the whole decision on the produce and fetch paths without ACLs.
+        if self.acls.is_empty() && operation.uses_data() {
+            return true;
         }
+        self.is_admin(who)
+            || (!self.acls.is_empty()
+                && self.acls.allow(
+                    who.principal.unwrap_or(ANONYMOUS),
+                    who.peer,
+                    operation,
+                    &resource,
+                ))
+    }
+
+    /// Whether a topic a client asks for may be created for it (Metadata with auto-creation):
+    /// always without ACLs, as Blink has always done; with ACLs, if it may create the topic.
+    pub fn allows_auto_create(&self, who: Who, topic: &str) -> bool {
+        self.acls.is_empty() || self.allows(who, Operation::Create, Resource::Topic(topic))
+    }
+
+    /// Whether `who` may take an idempotent producer id: Kafka allows it to a client that may
+    /// write to some topic.
+    pub fn allows_producer_id(&self, who: Who) -> bool {
+        self.acls.is_empty()
+            || self.is_admin(who)
+            || self.acls.allow_somewhere(
+                who.principal.unwrap_or(ANONYMOUS),
+                who.peer,
+                Operation::Write,
+            )
+    }
+
+    /// Why `who` may not do `operation` to `resource`, for the error message a client shows.
+    pub fn refusal(&self, who: Who, operation: Operation, resource: Resource) -> String {
+        let principal = who.principal.unwrap_or(ANONYMOUS);
+        if self.acls.is_empty() {
+            format!(
+                "{principal} from {} may not {} {resource}: only administrators may \
+                 ([kafka] admin_networks, admin_principals; docs/security.md)",
+                who.peer,
+                operation.verb()
+            )
+        } else {
+            format!(
+                "{principal} from {} may not {} {resource}: no ACL allows it \
+                 ([[kafka.acls]]; docs/security.md)",
+                who.peer,
+                operation.verb()
+            )
+        }
+    }
+}
+
+/// Logs refused requests: the first at once, then at most one line a second with how many
+/// were refused since, so a client retrying a denied request cannot flood the log.
+#[derive(Debug, Default)]
+pub struct DenialLog {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl DenialLog {
+    pub fn note(&self, reason: impl FnOnce() -> String) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, since) = &mut *state;
+        *since += 1;
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        tracing::warn!(refused = *since, "kafka: request refused: {}", reason());
+        *last = Some(std::time::Instant::now());
+        *since = 0;
     }
 }
 
@@ -144,23 +265,78 @@ mod tests {
         }
     }
 
+    fn who(peer: &str, principal: Option<&'static str>) -> Who<'static> {
+        Who {
+            peer: ip(peer),
+            principal,
+        }
+    }
+
     #[test]
-    fn only_admin_networks_and_principals_may_create_delete_or_alter() {
+    fn without_acls_only_admin_networks_and_principals_may_create_delete_or_alter() {
         let policy = Policy::new(
             vec![Network::parse("127.0.0.0/8").unwrap()],
             vec!["User:admin".into()],
+            Acls::default(),
         );
-        let who = |peer: &str, principal| Who {
-            peer: ip(peer),
-            principal,
-        };
+        let t = Resource::Topic("t");
         for op in [Operation::Create, Operation::Delete, Operation::Alter] {
-            assert!(policy.allows(who("127.0.0.1", None), op));
-            assert!(!policy.allows(who("192.0.2.7", None), op));
-            assert!(policy.allows(who("192.0.2.7", Some("User:admin")), op));
-            assert!(!policy.allows(who("192.0.2.7", Some("User:alice")), op));
+            assert!(policy.allows(who("127.0.0.1", None), op, t));
+            assert!(!policy.allows(who("192.0.2.7", None), op, t));
+            assert!(policy.allows(who("192.0.2.7", Some("User:admin")), op, t));
+            assert!(!policy.allows(who("192.0.2.7", Some("User:alice")), op, t));
         }
-        let none = Policy::new(Vec::new(), Vec::new());
-        assert!(!none.allows(who("127.0.0.1", None), Operation::Delete));
+        for op in [Operation::Read, Operation::Write, Operation::Describe] {
+            assert!(policy.allows(who("192.0.2.7", None), op, t));
+        }
+        assert!(policy.allows_auto_create(who("192.0.2.7", None), "t"));
+        assert!(policy.allows_producer_id(who("192.0.2.7", None)));
+        let none = Policy::new(Vec::new(), Vec::new(), Acls::default());
+        assert!(!none.allows(who("127.0.0.1", None), Operation::Delete, t));
+        let why = none.refusal(who("127.0.0.1", None), Operation::Delete, t);
+        assert!(
+            why.contains("User:ANONYMOUS") && why.contains("delete topic"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn with_acls_everything_needs_an_acl_but_administrators() {
+        let acls = Acls::from_config(&[crate::config::AclConfig {
+            principal: "User:alice".into(),
+            topic: "logs.".into(),
+            pattern: "prefixed".into(),
+            operations: vec!["write".into(), "create".into()],
+            ..Default::default()
+        }])
+        .unwrap();
+        let policy = Policy::new(
+            vec![Network::parse("127.0.0.0/8").unwrap()],
+            vec!["User:admin".into()],
+            acls,
+        );
+        let alice = who("192.0.2.7", Some("User:alice"));
+        let logs = Resource::Topic("logs.a");
+        assert!(policy.allows(alice, Operation::Write, logs));
+        assert!(policy.allows(alice, Operation::Describe, logs));
+        assert!(!policy.allows(alice, Operation::Read, logs));
+        assert!(!policy.allows(alice, Operation::Write, Resource::Topic("other")));
+        assert!(!policy.allows(who("192.0.2.7", None), Operation::Read, logs));
+        assert!(policy.allows_auto_create(alice, "logs.b"));
+        assert!(!policy.allows_auto_create(alice, "other"));
+        assert!(policy.allows_producer_id(alice));
+        assert!(!policy.allows_producer_id(who("192.0.2.7", Some("User:bob"))));
+        for op in [Operation::Read, Operation::Delete, Operation::Alter] {
+            assert!(
+                policy.allows(who("127.0.0.1", None), op, logs),
+                "admin network"
+            );
+            assert!(policy.allows(who("192.0.2.7", Some("User:admin")), op, logs));
+        }
+        let why = policy.refusal(alice, Operation::Read, logs);
+        assert!(
+            why.contains("User:alice") && why.contains("no ACL"),
+            "{why}"
+        );
     }
 }

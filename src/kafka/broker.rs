@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 
-use super::authorize::{Network, Policy, Who};
+use super::acl::Acls;
+use super::authorize::{DenialLog, Network, Operation, Policy, Resource, Who};
 use super::coordinator::Coordinator;
 use super::producers::Producers;
 use super::sasl::Users;
@@ -52,6 +53,7 @@ pub struct Broker {
     pub(super) producers: Producers,
     pub(super) groups: Coordinator,
     pub(super) policy: Policy,
+    denials: DenialLog,
     pub(super) users: Users,
 }
 
@@ -76,6 +78,8 @@ impl Broker {
             std::time::Duration::from_millis(config.group_initial_rebalance_delay_ms),
         )?;
         let admin_principals = config.admin_principals.clone();
+        let acls = Acls::from_config(&config.acls)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let users = Users::from_config(&config.users)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         Ok(Broker {
@@ -85,7 +89,8 @@ impl Broker {
             log,
             producers: Producers::new(),
             groups,
-            policy: Policy::new(networks, admin_principals),
+            policy: Policy::new(networks, admin_principals, acls),
+            denials: DenialLog::default(),
             users,
         })
     }
@@ -94,6 +99,32 @@ impl Broker {
     pub(super) fn partition(&self, topic: &str, index: i32) -> Option<Arc<crate::log::Partition>> {
         let index = u32::try_from(index).ok()?;
         self.log.partition(topic, index).ok()
+    }
+
+    /// Whether the request's sender may do `operation` to `resource`; a refusal is logged
+    /// (at most once a second, with how many there were).
+    pub(super) fn may(
+        &self,
+        cx: &RequestContext,
+        operation: Operation,
+        resource: Resource,
+    ) -> bool {
+        let allowed = self.policy.allows(cx.who(), operation, resource);
+        if !allowed {
+            self.denials
+                .note(|| self.policy.refusal(cx.who(), operation, resource));
+        }
+        allowed
+    }
+
+    /// Why the request's sender may not do `operation` to `resource`, for its error message.
+    pub(super) fn refusal(
+        &self,
+        cx: &RequestContext,
+        operation: Operation,
+        resource: Resource,
+    ) -> StrBytes {
+        StrBytes::from_string(self.policy.refusal(cx.who(), operation, resource))
     }
 
     pub(super) fn users(&self) -> &Users {

@@ -16,8 +16,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::admin::NOT_ADMIN;
-use super::authorize::Operation;
+use super::authorize::{Operation, Resource};
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::config::{Config, KafkaConfig};
@@ -255,7 +254,7 @@ impl Broker {
     pub(super) fn describe_configs(
         &self,
         request: DescribeConfigsRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> DescribeConfigsResponse {
         let results = request
             .resources
@@ -264,6 +263,18 @@ impl Broker {
                 let result = DescribeConfigsResult::default()
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone());
+                let (resource, denied) = match r.resource_type {
+                    TOPIC => (
+                        Resource::Topic(&r.resource_name),
+                        codes::TOPIC_AUTHORIZATION_FAILED,
+                    ),
+                    _ => (Resource::Cluster, codes::CLUSTER_AUTHORIZATION_FAILED),
+                };
+                if !self.may(cx, Operation::Describe, resource) {
+                    return result
+                        .with_error_code(denied)
+                        .with_error_message(Some(self.refusal(cx, Operation::Describe, resource)));
+                }
                 let entries = match r.resource_type {
                     TOPIC if self.log.partitions(&r.resource_name).is_none() => {
                         return result
@@ -317,12 +328,13 @@ impl Broker {
         validate_only: bool,
         change: impl FnOnce(TopicSettings) -> Result<TopicSettings, String>,
     ) -> (i16, Option<String>) {
-        if !self.policy.allows(cx.who(), Operation::Alter) {
-            let code = match resource_type {
-                TOPIC => codes::TOPIC_AUTHORIZATION_FAILED,
-                _ => codes::CLUSTER_AUTHORIZATION_FAILED,
-            };
-            return (code, Some(NOT_ADMIN.into()));
+        let (resource, denied) = match resource_type {
+            TOPIC => (Resource::Topic(name), codes::TOPIC_AUTHORIZATION_FAILED),
+            _ => (Resource::Cluster, codes::CLUSTER_AUTHORIZATION_FAILED),
+        };
+        if !self.may(cx, Operation::Alter, resource) {
+            let why = self.policy.refusal(cx.who(), Operation::Alter, resource);
+            return (denied, Some(why));
         }
         match resource_type {
             TOPIC => {}

@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
     BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
 };
 
+use super::authorize::{Operation, Resource};
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::log::batch::{Batch, BatchHeader};
@@ -28,8 +29,15 @@ impl Broker {
     pub(super) async fn fetch(
         self: &Arc<Self>,
         request: FetchRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> FetchResponse {
+        // Decided once: the waits below look again and again.
+        let readable: Vec<bool> = request
+            .topics
+            .iter()
+            .map(|t| self.may(cx, Operation::Read, Resource::Topic(&t.topic)))
+            .collect();
+        let readable = Arc::new(readable);
         let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
         let request = Arc::new(request);
         let mut appended = self.log.notifier().subscribe();
@@ -38,14 +46,16 @@ impl Broker {
             // Marked seen before the look: an append after it ends the wait below.
             appended.borrow_and_update();
             let looked = request.clone();
+            let allowed = readable.clone();
             // A look at the tail of the log copies little, from pages just written, and runs on
             // this task: a round trip to the blocking pool and back would cost more than the
             // read (it was most of the broker's CPU for a consumer following a producer). Any
             // other look may read megabytes, or from disk, and runs on the pool.
             let result = if at_tail {
-                Ok(self.read_fetch(&looked))
+                Ok(self.read_fetch(&looked, &allowed))
             } else {
-                self.blocking(move |b| b.read_fetch(&looked)).await
+                self.blocking(move |b| b.read_fetch(&looked, &allowed))
+                    .await
             };
             let (response, bytes, errors) = match result {
                 Ok(r) => r,
@@ -80,15 +90,21 @@ impl Broker {
     }
 
     /// One look at every requested partition: the response, its record bytes, and whether any
-    /// partition answered with an error (answered at once, as Kafka does).
-    fn read_fetch(&self, request: &FetchRequest) -> (FetchResponse, usize, bool) {
+    /// partition answered with an error (answered at once, as Kafka does). `readable` says, per
+    /// topic of the request, whether the client may read it.
+    fn read_fetch(
+        &self,
+        request: &FetchRequest,
+        readable: &[bool],
+    ) -> (FetchResponse, usize, bool) {
         let mut budget = request.max_bytes.max(0) as usize;
         let mut total = 0usize;
         let mut errors = false;
         let topics = request
             .topics
             .iter()
-            .map(|topic| {
+            .zip(readable)
+            .map(|(topic, &readable)| {
                 let name = topic.topic.0.to_string();
                 let partitions = topic
                     .partitions
@@ -98,6 +114,14 @@ impl Broker {
                             .with_partition_index(p.partition)
                             .with_preferred_read_replica(BrokerId(-1))
                             .with_aborted_transactions(Some(Vec::new()));
+                        if !readable {
+                            errors = true;
+                            return data
+                                .with_error_code(codes::TOPIC_AUTHORIZATION_FAILED)
+                                .with_high_watermark(-1)
+                                .with_last_stable_offset(-1)
+                                .with_log_start_offset(-1);
+                        }
                         let partition = self.partition(&name, p.partition);
                         let Some(partition) = partition else {
                             errors = true;
@@ -151,13 +175,14 @@ impl Broker {
     pub(super) fn list_offsets(
         &self,
         request: ListOffsetsRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> ListOffsetsResponse {
         let topics = request
             .topics
             .into_iter()
             .map(|topic| {
                 let name = topic.name.0.to_string();
+                let visible = self.may(cx, Operation::Describe, Resource::Topic(&name));
                 let partitions = topic
                     .partitions
                     .iter()
@@ -165,6 +190,12 @@ impl Broker {
                         // leader_epoch stays -1 (unknown): older versions cannot carry it.
                         let answer = ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
+                        if !visible {
+                            return answer
+                                .with_error_code(codes::TOPIC_AUTHORIZATION_FAILED)
+                                .with_offset(-1)
+                                .with_timestamp(-1);
+                        }
                         let partition = self.partition(&name, p.partition_index);
                         let Some(partition) = partition else {
                             return answer

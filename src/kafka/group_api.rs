@@ -27,11 +27,23 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::authorize::Operation;
+use super::authorize::{Operation, Resource};
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use super::committed_offsets::Committed;
 use super::coordinator::{JoinRequest, MemberRef};
+
+/// FindCoordinator's key type for a consumer group (1 is a transaction).
+const GROUP_KEY: i8 = 0;
+
+/// One partition's answer in OffsetFetch.
+struct CommittedPartition {
+    index: i32,
+    /// -1: nothing committed.
+    offset: i64,
+    metadata: Option<StrBytes>,
+    error: i16,
+}
 
 fn text(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
@@ -49,14 +61,34 @@ impl Broker {
                 .coordinator_keys
                 .iter()
                 .map(|key| {
-                    CoordinatorEntry::default()
-                        .with_key(key.clone())
+                    let entry = CoordinatorEntry::default().with_key(key.clone());
+                    let group = Resource::Group(key);
+                    if request.key_type == GROUP_KEY && !self.may(cx, Operation::Describe, group) {
+                        return entry
+                            .with_node_id(BrokerId(-1))
+                            .with_port(-1)
+                            .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
+                            .with_error_message(Some(self.refusal(
+                                cx,
+                                Operation::Describe,
+                                group,
+                            )));
+                    }
+                    entry
                         .with_node_id(BrokerId(0))
                         .with_host(cx.endpoint.host.clone())
                         .with_port(cx.endpoint.port)
                 })
                 .collect();
             return FindCoordinatorResponse::default().with_coordinators(coordinators);
+        }
+        let group = Resource::Group(&request.key);
+        if request.key_type == GROUP_KEY && !self.may(cx, Operation::Describe, group) {
+            return FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
+                .with_error_message(Some(self.refusal(cx, Operation::Describe, group)));
         }
         FindCoordinatorResponse::default()
             .with_node_id(BrokerId(0))
@@ -77,6 +109,12 @@ impl Broker {
         } else {
             session
         };
+        if !self.may(cx, Operation::Read, Resource::Group(&request.group_id)) {
+            return JoinGroupResponse::default()
+                .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
+                .with_generation_id(-1)
+                .with_member_id(request.member_id);
+        }
         if !(Duration::from_millis(1000)..=Duration::from_secs(30 * 60)).contains(&session) {
             return JoinGroupResponse::default()
                 .with_error_code(codes::INVALID_SESSION_TIMEOUT)
@@ -126,8 +164,14 @@ impl Broker {
     pub(super) async fn sync_group(
         self: &Arc<Self>,
         request: SyncGroupRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> SyncGroupResponse {
+        if !self.may(cx, Operation::Read, Resource::Group(&request.group_id)) {
+            return SyncGroupResponse::default()
+                .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
+                .with_protocol_type(request.protocol_type)
+                .with_protocol_name(request.protocol_name);
+        }
         let (error, assignment) = self
             .groups
             .sync(
@@ -154,8 +198,11 @@ impl Broker {
     pub(super) fn heartbeat(
         &self,
         request: HeartbeatRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> HeartbeatResponse {
+        if !self.may(cx, Operation::Read, Resource::Group(&request.group_id)) {
+            return HeartbeatResponse::default().with_error_code(codes::GROUP_AUTHORIZATION_FAILED);
+        }
         HeartbeatResponse::default().with_error_code(self.groups.heartbeat(
             &request.group_id.0,
             MemberRef {
@@ -173,6 +220,10 @@ impl Broker {
     ) -> LeaveGroupResponse {
         let version = cx.version;
         let group = &request.group_id.0;
+        if !self.may(cx, Operation::Read, Resource::Group(group)) {
+            return LeaveGroupResponse::default()
+                .with_error_code(codes::GROUP_AUTHORIZATION_FAILED);
+        }
         if version < 3 {
             return LeaveGroupResponse::default().with_error_code(
                 self.groups
@@ -201,17 +252,21 @@ impl Broker {
     pub(super) fn offset_commit(
         &self,
         request: OffsetCommitRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> OffsetCommitResponse {
         let group = request.group_id.0.to_string();
-        let allowed = self.groups.may_commit(
-            &group,
-            MemberRef {
-                id: &request.member_id,
-                instance: request.group_instance_id.as_deref(),
-            },
-            request.generation_id_or_member_epoch,
-        );
+        let allowed = if self.may(cx, Operation::Read, Resource::Group(&group)) {
+            self.groups.may_commit(
+                &group,
+                MemberRef {
+                    id: &request.member_id,
+                    instance: request.group_instance_id.as_deref(),
+                },
+                request.generation_id_or_member_epoch,
+            )
+        } else {
+            codes::GROUP_AUTHORIZATION_FAILED
+        };
         tracing::debug!(group, member = %request.member_id.as_str(), generation = request.generation_id_or_member_epoch, allowed, "kafka: offset commit");
         let mut accepted = Vec::new();
         let mut topics: Vec<OffsetCommitResponseTopic> = request
@@ -219,6 +274,8 @@ impl Broker {
             .iter()
             .map(|topic| {
                 let name = topic.name.0.to_string();
+                let readable =
+                    allowed != codes::NONE || self.may(cx, Operation::Read, Resource::Topic(&name));
                 let partitions = topic
                     .partitions
                     .iter()
@@ -226,6 +283,8 @@ impl Broker {
                         let known = self.partition(&name, p.partition_index).is_some();
                         let code = if allowed != codes::NONE {
                             allowed
+                        } else if !readable {
+                            codes::TOPIC_AUTHORIZATION_FAILED
                         } else if !known {
                             codes::UNKNOWN_TOPIC_OR_PARTITION
                         } else {
@@ -275,14 +334,19 @@ impl Broker {
                 .groups
                 .iter()
                 .map(|g| {
-                    let wanted = g.topics.as_ref().map(|topics| {
+                    let answer =
+                        OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                    if !self.may(cx, Operation::Describe, Resource::Group(&g.group_id)) {
+                        return answer.with_error_code(codes::GROUP_AUTHORIZATION_FAILED);
+                    }
+                    let topics = g.topics.as_ref().map(|topics| {
                         topics
                             .iter()
                             .map(|t| (t.name.clone(), t.partition_indexes.clone()))
                             .collect()
                     });
                     let topics = self
-                        .committed_offsets(&g.group_id.0, wanted)
+                        .committed_offsets(&g.group_id.0, topics, cx)
                         .into_iter()
                         .map(|(name, partitions)| {
                             OffsetFetchResponseTopics::default()
@@ -290,31 +354,57 @@ impl Broker {
                                 .with_partitions(
                                     partitions
                                         .into_iter()
-                                        .map(|(i, offset, metadata)| {
+                                        .map(|p| {
                                             OffsetFetchResponsePartitions::default()
-                                                .with_partition_index(i)
-                                                .with_committed_offset(offset)
-                                                .with_metadata(metadata)
+                                                .with_partition_index(p.index)
+                                                .with_committed_offset(p.offset)
+                                                .with_metadata(p.metadata)
+                                                .with_error_code(p.error)
                                         })
                                         .collect(),
                                 )
                         })
                         .collect();
-                    OffsetFetchResponseGroup::default()
-                        .with_group_id(g.group_id.clone())
-                        .with_topics(topics)
+                    answer.with_topics(topics)
                 })
                 .collect();
             return OffsetFetchResponse::default().with_groups(groups);
         }
-        let wanted = request.topics.map(|topics| {
+        let topics = request.topics.map(|topics| {
             topics
                 .into_iter()
                 .map(|t| (t.name, t.partition_indexes))
                 .collect()
         });
+        if !self.may(cx, Operation::Describe, Resource::Group(&request.group_id)) {
+            // v2+ carries the error for the whole group; v0 and v1 only per partition.
+            let partitions = |indexes: &Vec<i32>| {
+                indexes
+                    .iter()
+                    .map(|&i| {
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(i)
+                            .with_committed_offset(-1)
+                            .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
+                    })
+                    .collect()
+            };
+            let topics: Vec<(TopicName, Vec<i32>)> = topics.unwrap_or_default();
+            return OffsetFetchResponse::default()
+                .with_error_code(codes::GROUP_AUTHORIZATION_FAILED)
+                .with_topics(
+                    topics
+                        .iter()
+                        .map(|(name, indexes)| {
+                            OffsetFetchResponseTopic::default()
+                                .with_name(name.clone())
+                                .with_partitions(partitions(indexes))
+                        })
+                        .collect(),
+                );
+        }
         let topics = self
-            .committed_offsets(&request.group_id.0, wanted)
+            .committed_offsets(&request.group_id.0, topics, cx)
             .into_iter()
             .map(|(name, partitions)| {
                 OffsetFetchResponseTopic::default()
@@ -322,11 +412,12 @@ impl Broker {
                     .with_partitions(
                         partitions
                             .into_iter()
-                            .map(|(i, offset, metadata)| {
+                            .map(|p| {
                                 OffsetFetchResponsePartition::default()
-                                    .with_partition_index(i)
-                                    .with_committed_offset(offset)
-                                    .with_metadata(metadata)
+                                    .with_partition_index(p.index)
+                                    .with_committed_offset(p.offset)
+                                    .with_metadata(p.metadata)
+                                    .with_error_code(p.error)
                             })
                             .collect(),
                     )
@@ -335,30 +426,50 @@ impl Broker {
         OffsetFetchResponse::default().with_topics(topics)
     }
 
-    /// The committed offset (−1: none) and metadata of each wanted partition, or of every
-    /// partition the group has committed when `wanted` is `None`.
-    #[allow(clippy::type_complexity)]
+    /// The committed offset of each wanted partition, or of every partition the group has
+    /// committed when `wanted` is `None`. A topic the client may not see is left out of "every
+    /// partition", and answered TOPIC_AUTHORIZATION_FAILED when named.
     fn committed_offsets(
         &self,
         group: &str,
         wanted: Option<Vec<(TopicName, Vec<i32>)>>,
-    ) -> Vec<(TopicName, Vec<(i32, i64, Option<StrBytes>)>)> {
+        cx: &RequestContext,
+    ) -> Vec<(TopicName, Vec<CommittedPartition>)> {
+        let named = wanted.is_some();
         wanted
             .unwrap_or_else(|| self.committed_topics(group))
             .into_iter()
-            .map(|(name, indexes)| {
+            .filter_map(|(name, indexes)| {
+                let topic = Resource::Topic(&name.0);
+                let visible = if named {
+                    self.may(cx, Operation::Describe, topic)
+                } else {
+                    self.policy.allows(cx.who(), Operation::Describe, topic)
+                };
+                if !visible && !named {
+                    return None;
+                }
                 let partitions = indexes
                     .into_iter()
-                    .map(|i| {
-                        let committed = self.groups.offsets.get(group, &name.0, i);
-                        (
-                            i,
-                            committed.as_ref().map_or(-1, |c| c.offset),
-                            committed.and_then(|c| c.metadata).map(|m| text(&m)),
-                        )
+                    .map(|index| {
+                        if !visible {
+                            return CommittedPartition {
+                                index,
+                                offset: -1,
+                                metadata: None,
+                                error: codes::TOPIC_AUTHORIZATION_FAILED,
+                            };
+                        }
+                        let committed = self.groups.offsets.get(group, &name.0, index);
+                        CommittedPartition {
+                            index,
+                            offset: committed.as_ref().map_or(-1, |c| c.offset),
+                            metadata: committed.and_then(|c| c.metadata).map(|m| text(&m)),
+                            error: codes::NONE,
+                        }
                     })
                     .collect();
-                (name, partitions)
+                Some((name, partitions))
             })
             .collect()
     }
@@ -378,13 +489,16 @@ impl Broker {
     pub(super) fn describe_groups(
         &self,
         request: DescribeGroupsRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> DescribeGroupsResponse {
         let groups = request
             .groups
             .iter()
             .map(|id| {
                 let described = DescribedGroup::default().with_group_id(id.clone());
+                if !self.may(cx, Operation::Describe, Resource::Group(id)) {
+                    return described.with_error_code(codes::GROUP_AUTHORIZATION_FAILED);
+                }
                 match self.groups.describe(&id.0) {
                     None => described
                         .with_group_state(text("Dead"))
@@ -416,12 +530,17 @@ impl Broker {
     pub(super) fn list_groups(
         &self,
         _request: ListGroupsRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> ListGroupsResponse {
+        // Only the groups the client may see, as Kafka lists them.
         let groups = self
             .groups
             .list()
             .into_iter()
+            .filter(|(name, _, _)| {
+                self.policy
+                    .allows(cx.who(), Operation::Describe, Resource::Group(name))
+            })
             .map(|(name, protocol_type, state)| {
                 ListedGroup::default()
                     .with_group_id(GroupId(text(&name)))
@@ -437,12 +556,11 @@ impl Broker {
         request: DeleteGroupsRequest,
         cx: &RequestContext,
     ) -> DeleteGroupsResponse {
-        let allowed = self.policy.allows(cx.who(), Operation::Delete);
         let results = request
             .groups_names
             .into_iter()
             .map(|group| {
-                if !allowed {
+                if !self.may(cx, Operation::Delete, Resource::Group(&group)) {
                     return DeletableGroupResult::default()
                         .with_group_id(group)
                         .with_error_code(codes::GROUP_AUTHORIZATION_FAILED);

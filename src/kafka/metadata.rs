@@ -10,8 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::admin::NOT_ADMIN;
-use super::authorize::Operation;
+use super::authorize::{Operation, Resource};
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::log::{LogError, TopicSettings, validate_topic_name};
@@ -43,14 +42,31 @@ impl Broker {
         };
         let may_create =
             self.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-        let names = match wanted {
-            None => self.log.topics().into_iter().map(|(n, _)| n).collect(),
-            Some(names) => names,
+        let topics = match wanted {
+            // Every topic the client may see; the others are left out, as Kafka does.
+            None => self
+                .log
+                .topics()
+                .into_iter()
+                .filter(|(name, _)| {
+                    self.policy
+                        .allows(cx.who(), Operation::Describe, Resource::Topic(name))
+                })
+                .map(|(name, _)| self.topic_metadata(&name, false))
+                .collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    if !self.may(cx, Operation::Describe, Resource::Topic(name)) {
+                        return MetadataResponseTopic::default()
+                            .with_name(Some(topic_name(name)))
+                            .with_error_code(codes::TOPIC_AUTHORIZATION_FAILED);
+                    }
+                    let create = may_create && self.policy.allows_auto_create(cx.who(), name);
+                    self.topic_metadata(name, create)
+                })
+                .collect(),
         };
-        let topics = names
-            .iter()
-            .map(|name| self.topic_metadata(name, may_create))
-            .collect();
         MetadataResponse::default()
             .with_brokers(vec![
                 MetadataResponseBroker::default()
@@ -110,7 +126,6 @@ impl Broker {
         request: CreateTopicsRequest,
         cx: &RequestContext,
     ) -> CreateTopicsResponse {
-        let allowed = self.policy.allows(cx.who(), Operation::Create);
         let results = request
             .topics
             .into_iter()
@@ -131,8 +146,12 @@ impl Broker {
                         .with_error_code(code)
                         .with_error_message(Some(StrBytes::from_string(message)))
                 };
-                if !allowed {
-                    return fail(codes::TOPIC_AUTHORIZATION_FAILED, NOT_ADMIN.into());
+                let topic = Resource::Topic(&name);
+                if !self.may(cx, Operation::Create, topic) {
+                    return fail(
+                        codes::TOPIC_AUTHORIZATION_FAILED,
+                        self.refusal(cx, Operation::Create, topic).to_string(),
+                    );
                 }
                 if let Err(e) = validate_topic_name(&name) {
                     return fail(codes::INVALID_TOPIC_EXCEPTION, e.to_string());

@@ -9,6 +9,7 @@
 //! parsed closes its connection with a logged reason; nothing else is affected. See
 //! docs/kafka.md for the APIs and versions.
 
+mod acl;
 mod admin;
 mod admission;
 mod authorize;

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::authorize::{Operation, Resource};
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use super::producers::{ProducedBatch, Refused};
@@ -103,8 +104,15 @@ impl Broker {
     pub(super) fn init_producer_id(
         &self,
         request: InitProducerIdRequest,
-        _cx: &RequestContext,
+        cx: &RequestContext,
     ) -> InitProducerIdResponse {
+        if !self.policy.allows_producer_id(cx.who()) {
+            self.may(cx, Operation::Write, Resource::Cluster); // logs the refusal
+            return InitProducerIdResponse::default()
+                .with_error_code(codes::CLUSTER_AUTHORIZATION_FAILED)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+        }
         if request.transactional_id.is_some() {
             return InitProducerIdResponse::default()
                 .with_error_code(codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
@@ -137,13 +145,14 @@ impl Broker {
         })
     }
 
-    pub(super) fn produce(&self, request: ProduceRequest, _cx: &RequestContext) -> ProduceResponse {
+    pub(super) fn produce(&self, request: ProduceRequest, cx: &RequestContext) -> ProduceResponse {
         let transactional = request.transactional_id.is_some();
         let responses = request
             .topic_data
             .into_iter()
             .map(|topic| {
                 let name = topic.name.0.to_string();
+                let writable = self.may(cx, Operation::Write, Resource::Topic(&name));
                 let partitions = topic
                     .partition_data
                     .into_iter()
@@ -152,6 +161,15 @@ impl Broker {
                             Outcome::error(
                                 codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                                 "Blink does not support transactions",
+                            )
+                        } else if !writable {
+                            Outcome::error(
+                                codes::TOPIC_AUTHORIZATION_FAILED,
+                                self.policy.refusal(
+                                    cx.who(),
+                                    Operation::Write,
+                                    Resource::Topic(&name),
+                                ),
                             )
                         } else {
                             self.produce_partition(&name, p.index, p.records)

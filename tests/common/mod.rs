@@ -2,6 +2,8 @@
 //! a running `blink run` that is killed if a test fails, and waiting with a limit.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod clients;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
