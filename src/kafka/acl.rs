@@ -8,9 +8,10 @@
 //! wins, and what no ACL mentions is denied. As in Kafka, `describe` is implied by `read`,
 //! `write`, `delete` and `alter`, and `all` covers everything.
 
+use std::fmt;
 use std::net::IpAddr;
 
-use super::authorize::{Network, Operation, Resource};
+use super::network::Network;
 use crate::config::AclConfig;
 
 /// The principal of a client that did not authenticate (Kafka's name for it).
@@ -36,6 +37,58 @@ impl Name {
             Name::Any => true,
             Name::Literal(l) => l == name,
             Name::Prefix(p) => name.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// What a request does to a resource (Kafka's ACL operations; `describe` also stands for
+/// DescribeConfigs and `alter` for AlterConfigs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Read,
+    Write,
+    Create,
+    Delete,
+    Alter,
+    Describe,
+}
+
+impl Operation {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::Create => "create",
+            Operation::Delete => "delete",
+            Operation::Alter => "alter",
+            Operation::Describe => "describe",
+        }
+    }
+
+    /// Whether the operation only uses data (as opposed to creating, deleting or changing
+    /// topics and groups): open to every client when no ACL is configured.
+    pub fn uses_data(self) -> bool {
+        matches!(
+            self,
+            Operation::Read | Operation::Write | Operation::Describe
+        )
+    }
+}
+
+/// What a request acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource<'a> {
+    Topic(&'a str),
+    Group(&'a str),
+    Cluster,
+}
+
+impl fmt::Display for Resource<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resource::Topic(t) => write!(f, "topic {t:?}"),
+            Resource::Group(g) => write!(f, "group {g:?}"),
+            Resource::Cluster => f.write_str("the cluster"),
         }
     }
 }

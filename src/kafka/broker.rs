@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 
-use super::acl::Acls;
-use super::authorize::{DenialLog, Network, Operation, Policy, Resource, Who};
+use super::acl::{Acls, Operation, Resource};
+use super::authorize::{DenialLog, Policy, Who};
 use super::coordinator::Coordinator;
+use super::network::Network;
 use super::producers::Producers;
 use super::sasl::Users;
 use crate::config::KafkaConfig;

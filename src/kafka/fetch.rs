@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
     BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
 };
 
-use super::authorize::{Operation, Resource};
+use super::acl::{Operation, Resource};
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::log::batch::{Batch, BatchHeader};

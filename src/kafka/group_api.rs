@@ -27,7 +27,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::authorize::{Operation, Resource};
+use super::acl::{Operation, Resource};
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use super::committed_offsets::Committed;

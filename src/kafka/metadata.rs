@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::authorize::{Operation, Resource};
+use super::acl::{Operation, Resource};
 use super::broker::{Broker, RequestContext};
 use super::codes;
 use crate::log::{LogError, TopicSettings, validate_topic_name};

@@ -24,6 +24,7 @@ mod fetch;
 mod group_api;
 mod group_state;
 mod metadata;
+mod network;
 mod produce;
 mod producers;
 mod sasl;
