@@ -104,6 +104,8 @@ pub struct KafkaConfig {
     pub listeners: Vec<ListenerConfig>,
     /// The users SASL knows (`[[kafka.users]]`), with SCRAM credentials, never passwords.
     pub users: Vec<UserConfig>,
+    /// How OAUTHBEARER tokens (JWTs) are checked (`[kafka.oauthbearer]`).
+    pub oauthbearer: OAuthBearerConfig,
     /// Principals (`User:name`) that may do what `admin_networks` may, from anywhere.
     pub admin_principals: Vec<String>,
     /// Who may do what to which topic or group (`[[kafka.acls]]`). None: producing and
@@ -130,6 +132,11 @@ pub struct KafkaConfig {
     /// Once a request's first byte has arrived, the rest must arrive within this long, or the
     /// connection is closed: a client trickling bytes cannot hold a slot forever.
     pub request_read_timeout_ms: u64,
+    /// An authenticated session lasts at most this long; the client authenticates again on
+    /// the same connection before it ends (Kafka's `connections.max.reauth.ms`, KIP-368), so a
+    /// removed user or a revoked token loses access within it. 0: sessions last as long as
+    /// their connection (a token's: until it expires).
+    pub connections_max_reauth_ms: u64,
     /// How long a new consumer group's first rebalance waits for more members (Kafka's
     /// `group.initial.rebalance.delay.ms`), so consumers started together share one generation.
     pub group_initial_rebalance_delay_ms: u64,
@@ -176,8 +183,39 @@ pub struct AclConfig {
     pub hosts: Vec<String>,
 }
 
+/// `[kafka.oauthbearer]`: the identity provider whose JWTs SASL/OAUTHBEARER accepts.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthBearerConfig {
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The `aud` every token must carry (or list).
+    pub audience: String,
+    /// The shared secret of HS256 tokens ("": HS256 tokens are refused).
+    pub hs256_secret: String,
+    /// PEM files with the RSA public keys of RS256 tokens; every one is tried (key rotation).
+    pub rs256_public_keys: Vec<PathBuf>,
+    /// The claim naming the principal (`User:` + its value).
+    pub principal_claim: String,
+    /// How far clocks may disagree when `exp` and `nbf` are checked.
+    pub clock_skew_s: u64,
+}
+
+impl Default for OAuthBearerConfig {
+    fn default() -> Self {
+        OAuthBearerConfig {
+            issuer: String::new(),
+            audience: String::new(),
+            hs256_secret: String::new(),
+            rs256_public_keys: Vec::new(),
+            principal_claim: "sub".into(),
+            clock_skew_s: 30,
+        }
+    }
+}
+
 /// The SASL mechanisms Blink serves.
-pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 
 impl KafkaConfig {
     /// Every listener, `listen` first; none when `listen` is empty (the server is off).
@@ -208,6 +246,7 @@ impl Default for KafkaConfig {
             sasl_mechanisms: Vec::new(),
             listeners: Vec::new(),
             users: Vec::new(),
+            oauthbearer: OAuthBearerConfig::default(),
             admin_principals: Vec::new(),
             acls: Vec::new(),
             auto_create_topics: true,
@@ -218,6 +257,7 @@ impl Default for KafkaConfig {
             admin_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             connections_max_idle_ms: 600_000,
             request_read_timeout_ms: 30_000,
+            connections_max_reauth_ms: 0,
             group_initial_rebalance_delay_ms: 3000,
         }
     }
@@ -358,11 +398,24 @@ impl Config {
                     &format!("{m:?} is not one of {SASL_MECHANISMS:?}"),
                 );
             }
-            if !l.sasl_mechanisms.is_empty() && kafka.users.is_empty() {
+            let by_password = l.sasl_mechanisms.iter().any(|m| m != "OAUTHBEARER");
+            if by_password && kafka.users.is_empty() {
                 return invalid(
                     "kafka.users",
                     &format!(
-                        "the listener on {} requires SASL but no user is configured",
+                        "the listener on {} offers {} but no user is configured",
+                        l.listen,
+                        l.sasl_mechanisms.join(", ")
+                    ),
+                );
+            }
+            let by_token = l.sasl_mechanisms.iter().any(|m| m == "OAUTHBEARER");
+            if by_token && kafka.oauthbearer.issuer.is_empty() {
+                return invalid(
+                    "kafka.oauthbearer",
+                    &format!(
+                        "the listener on {} offers OAUTHBEARER but [kafka.oauthbearer] names no \
+                         issuer",
                         l.listen
                     ),
                 );
@@ -391,6 +444,12 @@ impl Config {
         }
         if kafka.connections_max_idle_ms < 1000 {
             return invalid("kafka.connections_max_idle_ms", "must be at least 1000");
+        }
+        if kafka.connections_max_reauth_ms != 0 && kafka.connections_max_reauth_ms < 1000 {
+            return invalid(
+                "kafka.connections_max_reauth_ms",
+                "must be 0 (sessions last as long as their connection) or at least 1000",
+            );
         }
         if kafka.request_read_timeout_ms < 100 {
             return invalid("kafka.request_read_timeout_ms", "must be at least 100");
@@ -455,6 +514,17 @@ mod tests {
         );
         let e = err("[kafka]\nsasl_mechanisms = [\"PLAIN\"]\n");
         assert!(e.contains("kafka.users") && e.contains("no user"), "{e}");
+        let e = err("[kafka]\nsasl_mechanisms = [\"OAUTHBEARER\"]\n");
+        assert!(
+            e.contains("kafka.oauthbearer") && e.contains("issuer"),
+            "{e}"
+        );
+        // Tokens alone need no users.
+        parse(
+            "[kafka]\nsasl_mechanisms = [\"OAUTHBEARER\"]\n\
+             [kafka.oauthbearer]\nissuer = \"i\"\naudience = \"a\"\n",
+        )
+        .unwrap();
         let e = err("[kafka]\ntls_cert = \"a.pem\"\n");
         assert!(e.contains("tls_cert") && e.contains("both"), "{e}");
         let e = err("[kafka]\n[[kafka.listeners]]\nlisten = \"nowhere\"\n");

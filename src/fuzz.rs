@@ -28,6 +28,7 @@ pub const TARGETS: &[&str] = &[
     "matcher",
     "plugin_config",
     "blink_config",
+    "sasl_exchange",
 ];
 
 /// A broker over a log of its own, answering one frame at a time.
@@ -131,6 +132,11 @@ pub fn plugin_config(data: &[u8]) {
     for kind in [PluginKind::Input, PluginKind::Analysis, PluginKind::Output] {
         let _ = PluginConfig::parse(kind, Path::new("hs_load/input/fuzz.cfg"), data);
     }
+}
+
+/// A SASL exchange on a listener offering every mechanism (see [`crate::kafka::sasl_exchange`]).
+pub fn sasl_exchange(data: &[u8]) {
+    crate::kafka::sasl_exchange(data);
 }
 
 /// Blink's own configuration file.

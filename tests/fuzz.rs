@@ -194,3 +194,8 @@ fn plugin_configs() {
 fn blink_configs() {
     fuzz("blink_config", Vec::new(), fuzz::blink_config);
 }
+
+#[test]
+fn sasl_exchanges() {
+    fuzz("sasl_exchange", Vec::new(), fuzz::sasl_exchange);
+}

@@ -451,3 +451,156 @@ fn acls_decide_who_produces_consumes_sees_and_deletes() {
     );
     sigterm(&mut blink);
 }
+
+const OAUTH_CLIENTS: &str = r#"
+import sys, json, time, base64, hmac, hashlib
+from confluent_kafka import Producer, Consumer
+from kafka import KafkaProducer
+from kafka.net.sasl.oauth import AbstractTokenProvider
+address, ca, secret = sys.argv[1], sys.argv[2], sys.argv[3]
+tokens = json.loads(sys.argv[4])
+out = {}
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def hs256(sub, seconds):
+    claims = {"sub": sub, "iss": "https://idp.test", "aud": "blink", "exp": int(time.time()) + seconds}
+    signing = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(json.dumps(claims).encode())
+    return signing + "." + b64(hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest())
+def rd(token_cb, **extra):
+    c = {"bootstrap.servers": address, "security.protocol": "SASL_SSL", "ssl.ca.location": ca,
+         "sasl.mechanisms": "OAUTHBEARER", "oauth_cb": token_cb}
+    c.update(extra)
+    return c
+def static(token):
+    return lambda _config: (token, time.time() + 300, "client")
+def produce(conf, value):
+    p = Producer(dict(conf, **{"message.timeout.ms": 8000}))
+    outcome = []
+    p.produce("tokens", value=value, on_delivery=lambda err, msg: outcome.append("delivered" if err is None else err.name()))
+    p.flush(12)
+    return outcome[0] if outcome else "no report"
+out["RS256"] = produce(rd(static(tokens["rs256"])), b"rs256")
+out["HS256"] = produce(rd(static(hs256("fluentbit", 300))), b"hs256")
+for case in ["expired", "wrong audience", "wrong key"]:
+    out[case] = produce(rd(static(tokens[case])), case.encode())
+# A token that lives 6 s, renewed by the client: producing for 14 s goes on across the
+# session's end (re-authentication on the same connection, KIP-368).
+issued = []
+def short(_config):
+    issued.append(time.time())
+    return (hs256("fluentbit", 6), time.time() + 6, "fluentbit")
+p = Producer(rd(short, **{"message.timeout.ms": 10000}))
+results = []
+deadline = time.time() + 14
+while time.time() < deadline:
+    p.produce("tokens", value=b"renewed", on_delivery=lambda err, msg: results.append(err is None))
+    p.poll(0.5)
+p.flush(15)
+out["renewed delivered"] = sum(results)
+out["renewed failed"] = len(results) - sum(results)
+out["tokens issued"] = len(issued)
+class Provider(AbstractTokenProvider):
+    def token(self):
+        return hs256("kafka-python", 300)
+kp = KafkaProducer(bootstrap_servers=address, security_protocol="SASL_SSL", ssl_cafile=ca,
+                   sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Provider())
+kp.send("tokens", b"kafka-python").get(timeout=15)
+kp.flush()
+out["kafka-python"] = "delivered"
+c = Consumer(rd(static(tokens["rs256"]), **{"group.id": "token-readers", "auto.offset.reset": "earliest"}))
+c.subscribe(["tokens"])
+got, deadline = [], time.time() + 15
+while time.time() < deadline and len(got) < 3 + out["renewed delivered"]:
+    m = c.poll(1)
+    if m is not None and m.error() is None:
+        got.append(m.value().decode())
+c.close()
+out["consumed"] = sorted(set(got))
+print(json.dumps(out))
+"#;
+
+#[test]
+fn oauthbearer_tokens_hs256_and_rs256_are_checked_and_sessions_renew() {
+    use common::clients::{jwt, unix_now};
+    use serde_json::json;
+    let w = workspace();
+    let (ca, cert, key) = test_certificates(w.path());
+    let secret = "a shared secret of at least 32 bytes";
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt");
+    w.kafka_config(&format!(
+        "[[kafka.listeners]]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n\
+         sasl_mechanisms = [\"OAUTHBEARER\"]\n\
+         [kafka.oauthbearer]\nissuer = \"https://idp.test\"\naudience = \"blink\"\n\
+         hs256_secret = {secret:?}\nrs256_public_keys = [\"{keys}/idp.pub.pem\"]\nclock_skew_s = 0\n",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    ));
+    let mut blink = w.start();
+    let address = common::kafka_address(
+        &blink
+            .logged("kafka server listening")
+            .into_iter()
+            .find(|l| l.contains("sasl=OAUTHBEARER"))
+            .expect("the OAUTHBEARER listener"),
+    );
+    let claims = |sub: &str, aud: &str, exp: u64| json!({"sub": sub, "iss": "https://idp.test", "aud": aud, "exp": exp});
+    let later = unix_now() + 300;
+    let tokens = json!({
+        "rs256": jwt("", "idp", &claims("siem", "blink", later)),
+        "expired": jwt(secret, "", &claims("siem", "blink", unix_now() - 60)),
+        "wrong audience": jwt("", "idp", &claims("siem", "grafana", later)),
+        "wrong key": jwt("", "other", &claims("siem", "blink", later)),
+    });
+    let out = py_args(
+        &w,
+        OAUTH_CLIENTS,
+        &[&address, ca.to_str().unwrap(), secret, &tokens.to_string()],
+    );
+    let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(out["RS256"], "delivered", "{out:#}");
+    assert_eq!(out["HS256"], "delivered", "{out:#}");
+    for refused in ["expired", "wrong audience", "wrong key"] {
+        assert_ne!(out[refused], "delivered", "{refused}: {out:#}");
+    }
+    assert_eq!(out["renewed failed"], 0, "{out:#}");
+    assert!(out["renewed delivered"].as_u64().unwrap() >= 20, "{out:#}");
+    assert!(out["tokens issued"].as_u64().unwrap() >= 2, "{out:#}");
+    assert_eq!(out["kafka-python"], "delivered", "{out:#}");
+    assert_eq!(
+        out["consumed"],
+        json!(["hs256", "kafka-python", "renewed", "rs256"]),
+        "{out:#}"
+    );
+    // Why each was refused is logged, without the token.
+    for reason in ["has expired", "audience", "does not verify"] {
+        wait_for(reason, Duration::from_secs(10), || {
+            blink
+                .logged("authentication failed")
+                .iter()
+                .any(|l| l.contains(reason))
+        });
+    }
+    assert!(blink.logged("eyJ").is_empty(), "no token in the log");
+    // librdkafka's unsecured development tokens (alg "none") are refused.
+    let kcat = Command::new("kcat")
+        .args(["-b", &address, "-L", "-m", "5"])
+        .args(["-X", "security.protocol=SASL_SSL"])
+        .args(["-X", &format!("ssl.ca.location={}", ca.display())])
+        .args(["-X", "sasl.mechanisms=OAUTHBEARER"])
+        .args(["-X", "enable.sasl.oauthbearer.unsecure.jwt=true"])
+        .args(["-X", "sasl.oauthbearer.config=principal=admin"])
+        .output()
+        .unwrap();
+    assert!(!kcat.status.success(), "an unsigned token was accepted");
+    eprintln!("KCAT {}", String::from_utf8_lossy(&kcat.stderr));
+    for l in blink.logged("kafka") {
+        eprintln!("LOG {l}");
+    }
+    wait_for("alg none refused", Duration::from_secs(10), || {
+        blink
+            .logged("authentication failed")
+            .iter()
+            .any(|l| l.contains("\"none\" is not accepted"))
+    });
+    sigterm(&mut blink);
+}

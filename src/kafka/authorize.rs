@@ -102,27 +102,6 @@ impl Policy {
     }
 }
 
-/// Logs refused requests: the first at once, then at most one line a second with how many
-/// were refused since, so a client retrying a denied request cannot flood the log.
-#[derive(Debug, Default)]
-pub struct DenialLog {
-    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
-}
-
-impl DenialLog {
-    pub fn note(&self, reason: impl FnOnce() -> String) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (last, since) = &mut *state;
-        *since += 1;
-        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
-            return;
-        }
-        tracing::warn!(refused = *since, "kafka: request refused: {}", reason());
-        *last = Some(std::time::Instant::now());
-        *since = 0;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

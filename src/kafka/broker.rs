@@ -8,11 +8,13 @@ use std::sync::Arc;
 use kafka_protocol::protocol::StrBytes;
 
 use super::acl::{Acls, Operation, Resource};
-use super::authorize::{DenialLog, Policy, Who};
+use super::authorize::{Policy, Who};
 use super::coordinator::Coordinator;
+use super::jwt::TokenValidator;
 use super::network::Network;
 use super::producers::Producers;
-use super::sasl::Users;
+use super::sasl::{Authenticator, Users};
+use super::throttled_log::ThrottledLog;
 use crate::config::KafkaConfig;
 use crate::log::Log;
 
@@ -54,8 +56,10 @@ pub struct Broker {
     pub(super) producers: Producers,
     pub(super) groups: Coordinator,
     pub(super) policy: Policy,
-    denials: DenialLog,
-    pub(super) users: Users,
+    denials: ThrottledLog,
+    /// Failed authentications, logged with their reason (never a password or token).
+    pub(super) failed_logins: ThrottledLog,
+    pub(super) authenticator: Authenticator,
 }
 
 impl Broker {
@@ -63,26 +67,12 @@ impl Broker {
     /// (`consumer_offsets.json`).
     pub fn new(config: KafkaConfig, address: SocketAddr, log: Arc<Log>) -> std::io::Result<Self> {
         let host = config_host(&config, address);
-        let networks = config
-            .admin_networks
-            .iter()
-            .map(|n| Network::parse(n))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("[kafka] admin_networks: {e}"),
-                )
-            })?;
+        let (policy, authenticator) = access(&config)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let groups = Coordinator::open(
             log.dir().join("consumer_offsets.json"),
             std::time::Duration::from_millis(config.group_initial_rebalance_delay_ms),
         )?;
-        let admin_principals = config.admin_principals.clone();
-        let acls = Acls::from_config(&config.acls)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let users = Users::from_config(&config.users)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         Ok(Broker {
             config,
             host: StrBytes::from_string(host),
@@ -90,9 +80,10 @@ impl Broker {
             log,
             producers: Producers::new(),
             groups,
-            policy: Policy::new(networks, admin_principals, acls),
-            denials: DenialLog::default(),
-            users,
+            policy,
+            denials: ThrottledLog::new("request refused"),
+            failed_logins: ThrottledLog::new("closing a connection after a failed authentication"),
+            authenticator,
         })
     }
 
@@ -113,7 +104,7 @@ impl Broker {
         let allowed = self.policy.allows(cx.who(), operation, resource);
         if !allowed {
             self.denials
-                .note(|| self.policy.refusal(cx.who(), operation, resource));
+                .warn(|| self.policy.refusal(cx.who(), operation, resource));
         }
         allowed
     }
@@ -128,8 +119,8 @@ impl Broker {
         StrBytes::from_string(self.policy.refusal(cx.who(), operation, resource))
     }
 
-    pub(super) fn users(&self) -> &Users {
-        &self.users
+    pub(super) fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
     }
 
     pub fn max_request_bytes(&self) -> usize {
@@ -146,6 +137,37 @@ impl Broker {
             .await
             .map_err(|e| format!("request handler failed: {e}"))
     }
+}
+
+/// Who may connect and what they may do, from `[kafka]`: the authorisation policy and what
+/// credentials are checked against. The error names the setting at fault.
+pub(super) fn access(config: &KafkaConfig) -> Result<(Policy, Authenticator), String> {
+    let networks = config
+        .admin_networks
+        .iter()
+        .map(|n| Network::parse(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("[kafka] admin_networks: {e}"))?;
+    let acls = Acls::from_config(&config.acls)?;
+    let policy = Policy::new(networks, config.admin_principals.clone(), acls);
+    let users = Users::from_config(&config.users)?;
+    let offers_tokens = config
+        .all_listeners()
+        .iter()
+        .any(|l| l.sasl_mechanisms.iter().any(|m| m == "OAUTHBEARER"));
+    let tokens = offers_tokens
+        .then(|| TokenValidator::from_config(&config.oauthbearer))
+        .transpose()?;
+    let max_session = (config.connections_max_reauth_ms > 0)
+        .then(|| std::time::Duration::from_millis(config.connections_max_reauth_ms));
+    Ok((
+        policy,
+        Authenticator {
+            users,
+            tokens,
+            max_session,
+        },
+    ))
 }
 
 /// The host clients are told to connect to.

@@ -248,6 +248,12 @@ impl Broker {
                 kafka.max_request_bytes == kafka_defaults.max_request_bytes,
                 INT,
             ),
+            entry(
+                "connections.max.reauth.ms",
+                kafka.connections_max_reauth_ms.to_string(),
+                kafka.connections_max_reauth_ms == kafka_defaults.connections_max_reauth_ms,
+                LONG,
+            ),
         ]
     }
 

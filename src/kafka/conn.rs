@@ -118,12 +118,12 @@ async fn serve_frames(
             Ok(Ok(frame)) => frame,
         };
         match dispatch::handle(&broker, frame, peer, endpoint, &mut session).await {
-            Reply::Last(body) => {
+            Reply::Last(body, why) => {
                 let size = (body.len() as u32).to_be_bytes();
                 let _ = write.write_all(&size).await;
                 let _ = write.write_all(&body).await;
                 let _ = write.flush().await;
-                tracing::warn!(%peer, "kafka: closing a connection: authentication failed");
+                broker.failed_logins.warn(|| format!("{why} (from {peer})"));
                 return;
             }
             Reply::Frame(body) => {

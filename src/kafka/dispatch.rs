@@ -39,8 +39,9 @@ pub enum Reply {
     Nothing,
     /// Close the connection; the reason is logged.
     Close(String),
-    /// Send this frame, then close the connection (a failed authentication).
-    Last(BytesMut),
+    /// Send this frame, then close the connection (a failed authentication, with its reason:
+    /// never a password or a token).
+    Last(BytesMut, String),
 }
 
 /// A request bound to its handler, and where it runs.
@@ -176,18 +177,26 @@ pub async fn handle(
             return encode(&ResponseKind::SaslHandshake(answer), version, correlation);
         }
         RequestKind::SaslAuthenticate(r) => {
-            let answer = sasl_authenticate(broker, session, &r.auth_bytes);
+            let answer = sasl_authenticate(broker, session, &r.auth_bytes, version);
+            let why = answer.error_message.as_ref().map(|m| m.to_string());
             let reply = encode(
                 &ResponseKind::SaslAuthenticate(answer),
                 version,
                 correlation,
             );
             return match reply {
-                Reply::Frame(body) if session.failed() => Reply::Last(body),
+                Reply::Frame(body) if session.failed() => {
+                    Reply::Last(body, why.unwrap_or_default())
+                }
                 other => other,
             };
         }
         RequestKind::ApiVersions(_) => request,
+        _ if session.expired() => {
+            return Reply::Close(format!(
+                "{api:?} after the session's token expired: the client must authenticate again"
+            ));
+        }
         _ if !session.may_serve() => {
             return Reply::Close(format!(
                 "{api:?} before authenticating: this listener requires SASL ({})",
@@ -202,7 +211,7 @@ pub async fn handle(
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
         peer,
         endpoint: endpoint.clone(),
-        principal: session.principal().map(Arc::from),
+        principal: session.principal(),
     };
     let response = match route(broker, request, cx) {
         None => return Reply::Close(format!("{api:?} is not served")),
@@ -238,9 +247,15 @@ fn sasl_authenticate(
     broker: &Broker,
     session: &mut Session,
     bytes: &[u8],
+    version: i16,
 ) -> SaslAuthenticateResponse {
-    let step = session.authenticate(broker.users(), bytes);
-    let response = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(step.bytes));
+    let step = session.authenticate(broker.authenticator(), bytes);
+    let mut response = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(step.bytes));
+    // v1 added the session's lifetime; a client told it authenticates again before it ends.
+    if let Some(lifetime) = step.lifetime.filter(|_| version >= 1) {
+        response =
+            response.with_session_lifetime_ms(lifetime.as_millis().min(i64::MAX as u128) as i64);
+    }
     match step.error {
         None => response,
         Some(message) => response

@@ -23,6 +23,7 @@ mod dispatch;
 mod fetch;
 mod group_api;
 mod group_state;
+mod jwt;
 mod metadata;
 mod network;
 mod produce;
@@ -30,6 +31,7 @@ mod producers;
 mod sasl;
 mod server;
 mod shape;
+mod throttled_log;
 mod tls;
 mod versions;
 
@@ -53,10 +55,64 @@ pub async fn answer(broker: &Arc<Broker>, frame: bytes::Bytes) -> Option<bytes::
     });
     let mut session = sasl::Session::new(Vec::new());
     match dispatch::handle(broker, frame, peer, &endpoint, &mut session).await {
-        dispatch::Reply::Frame(body) | dispatch::Reply::Last(body) => Some(body),
+        dispatch::Reply::Frame(body) | dispatch::Reply::Last(body, _) => Some(body),
         dispatch::Reply::Nothing | dispatch::Reply::Close(_) => None,
     }
 }
+
+/// One SASL exchange as a client would drive it, for the fuzzers: the first byte picks the
+/// mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER), the rest is sent as each
+/// SaslAuthenticate step, twice (SCRAM's second step follows a challenge). Users have cheap
+/// credentials (one PBKDF2 iteration); tokens are HS256 with a fixed secret.
+#[doc(hidden)]
+pub fn sasl_exchange(data: &[u8]) {
+    use std::sync::OnceLock;
+    static AUTHENTICATOR: OnceLock<sasl::Authenticator> = OnceLock::new();
+    let authenticator = AUTHENTICATOR.get_or_init(|| {
+        let mut users = sasl::Users::default();
+        users.add("alice", Credential::new(Hash::Sha256, "pw", 1));
+        users.add("alice", Credential::new(Hash::Sha512, "pw", 1));
+        let tokens = crate::config::OAuthBearerConfig {
+            issuer: "idp".into(),
+            audience: "blink".into(),
+            hs256_secret: FUZZ_HS256_SECRET.into(),
+            ..Default::default()
+        };
+        sasl::Authenticator {
+            users,
+            tokens: Some(jwt::TokenValidator::from_config(&tokens).expect("a valid config")),
+            max_session: Some(std::time::Duration::from_secs(60)),
+        }
+    });
+    let Some((&pick, message)) = data.split_first() else {
+        return;
+    };
+    let mechanisms = [
+        sasl::Mechanism::Plain,
+        sasl::Mechanism::ScramSha256,
+        sasl::Mechanism::ScramSha512,
+        sasl::Mechanism::OAuthBearer,
+    ];
+    let mechanism = mechanisms[pick as usize % mechanisms.len()];
+    let mut session = sasl::Session::new(mechanisms.to_vec());
+    session
+        .handshake(mechanism.name())
+        .expect("an offered mechanism");
+    for _ in 0..2 {
+        let step = session.authenticate(authenticator, message);
+        assert!(
+            step.error.is_some() || session.may_serve() || !step.bytes.is_empty(),
+            "a step either fails, authenticates or challenges"
+        );
+        if session.failed() || session.may_serve() {
+            break;
+        }
+    }
+}
+
+/// The HS256 secret of [`sasl_exchange`]'s tokens.
+#[doc(hidden)]
+pub const FUZZ_HS256_SECRET: &str = "the fuzzers' secret, 32 bytes long";
 
 /// A random, well-formed request frame (without its size prefix) of the `n`-th API and
 /// version Blink serves, counting around: header v1 or v2, then a body built from the

@@ -1,19 +1,27 @@
-//! SASL authentication on a listener: PLAIN and SCRAM-SHA-256/512 (RFC 5802, RFC 7677), as
-//! Kafka's SaslHandshake v1 and SaslAuthenticate exchange them.
+//! SASL authentication on a listener: PLAIN and SCRAM-SHA-256/512 (RFC 5802, RFC 7677), and
+//! OAUTHBEARER (RFC 7628) with JWTs ([`super::jwt`]), as Kafka's SaslHandshake v1 and
+//! SaslAuthenticate exchange them.
 //!
 //! Credentials are stored as SCRAM keeps them, never as passwords: for each user, the salt,
 //! iteration count, StoredKey and ServerKey of SHA-256 and/or SHA-512 (`blink credential`
-//! makes them). A PLAIN password is checked against the same stored key. Neither passwords nor
-//! proofs are logged. On a listener with SASL, a connection may send only ApiVersions,
-//! SaslHandshake and SaslAuthenticate until it has authenticated; anything else closes it.
+//! makes them). A PLAIN password is checked against the same stored key. Neither passwords,
+//! proofs nor tokens are logged. On a listener with SASL, a connection may send only
+//! ApiVersions, SaslHandshake and SaslAuthenticate until it has authenticated; anything else
+//! closes it. A session opened with a token lasts until the token expires, and any session at
+//! most `connections_max_reauth_ms` when that is set: the client is told how long (KIP-368)
+//! and may authenticate again on the same connection, as the same principal; a request after
+//! the session ended closes the connection.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::{digest, hmac, pbkdf2, rand::SecureRandom};
 
+use super::jwt::TokenValidator;
 use crate::config::UserConfig;
 
 /// A SASL mechanism Blink serves.
@@ -22,6 +30,7 @@ pub enum Mechanism {
     Plain,
     ScramSha256,
     ScramSha512,
+    OAuthBearer,
 }
 
 impl Mechanism {
@@ -30,6 +39,7 @@ impl Mechanism {
             "PLAIN" => Some(Mechanism::Plain),
             "SCRAM-SHA-256" => Some(Mechanism::ScramSha256),
             "SCRAM-SHA-512" => Some(Mechanism::ScramSha512),
+            "OAUTHBEARER" => Some(Mechanism::OAuthBearer),
             _ => None,
         }
     }
@@ -39,6 +49,7 @@ impl Mechanism {
             Mechanism::Plain => "PLAIN",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha512 => "SCRAM-SHA-512",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -229,6 +240,27 @@ impl Users {
     }
 }
 
+/// What credentials are checked against: the users (PLAIN, SCRAM) and, when
+/// `[kafka.oauthbearer]` is configured, the token validator (OAUTHBEARER).
+#[derive(Debug, Default)]
+pub struct Authenticator {
+    pub users: Users,
+    pub tokens: Option<TokenValidator>,
+    /// The longest a session lasts before the client must authenticate again (Kafka's
+    /// `connections.max.reauth.ms`); `None`: a password session lasts as long as its
+    /// connection, a token session until the token expires.
+    pub max_session: Option<Duration>,
+}
+
+impl From<Users> for Authenticator {
+    fn from(users: Users) -> Self {
+        Authenticator {
+            users,
+            ..Default::default()
+        }
+    }
+}
+
 /// Where a connection stands.
 #[derive(Debug)]
 enum State {
@@ -246,7 +278,8 @@ enum State {
         /// client-first-bare + "," + server-first, the start of the AuthMessage.
         auth_message: String,
     },
-    Authenticated(String),
+    /// The principal (`User:name`).
+    Authenticated(Arc<str>),
     /// A failed attempt: the connection is closed after the answer.
     Failed,
 }
@@ -256,6 +289,10 @@ enum State {
 pub struct Session {
     mechanisms: Vec<Mechanism>,
     state: State,
+    /// When the session ends: a token's expiry. `None`: with the connection.
+    expires: Option<Instant>,
+    /// While authenticating again, the principal authenticated before, which must not change.
+    previous: Option<Arc<str>>,
 }
 
 /// What SaslAuthenticate answers.
@@ -263,6 +300,9 @@ pub struct Step {
     /// `None` on success or a challenge, else the error message.
     pub error: Option<String>,
     pub bytes: Vec<u8>,
+    /// How long the session lasts, once authenticated with a token (KIP-368's
+    /// `session_lifetime_ms`: the client authenticates again before it ends).
+    pub lifetime: Option<Duration>,
 }
 
 impl Session {
@@ -273,12 +313,22 @@ impl Session {
         } else {
             State::Handshake
         };
-        Session { mechanisms, state }
+        Session {
+            mechanisms,
+            state,
+            expires: None,
+            previous: None,
+        }
     }
 
     /// Whether requests other than the SASL ones may be served.
     pub fn may_serve(&self) -> bool {
-        matches!(self.state, State::Open | State::Authenticated(_))
+        matches!(self.state, State::Open | State::Authenticated(_)) && !self.expired()
+    }
+
+    /// Whether the session's token has expired (the connection is then closed).
+    pub fn expired(&self) -> bool {
+        self.expires.is_some_and(|t| Instant::now() >= t)
     }
 
     /// Whether the connection must be closed (after a failed authentication).
@@ -287,9 +337,9 @@ impl Session {
     }
 
     /// The authenticated principal, `User:name`; `None` on a listener without SASL.
-    pub fn principal(&self) -> Option<String> {
+    pub fn principal(&self) -> Option<Arc<str>> {
         match &self.state {
-            State::Authenticated(user) => Some(format!("User:{user}")),
+            State::Authenticated(principal) => Some(principal.clone()),
             _ => None,
         }
     }
@@ -299,10 +349,17 @@ impl Session {
         self.mechanisms.iter().map(|m| m.name()).collect()
     }
 
-    /// SaslHandshake: `Ok` if `name` is offered and a handshake is expected.
+    /// SaslHandshake: `Ok` if `name` is offered and a handshake is expected — first, or again
+    /// on an authenticated connection (re-authentication, KIP-368).
     pub fn handshake(&mut self, name: &str) -> Result<(), ()> {
-        match (Mechanism::parse(name), &self.state) {
-            (Some(m), State::Handshake) if self.mechanisms.contains(&m) => {
+        let offered = Mechanism::parse(name).filter(|m| self.mechanisms.contains(m));
+        match (offered, &self.state) {
+            (Some(m), State::Handshake) => {
+                self.state = State::First(m);
+                Ok(())
+            }
+            (Some(m), State::Authenticated(principal)) => {
+                self.previous = Some(principal.clone());
                 self.state = State::First(m);
                 Ok(())
             }
@@ -311,9 +368,11 @@ impl Session {
     }
 
     /// SaslAuthenticate: one step of the chosen mechanism.
-    pub fn authenticate(&mut self, users: &Users, bytes: &[u8]) -> Step {
+    pub fn authenticate(&mut self, with: &Authenticator, bytes: &[u8]) -> Step {
+        let users = &with.users;
         let state = std::mem::replace(&mut self.state, State::Failed);
         let outcome = match state {
+            State::First(Mechanism::OAuthBearer) => self.oauthbearer(with.tokens.as_ref(), bytes),
             State::First(Mechanism::Plain) => self.plain(users, bytes),
             State::First(Mechanism::ScramSha256) => self.scram_first(users, Hash::Sha256, bytes),
             State::First(Mechanism::ScramSha512) => self.scram_first(users, Hash::Sha512, bytes),
@@ -328,19 +387,90 @@ impl Session {
                 return Step {
                     error: Some("SaslAuthenticate out of turn: SaslHandshake first".into()),
                     bytes: Vec::new(),
+                    lifetime: None,
                 };
             }
         };
+        let outcome = outcome.and_then(|bytes| self.same_principal_as_before().map(|()| bytes));
+        if let (Ok(_), State::Authenticated(_), Some(max)) =
+            (&outcome, &self.state, with.max_session)
+        {
+            let cap = Instant::now() + max;
+            self.expires = Some(self.expires.map_or(cap, |t| t.min(cap)));
+        }
         match outcome {
-            Ok(bytes) => Step { error: None, bytes },
+            Ok(bytes) => Step {
+                error: None,
+                bytes,
+                lifetime: self
+                    .expires
+                    .filter(|_| matches!(self.state, State::Authenticated(_)))
+                    .map(|t| t.saturating_duration_since(Instant::now())),
+            },
             Err(reason) => {
                 self.state = State::Failed;
                 Step {
                     error: Some(reason),
                     bytes: Vec::new(),
+                    lifetime: None,
                 }
             }
         }
+    }
+
+    /// Re-authentication may renew a session, not change whose it is (Kafka refuses that too).
+    fn same_principal_as_before(&mut self) -> Result<(), String> {
+        let State::Authenticated(now) = &self.state else {
+            return Ok(()); // a SCRAM challenge: checked at the final step
+        };
+        match self.previous.take() {
+            Some(before) if before != *now => Err(format!(
+                "re-authentication as {now} on a connection authenticated as {before}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// OAUTHBEARER's initial client response (RFC 7628): a GS2 header, then `key=value` pairs
+    /// separated by 0x01, among them `auth=Bearer TOKEN`; Kafka's extensions are ignored.
+    fn oauthbearer(
+        &mut self,
+        tokens: Option<&TokenValidator>,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let tokens = tokens.ok_or("OAUTHBEARER is not configured ([kafka.oauthbearer])")?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| "malformed OAUTHBEARER message".to_string())?;
+        let pairs = text
+            .strip_prefix("n,")
+            .or_else(|| text.strip_prefix("y,"))
+            .and_then(|rest| rest.split_once(','))
+            .map(|(_authzid, pairs)| pairs)
+            .ok_or("OAUTHBEARER: the message needs a GS2 header (n,,)")?;
+        let token = pairs
+            .split('\x01')
+            .find_map(|kv| kv.strip_prefix("auth="))
+            .and_then(|auth| auth.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or("OAUTHBEARER: no `auth=Bearer TOKEN` in the message")?;
+        let claims = tokens
+            .validate(token, SystemTime::now())
+            .map_err(|why| format!("authentication failed: token refused: {why}"))?;
+        let left = claims
+            .expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        tracing::info!(principal = %claims.principal, expires_in_s = left.as_secs(), "kafka: authenticated (OAUTHBEARER)");
+        self.expires = Some(Instant::now() + left);
+        self.state = State::Authenticated(Arc::from(claims.principal));
+        Ok(Vec::new())
+    }
+
+    /// A user authenticated with a password: the session lasts as long as the connection.
+    fn authenticated(&mut self, user: &str) {
+        self.expires = None;
+        self.state = State::Authenticated(Arc::from(format!("User:{user}")));
     }
 
     fn plain(&mut self, users: &Users, bytes: &[u8]) -> Result<Vec<u8>, String> {
@@ -357,7 +487,7 @@ impl Session {
         match users.any_credential(user) {
             Some(c) if c.verifies(password) => {
                 tracing::info!(user, "kafka: authenticated (PLAIN)");
-                self.state = State::Authenticated(user.to_owned());
+                self.authenticated(user);
                 Ok(Vec::new())
             }
             _ => Err(bad_credentials()),
@@ -442,7 +572,7 @@ impl Session {
         }
         let server_signature = hmac_of(hash, &credential.server_key, auth_message.as_bytes());
         tracing::info!(user, mechanism = ?hash, "kafka: authenticated (SCRAM)");
-        self.state = State::Authenticated(user.to_owned());
+        self.authenticated(user);
         Ok(format!("v={}", B64.encode(server_signature)).into_bytes())
     }
 }

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use super::admission::{Admission, Refusal};
 use super::broker::{self, Broker, Endpoint};
 use super::sasl::Mechanism;
+use super::throttled_log::ThrottledLog;
 use super::{conn, tls};
 use crate::config::{KafkaConfig, ListenerConfig};
 use crate::log::Log;
@@ -64,7 +65,7 @@ impl KafkaListener {
             .enable_all()
             .build()?;
         // Checked here, before anything touches the disk; the broker reads them again.
-        super::sasl::Users::from_config(&config.users)
+        super::broker::access(config)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let bound = config
             .all_listeners()
@@ -196,33 +197,6 @@ impl KafkaServer {
     }
 }
 
-/// Refused connections are logged at most once a second, with how many were refused since: a
-/// flood of connections must not become a flood of log lines.
-#[derive(Default)]
-struct RefusalLog {
-    last: Option<std::time::Instant>,
-    since: u64,
-}
-
-impl RefusalLog {
-    fn refused(&mut self, peer: SocketAddr, why: Refusal, admission: &Admission) {
-        self.since += 1;
-        if self
-            .last
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-        {
-            return;
-        }
-        let reason = match why {
-            Refusal::Full => "max_connections reached",
-            Refusal::PerAddress => "max_connections_per_ip reached for this address",
-        };
-        tracing::warn!(%peer, open = admission.open(), refused = self.since, "kafka: refusing connections: {reason}");
-        self.last = Some(std::time::Instant::now());
-        self.since = 0;
-    }
-}
-
 /// A new connection and the listener it came in on.
 type Accepted = (TcpStream, SocketAddr, usize);
 
@@ -285,7 +259,7 @@ async fn accept(
     let mut connections = JoinSet::new();
     // Each connection's address, by task, so its slot is given back however the task ends.
     let mut peers: HashMap<tokio::task::Id, IpAddr> = HashMap::new();
-    let mut refusals = RefusalLog::default();
+    let refusals = ThrottledLog::new("refusing connections");
     loop {
         tokio::select! {
             biased;
@@ -302,7 +276,13 @@ async fn accept(
             accepted = incoming.recv() => {
                 let Some((stream, peer, index)) = accepted else { break };
                 if let Err(why) = admission.admit(peer.ip()) {
-                    refusals.refused(peer, why, &admission);
+                    refusals.warn(|| {
+                        let reason = match why {
+                            Refusal::Full => "max_connections reached",
+                            Refusal::PerAddress => "max_connections_per_ip reached for this address",
+                        };
+                        format!("{reason} (from {peer}; {} open)", admission.open())
+                    });
                     continue;
                 }
                 let serving = conn::serve(

@@ -33,14 +33,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DeleteGroups, 0, 2),
-    // v1 only: v0 sends the SASL tokens as bare frames, outside Kafka's framing.
-    (ApiKey::SaslHandshake, 1, 1),
+    // Advertised from v0, as Kafka does: librdkafka before 2.x offers SASL only to a broker
+    // listing v0 (it then uses v1). v0 itself, which sends the SASL tokens as bare frames
+    // outside Kafka's framing, is not served (see `supports`).
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
-/// Versions requests are actually decoded at (Produce v0–2 cannot be).
+/// Versions requests are actually decoded at (Produce v0–2 and SaslHandshake v0 cannot be).
 pub fn supports(api: ApiKey, version: i16) -> bool {
-    if api == ApiKey::Produce && version < 3 {
+    if (api == ApiKey::Produce && version < 3) || (api == ApiKey::SaslHandshake && version == 0) {
         return false;
     }
     SUPPORTED

@@ -134,3 +134,49 @@ pub fn produce_lines(blink: &Blink, topic: &str, codec: &str, lines: &[String]) 
     drop(stdin);
     assert!(child.wait().unwrap().success(), "kcat -P -z {codec} failed");
 }
+
+/// A JWT with `claims`, signed HS256 with `secret` or RS256 with the test key
+/// `tests/fixtures/jwt/{rsa_key}.pk8` (`secret` empty).
+pub fn jwt(secret: &str, rsa_key: &str, claims: &serde_json::Value) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+    use ring::{hmac, signature};
+    let alg = if secret.is_empty() { "RS256" } else { "HS256" };
+    let input = format!(
+        "{}.{}",
+        B64URL.encode(serde_json::json!({"alg": alg, "typ": "JWT"}).to_string()),
+        B64URL.encode(claims.to_string())
+    );
+    let signature = if secret.is_empty() {
+        let path = format!(
+            "{}/tests/fixtures/jwt/{rsa_key}.pk8",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let key = signature::RsaKeyPair::from_pkcs8(&std::fs::read(path).unwrap()).unwrap();
+        let mut out = vec![0; key.public().modulus_len()];
+        key.sign(
+            &signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut out,
+        )
+        .unwrap();
+        out
+    } else {
+        hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            input.as_bytes(),
+        )
+        .as_ref()
+        .to_vec()
+    };
+    format!("{input}.{}", B64URL.encode(signature))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}

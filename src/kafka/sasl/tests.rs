@@ -33,7 +33,7 @@ fn the_stored_keys_reproduce_rfc_7677s_exchange() {
 /// A SCRAM client, for the exchange below.
 fn scram_client(
     session: &mut Session,
-    users: &Users,
+    users: &Authenticator,
     hash: Hash,
     user: &str,
     password: &str,
@@ -75,11 +75,169 @@ fn scram_client(
     )
 }
 
-fn users() -> Users {
+fn users() -> Authenticator {
     let mut users = Users::default();
     users.add("alice", Credential::new(Hash::Sha256, "s3cret", 4096));
     users.add("alice", Credential::new(Hash::Sha512, "s3cret", 4096));
-    users
+    users.into()
+}
+
+const SECRET: &str = "a shared secret of at least 32 bytes";
+
+/// Users, and tokens signed with [`SECRET`] for issuer "idp" and audience "blink".
+fn with_tokens() -> Authenticator {
+    let config = crate::config::OAuthBearerConfig {
+        issuer: "idp".into(),
+        audience: "blink".into(),
+        hs256_secret: SECRET.into(),
+        clock_skew_s: 0,
+        ..Default::default()
+    };
+    Authenticator {
+        tokens: Some(TokenValidator::from_config(&config).unwrap()),
+        ..users()
+    }
+}
+
+/// OAUTHBEARER's client message for an HS256 token naming `sub`, valid for `seconds`.
+fn bearer(sub: &str, seconds: i64) -> Vec<u8> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims =
+        serde_json::json!({"sub": sub, "iss": "idp", "aud": "blink", "exp": now + seconds});
+    let input = format!(
+        "{}.{}",
+        B64URL.encode(r#"{"alg":"HS256"}"#),
+        B64URL.encode(claims.to_string())
+    );
+    let signature = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes()),
+        input.as_bytes(),
+    );
+    format!(
+        "n,,\x01host=blink\x01auth=Bearer {input}.{}\x01\x01",
+        B64URL.encode(signature)
+    )
+    .into_bytes()
+}
+
+#[test]
+fn oauthbearer_sessions_last_as_long_as_their_token_and_renew_as_the_same_principal() {
+    let auth = with_tokens();
+    let mut session = Session::new(vec![Mechanism::OAuthBearer]);
+    session.handshake("OAUTHBEARER").unwrap();
+    let step = session.authenticate(&auth, &bearer("fluentbit", 600));
+    assert_eq!(step.error, None);
+    let lifetime = step.lifetime.expect("a token's session has a lifetime");
+    assert!(lifetime > Duration::from_secs(590) && lifetime <= Duration::from_secs(600));
+    assert!(session.may_serve());
+    assert_eq!(session.principal().as_deref(), Some("User:fluentbit"));
+    // Re-authentication with a fresh token renews the session.
+    session.handshake("OAUTHBEARER").unwrap();
+    assert!(!session.may_serve(), "nothing else while re-authenticating");
+    assert_eq!(
+        session.authenticate(&auth, &bearer("fluentbit", 900)).error,
+        None
+    );
+    assert!(session.may_serve());
+    // ... but not as someone else.
+    session.handshake("OAUTHBEARER").unwrap();
+    let step = session.authenticate(&auth, &bearer("admin", 900));
+    assert!(
+        step.error
+            .unwrap()
+            .contains("re-authentication as User:admin")
+    );
+    assert!(session.failed());
+    // A session whose token ran out serves nothing more.
+    let mut session = Session::new(vec![Mechanism::OAuthBearer]);
+    session.handshake("OAUTHBEARER").unwrap();
+    assert_eq!(
+        session.authenticate(&auth, &bearer("fluentbit", 1)).error,
+        None
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(session.expired() && !session.may_serve());
+    // Password sessions have no lifetime.
+    let mut session = Session::new(vec![Mechanism::Plain]);
+    session.handshake("PLAIN").unwrap();
+    assert_eq!(
+        session.authenticate(&auth, b"\0alice\0s3cret").lifetime,
+        None
+    );
+}
+
+#[test]
+fn connections_max_reauth_caps_every_session() {
+    let auth = Authenticator {
+        max_session: Some(Duration::from_secs(60)),
+        ..with_tokens()
+    };
+    let mut session = Session::new(vec![Mechanism::Plain, Mechanism::OAuthBearer]);
+    session.handshake("PLAIN").unwrap();
+    let lifetime = session
+        .authenticate(&auth, b"\0alice\0s3cret")
+        .lifetime
+        .unwrap();
+    assert!(lifetime > Duration::from_secs(59) && lifetime <= Duration::from_secs(60));
+    // Re-authenticating renews it; a wrong password then ends the connection.
+    session.handshake("PLAIN").unwrap();
+    assert!(
+        session
+            .authenticate(&auth, b"\0alice\0s3cret")
+            .lifetime
+            .is_some()
+    );
+    session.handshake("PLAIN").unwrap();
+    assert!(
+        session
+            .authenticate(&auth, b"\0alice\0wrong")
+            .error
+            .is_some()
+    );
+    assert!(session.failed());
+    // A token shorter than the cap keeps its own end.
+    let mut session = Session::new(vec![Mechanism::OAuthBearer]);
+    session.handshake("OAUTHBEARER").unwrap();
+    let lifetime = session
+        .authenticate(&auth, &bearer("fluentbit", 20))
+        .lifetime
+        .unwrap();
+    assert!(lifetime <= Duration::from_secs(20), "{lifetime:?}");
+}
+
+#[test]
+fn bad_oauthbearer_messages_and_tokens_are_refused_with_a_reason() {
+    let auth = with_tokens();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (bearer("fluentbit", -5), "expired"),
+        (b"auth=Bearer x".to_vec(), "GS2 header"),
+        (b"n,,\x01auth=Basic abc\x01\x01".to_vec(), "no `auth=Bearer"),
+        (b"n,,\x01\x01".to_vec(), "no `auth=Bearer"),
+        (
+            b"n,,\x01auth=Bearer a.b.c\x01\x01".to_vec(),
+            "token refused",
+        ),
+        (vec![0xff, 0xfe], "malformed"),
+    ];
+    for (message, reason) in cases {
+        let mut session = Session::new(vec![Mechanism::OAuthBearer]);
+        session.handshake("OAUTHBEARER").unwrap();
+        let e = session.authenticate(&auth, &message).error.unwrap();
+        assert!(e.contains(reason), "{reason}: {e}");
+        assert!(session.failed());
+    }
+    // Not configured: refused, not a panic.
+    let mut session = Session::new(vec![Mechanism::OAuthBearer]);
+    session.handshake("OAUTHBEARER").unwrap();
+    let e = session
+        .authenticate(&users(), &bearer("fluentbit", 60))
+        .error
+        .unwrap();
+    assert!(e.contains("not configured"), "{e}");
 }
 
 #[test]
