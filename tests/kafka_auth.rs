@@ -271,6 +271,29 @@ fn sasl_scram_and_plain_over_tls_and_plaintext_with_admin_principals() {
         || !blink.logged("this listener requires SASL").is_empty(),
     );
 
+    // kcat (Debian's librdkafka): SCRAM-SHA-512 over TLS, and a wrong password refused.
+    let kcat_as = |password: &str| {
+        Command::new("kcat")
+            .args(["-b", &tls, "-L", "-m", "5"])
+            .args(["-X", "security.protocol=SASL_SSL"])
+            .args(["-X", &format!("ssl.ca.location={}", ca.display())])
+            .args(["-X", "sasl.mechanisms=SCRAM-SHA-512"])
+            .args(["-X", "sasl.username=alice"])
+            .args(["-X", &format!("sasl.password={password}")])
+            .output()
+            .unwrap()
+    };
+    let listed = kcat_as("alice-pw");
+    assert!(
+        listed.status.success() && String::from_utf8_lossy(&listed.stdout).contains(&tls),
+        "kcat over SASL_SSL: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(
+        !kcat_as("wrong").status.success(),
+        "kcat with a wrong password"
+    );
+
     let out = py_args(&w, SASL_CLIENTS, &[&tls, &plain_sasl, ca.to_str().unwrap()]);
     let out: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     for case in [
@@ -474,7 +497,7 @@ def rd(token_cb, **extra):
 def static(token):
     return lambda _config: (token, time.time() + 300, "client")
 def produce(conf, value):
-    p = Producer(dict(conf, **{"message.timeout.ms": 8000}))
+    p = Producer(dict(conf, **{"message.timeout.ms": 5000}))
     outcome = []
     p.produce("tokens", value=value, on_delivery=lambda err, msg: outcome.append("delivered" if err is None else err.name()))
     p.flush(12)

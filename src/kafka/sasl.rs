@@ -519,7 +519,7 @@ impl Session {
         let Some(credential) = users.credential(&user, hash) else {
             return Err(bad_credentials());
         };
-        let mut random = [0u8; 18];
+        let mut random = [0u8; SERVER_NONCE_CHARS / 4 * 3];
         ring::rand::SystemRandom::new()
             .fill(&mut random)
             .map_err(|_| "no random source".to_string())?;
@@ -555,7 +555,12 @@ impl Session {
             .split(',')
             .find_map(|a| a.strip_prefix("r="))
             .ok_or("SCRAM: the client-final message needs r=")?;
-        if echoed != nonce {
+        // librdkafka before 2.6 sends the client's nonce twice (its own, then the whole
+        // server nonce, which starts with it); Kafka accepts that since 3.8.1, and so does
+        // Blink — exactly that form, nothing looser. The proof covers what was sent either way.
+        let client_nonce = &nonce[..nonce.len() - SERVER_NONCE_CHARS];
+        let client_nonce_twice = echoed.strip_suffix(nonce) == Some(client_nonce);
+        if echoed != nonce && !client_nonce_twice {
             return Err("SCRAM: the nonce does not match".into());
         }
         let proof = B64.decode(proof).map_err(|_| bad_credentials())?;
@@ -576,6 +581,9 @@ impl Session {
         Ok(format!("v={}", B64.encode(server_signature)).into_bytes())
     }
 }
+
+/// The server's part of a SCRAM nonce, after the client's: 18 random bytes in base64.
+const SERVER_NONCE_CHARS: usize = 24;
 
 /// Equal bytes, compared in time that does not depend on where they differ.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {

@@ -38,6 +38,19 @@ fn scram_client(
     user: &str,
     password: &str,
 ) -> Step {
+    scram_client_echoing(session, users, hash, user, password, "")
+}
+
+/// A SCRAM client that puts `before` in front of the nonce it echoes (librdkafka before 2.6
+/// put its own nonce there again).
+fn scram_client_echoing(
+    session: &mut Session,
+    users: &Authenticator,
+    hash: Hash,
+    user: &str,
+    password: &str,
+    before: &str,
+) -> Step {
     let first_bare = format!("n={user},r=clientnonce123");
     let step = session.authenticate(users, format!("n,,{first_bare}").as_bytes());
     if step.error.is_some() {
@@ -53,7 +66,7 @@ fn scram_client(
     };
     let (nonce, salt, iterations) = (attr("r="), B64.decode(attr("s=")).unwrap(), attr("i="));
     assert!(nonce.starts_with("clientnonce123") && nonce.len() > 20);
-    let without_proof = format!("c=biws,r={nonce}");
+    let without_proof = format!("c=biws,r={before}{nonce}");
     let auth = format!("{first_bare},{server_first},{without_proof}");
     let salted = salted_password(
         hash,
@@ -269,6 +282,35 @@ fn scram_authenticates_the_right_password_only() {
             step.error
                 .unwrap()
                 .contains("unknown user or wrong password")
+        );
+    }
+}
+
+#[test]
+fn old_librdkafkas_doubled_client_nonce_is_accepted_and_nothing_else() {
+    let users = users();
+    for (before, accepted) in [
+        ("clientnonce123", true),
+        ("", true),
+        ("clientnonce12", false),
+        ("x", false),
+        ("clientnonce123clientnonce123", false),
+    ] {
+        let mut session = Session::new(vec![Mechanism::ScramSha256]);
+        session.handshake("SCRAM-SHA-256").unwrap();
+        let step = scram_client_echoing(
+            &mut session,
+            &users,
+            Hash::Sha256,
+            "alice",
+            "s3cret",
+            before,
+        );
+        assert_eq!(
+            step.error.is_none(),
+            accepted,
+            "{before:?}: {:?}",
+            step.error
         );
     }
 }
