@@ -61,6 +61,38 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Hostile plugins: how fast count.lua runs beside each one on its analysis thread, and
+    /// when each is terminated.
+    Hostile {
+        /// Messages queued for count.lua.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// Runs per case; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Scratch directory (default: a new one under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Soak: the real binary with small segments and a size cap under steady load; its open
+    /// files and memory over time.
+    Soak {
+        /// How long to run.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 5)]
+        every: u64,
+        /// Messages injected a second (each ~300 bytes).
+        #[arg(long, default_value_t = 40_000)]
+        rate: u64,
+        /// Another blink executable to run (default: this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Scratch directory (default: a new one under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Hot-load: time from a cfg written to its plugin's first message, and the pause an
     /// analysis restart causes its thread.
     Hotload {
@@ -100,6 +132,24 @@ pub fn bench(what: BenchCommand) -> anyhow::Result<ExitCode> {
         } => {
             let scratch = scratch_dir(dir)?;
             super::bench_idle::bench_idle(scratch.path(), seconds.max(1), runs.max(1), binary)?;
+        }
+        BenchCommand::Hostile {
+            messages,
+            runs,
+            dir,
+        } => {
+            let scratch = scratch_dir(dir)?;
+            super::bench_hostile::bench_hostile(scratch.path(), messages.max(1), runs.max(1))?;
+        }
+        BenchCommand::Soak {
+            seconds,
+            every,
+            rate,
+            binary,
+            dir,
+        } => {
+            let scratch = scratch_dir(dir)?;
+            super::bench_soak::bench_soak(scratch.path(), seconds, every, rate.max(1), binary)?;
         }
         BenchCommand::Hotload { runs, dir } => {
             let scratch = scratch_dir(dir)?;

@@ -45,7 +45,7 @@ fn usage(pid: u32) -> anyhow::Result<Usage> {
 }
 
 /// Starts `binary run` in `dir` and waits until it says it runs.
-fn start(binary: &Path, dir: &Path) -> anyhow::Result<Child> {
+pub(super) fn start(binary: &Path, dir: &Path) -> anyhow::Result<Child> {
     let mut child = Command::new(binary)
         .args(["run", "--config", "cfg/blink.toml"])
         .current_dir(dir)

@@ -1,9 +1,11 @@
 //! Command-line parsing and dispatch: one file per subcommand.
 
 mod bench;
+mod bench_hostile;
 mod bench_hotload;
 mod bench_idle;
 mod bench_pipeline;
+mod bench_soak;
 mod cat;
 mod config_file;
 mod credential;
