@@ -679,6 +679,8 @@ fn a_slow_stop_does_not_lock_the_pipeline() {
         shutdown: blink::stop::StopToken::new(),
         stats: Arc::new(Stats::default()),
         backpressure: 0,
+        output_size: 64 << 20,
+        load_dir: w.path().join("hs_load"),
     };
     let pipeline = Arc::new(Pipeline::start(context, 1).unwrap());
     let input = log.partition(INPUT_TOPIC, 0).unwrap();

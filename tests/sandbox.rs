@@ -35,6 +35,12 @@ impl Env {
             max_message_size: 65536,
             log: Some(self.log.clone()),
             stats: None,
+            deployment: blink::sandbox::Deployment {
+                output_path: self.dir.path().join("data"),
+                output_size: 1 << 20,
+                sandbox_load_path: self.dir.path().join("hs_load"),
+                sandbox_run_path: self.dir.path().to_owned(),
+            },
         }
     }
 
@@ -891,4 +897,46 @@ fn hostile_plugins_are_terminated_alone() {
             .unwrap_or_else(|| panic!("require '{module}' loaded"));
         assert!(failed.0.contains(module), "{module}: {}", failed.0);
     }
+}
+
+#[test]
+fn read_config_gives_hindsights_values_over_the_cfgs_own() {
+    let e = env();
+    let dir = e.dir.path().display().to_string();
+    let check = format!(
+        r#"
+        assert(read_config("Logger") == "output.p", tostring(read_config("Logger")))
+        assert(read_config("Hostname") == "test-host")
+        assert(read_config("Pid") == 4242)
+        assert(read_config("output_path") == "{dir}/data", read_config("output_path"))
+        assert(read_config("sandbox_load_path") == "{dir}/hs_load")
+        assert(read_config("sandbox_run_path") == "{dir}")
+        assert(read_config("output_size") == 1048576)
+        assert(read_config("max_message_size") == 65536)
+        assert(read_config("instruction_limit") == 1000000)
+        assert(read_config("memory_limit") == 8388608)
+        assert(read_config("output_limit") == 65536)
+        assert(read_config("ticker_interval") == 5)
+        assert(read_config("preserve_data") == false)
+        assert(read_config("async_buffer_size") == 0)
+        assert(read_config("path") == "{dir}/lua_modules/?.lua", read_config("path"))
+        assert(read_config("my_key") == "mine")
+        function process_message() return 0 end
+        function timer_event() end
+        "#
+    );
+    e.sandbox(
+        PluginKind::Output,
+        "message_matcher = 'TRUE' ticker_interval = 5 Logger = 'not mine' my_key = 'mine'",
+        &check,
+    )
+    .unwrap();
+    // Analysis plugins get no deployment paths, and their thread.
+    e.sandbox(
+        PluginKind::Analysis,
+        "message_matcher = 'TRUE' thread = 2",
+        "assert(read_config('output_path') == nil) assert(read_config('thread') == 2) \
+         assert(read_config('Logger') == 'analysis.p') function process_message() return 0 end",
+    )
+    .unwrap();
 }

@@ -64,6 +64,8 @@ pub(super) fn context(
         shutdown: blink::stop::StopToken::new(),
         stats: Arc::new(blink::runner::Stats::default()),
         backpressure: 0,
+        output_size: 64 << 20,
+        load_dir: "hs_load".into(),
     }
 }
 

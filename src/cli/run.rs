@@ -98,6 +98,8 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         shutdown: stop.clone(),
         stats: Arc::new(Stats::default()),
         backpressure: config.backpressure,
+        output_size: config.output_size,
+        load_dir: config.sandbox_load_path.clone(),
     };
     // Before the plugins: a client may produce as soon as Blink says it runs.
     let kafka = match kafka_listener {

@@ -70,6 +70,10 @@ pub struct Context {
     pub stats: Arc<Stats>,
     /// Segments of `blink.input` the slowest reader may lag before inputs wait; 0 = off.
     pub backpressure: u64,
+    /// `output_size` and `sandbox_load_path`, which plugins read with `read_config` (Hindsight
+    /// tells them; Blink's own use of them is elsewhere).
+    pub output_size: u64,
+    pub load_dir: PathBuf,
 }
 
 /// Copies a sandbox's counters into its stats (called at checkpoints, not per message).
@@ -95,6 +99,12 @@ impl Context {
             max_message_size: self.max_message_size,
             log: Some(self.log.clone()),
             stats: None,
+            deployment: crate::sandbox::Deployment {
+                output_path: self.data_dir.clone(),
+                output_size: self.output_size,
+                sandbox_load_path: self.load_dir.clone(),
+                sandbox_run_path: self.run_dir.clone(),
+            },
         }
     }
 

@@ -35,6 +35,8 @@ pub struct SandboxSettings {
     /// The plugin's counters in `plugins.tsv` (`None`: counted where nobody looks, as in a trial
     /// load).
     pub stats: Option<std::sync::Arc<crate::plugin::PluginStats>>,
+    /// Where the deployment keeps things, for `read_config` (Hindsight's values).
+    pub deployment: super::Deployment,
 }
 
 /// Why an inject was refused: the text after `inject_message() ` in the plugin's error.
@@ -97,6 +99,8 @@ pub struct Host {
     pub(super) scratch: Scratch,
     pub(super) defaults: Defaults,
     pub(super) keys: Option<heka::Keys>,
+    /// What `read_config` answers before the cfg's own keys (Hindsight's overrides).
+    pub(super) config_overrides: Vec<(String, crate::plugin::CfgValue)>,
     pub(super) lua_paths: Vec<std::path::PathBuf>,
     pub(super) max_message_size: usize,
     /// For host modules that read the log (`kafka`).
@@ -124,7 +128,16 @@ impl Host {
             hostname: settings.hostname.as_bytes().to_vec(),
             pid: settings.pid,
         };
+        let config_overrides = super::config_values::overrides(
+            &config,
+            &settings.hostname,
+            settings.pid,
+            &settings.lua_paths,
+            settings.max_message_size,
+            &settings.deployment,
+        );
         Host {
+            config_overrides,
             config,
             appender,
             injected: 0,

@@ -12,6 +12,7 @@
 //! `process_message() instruction_limit exceeded`.
 
 mod api;
+mod config_values;
 mod current;
 pub mod heka;
 mod host;
@@ -39,6 +40,7 @@ use crate::message::{MessageIndex, MessageView};
 use crate::plugin::{PluginConfig, PluginKind};
 use crate::stop::StopToken;
 
+pub use config_values::Deployment;
 pub use host::{Host, SandboxSettings};
 pub use lua_values::{format_number, lua_type};
 

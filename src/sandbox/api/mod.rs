@@ -113,7 +113,8 @@ pub(super) fn install(
         lua.create_function(|lua, key: String| {
             let host = shared(lua);
             let host = host.borrow();
-            match host.config.get(&key) {
+            let overridden = host.config_overrides.iter().find(|(k, _)| *k == key);
+            match overridden.map(|(_, v)| v).or_else(|| host.config.get(&key)) {
                 Some(v) => cfg_to_lua(lua, v),
                 None => Ok(Value::Nil),
             }
