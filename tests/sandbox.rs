@@ -940,3 +940,68 @@ fn read_config_gives_hindsights_values_over_the_cfgs_own() {
     )
     .unwrap();
 }
+
+#[test]
+fn decode_message_keeps_absent_headers_absent_and_round_trips() {
+    let e = env();
+    let lua = r#"
+        -- encode_message fills Logger, Hostname and Pid from the plugin, as lua_sandbox does;
+        -- Severity, Payload and EnvVersion stay absent.
+        local raw = encode_message({Uuid = string.rep("u", 16), Timestamp = 1e9, Type = "t",
+                                    Fields = {a = "x", n = 1}})
+        local m = decode_message(raw)
+        assert(m.Severity == nil, "Severity " .. tostring(m.Severity))
+        assert(m.Payload == nil and m.EnvVersion == nil)
+        assert(m.Type == "t" and m.Timestamp == 1e9 and m.Pid == 4242)
+        local again = encode_message(m)
+        assert(again == raw, #again .. " bytes, not " .. #raw)
+        local with = decode_message(encode_message({Timestamp = 0, Severity = 3, Pid = 9}))
+        assert(with.Severity == 3 and with.Pid == 9)
+        function process_message() return 0 end
+    "#;
+    e.sandbox(PluginKind::Output, "message_matcher = 'TRUE'", lua)
+        .unwrap();
+}
+
+#[test]
+fn inject_message_errors_read_as_lua_sandboxs() {
+    let e = env();
+    for (fields, expected) in [
+        (
+            "{a = {{}}}",
+            "inject_message() failed: unsupported array type: table",
+        ),
+        (
+            "{a = {1, 'x'}}",
+            "inject_message() failed: array has mixed types",
+        ),
+        (
+            "{a = function() end}",
+            "inject_message() failed: unsupported type: function",
+        ),
+        ("{a = {}}", "inject_message() failed: unsupported type: nil"),
+        (
+            "{[1.5] = 'x'}",
+            "inject_message() failed: field name must be a string",
+        ),
+        (
+            "{a = {value = 'x', value_type = 2}}",
+            "inject_message() failed: invalid string value_type: 2",
+        ),
+        (
+            "{a = {value = 1, value_type = 0}}",
+            "inject_message() failed: invalid numeric value_type: 0",
+        ),
+        (
+            "{a = {value = true, value_type = 3}}",
+            "inject_message() failed: invalid boolean value_type: 3",
+        ),
+    ] {
+        let lua = format!(
+            "function process_message() local ok, err = pcall(inject_message, {{Fields = {fields}}}) \
+             error(tostring(err)) end"
+        );
+        let got = terminated(&e, "process_message_inject_limit = 5", &lua);
+        assert!(got.contains(expected), "{fields}: {got}");
+    }
+}

@@ -173,7 +173,7 @@ fn fields_from_table(fields: &Table, keys: &Keys) -> Result<Vec<Field>, String> 
                 .map_err(|e| e.to_string())?
             {
                 Value::String(s) => s.as_bytes().to_vec(),
-                _ => return Err("Fields list entry has no string `name`".into()),
+                _ => return Err("field name must be a string".into()),
             };
             out.push(field_from_spec(name, &entry, keys)?);
         }
@@ -183,12 +183,7 @@ fn fields_from_table(fields: &Table, keys: &Keys) -> Result<Vec<Field>, String> 
         let (name, value) = pair.map_err(|e| e.to_string())?;
         let name = match name {
             Value::String(s) => s.as_bytes().to_vec(),
-            other => {
-                return Err(format!(
-                    "Fields keys must be strings, not {}",
-                    super::lua_values::lua_type(&other)
-                ));
-            }
+            _ => return Err("field name must be a string".into()),
         };
         let field = match &value {
             Value::Table(t)
@@ -234,71 +229,90 @@ fn field_from_spec(name: Vec<u8>, spec: &Table, keys: &Keys) -> Result<Field, St
     })
 }
 
-/// One value or an array of values, typed by `value_type` or by the Lua types.
+/// The Lua types a field's values may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scalar {
+    String,
+    Number,
+    Bool,
+}
+
+fn scalar(value: &Value) -> Option<Scalar> {
+    match value {
+        Value::String(_) => Some(Scalar::String),
+        Value::Integer(_) | Value::Number(_) => Some(Scalar::Number),
+        Value::Boolean(_) => Some(Scalar::Bool),
+        _ => None,
+    }
+}
+
+/// One value or an array of values, typed by `value_type` or by the Lua types, with
+/// lua_sandbox's rules and words: every element of an array has the first one's type, a string
+/// is STRING or BYTES, a number DOUBLE or INTEGER, a boolean BOOL.
 fn values_of(
     value: &Value,
     value_type: Option<ValueType>,
-    name: &[u8],
+    _name: &[u8],
 ) -> Result<FieldValues, String> {
-    let items: Vec<Value> = match value {
-        Value::Table(t) => t
-            .sequence_values::<Value>()
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?,
-        v => vec![v.clone()],
+    let (items, array): (Vec<Value>, bool) = match value {
+        Value::Table(t) => (
+            t.sequence_values::<Value>()
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?,
+            true,
+        ),
+        v => (vec![v.clone()], false),
     };
-    let name = String::from_utf8_lossy(name);
+    let type_name = |v: &Value| super::lua_values::lua_type(v);
     let Some(first) = items.first() else {
-        return Err(format!("field '{name}' has an empty array"));
+        return Err("unsupported type: nil".into());
     };
-    let value_type = value_type.unwrap_or(match first {
-        Value::String(_) => ValueType::String,
-        Value::Boolean(_) => ValueType::Bool,
-        Value::Integer(_) | Value::Number(_) => ValueType::Double,
-        other => {
-            return Err(format!(
-                "field '{name}' has an unsupported value of type {}",
-                super::lua_values::lua_type(other)
-            ));
+    let Some(kind) = scalar(first) else {
+        return Err(if array {
+            format!("unsupported array type: {}", type_name(first))
+        } else {
+            format!("unsupported type: {}", type_name(first))
+        });
+    };
+    if items.iter().any(|v| scalar(v) != Some(kind)) {
+        return Err("array has mixed types".into());
+    }
+    let value_type = match (kind, value_type) {
+        (Scalar::String, None) => ValueType::String,
+        (Scalar::String, Some(t @ (ValueType::String | ValueType::Bytes))) => t,
+        (Scalar::Number, None) => ValueType::Double,
+        (Scalar::Number, Some(t @ (ValueType::Integer | ValueType::Double))) => t,
+        (Scalar::Bool, None | Some(ValueType::Bool)) => ValueType::Bool,
+        (kind, Some(t)) => {
+            let kind = match kind {
+                Scalar::String => "string",
+                Scalar::Number => "numeric",
+                Scalar::Bool => "boolean",
+            };
+            return Err(format!("invalid {kind} value_type: {}", t as u8));
         }
-    });
-    let what = format!("field '{name}'");
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => s.as_bytes().to_vec(),
+        _ => unreachable!("checked: every value is a string"),
+    };
+    let number = |v: &Value| match v {
+        Value::Integer(i) => *i as f64,
+        Value::Number(n) => *n,
+        _ => unreachable!("checked: every value is a number"),
+    };
     Ok(match value_type {
-        ValueType::String => FieldValues::String(
-            items
-                .iter()
-                .map(|v| bytes_of(v, &what))
-                .collect::<Result<_, _>>()?,
-        ),
-        ValueType::Bytes => FieldValues::Bytes(
-            items
-                .iter()
-                .map(|v| bytes_of(v, &what))
-                .collect::<Result<_, _>>()?,
-        ),
-        ValueType::Integer => FieldValues::Integer(
-            items
-                .iter()
-                .map(|v| number_of(v, &what).map(|n| n as i64))
-                .collect::<Result<_, _>>()?,
-        ),
-        ValueType::Double => FieldValues::Double(
-            items
-                .iter()
-                .map(|v| number_of(v, &what))
-                .collect::<Result<_, _>>()?,
-        ),
+        ValueType::String => FieldValues::String(items.iter().map(text).collect()),
+        ValueType::Bytes => FieldValues::Bytes(items.iter().map(text).collect()),
+        ValueType::Integer => {
+            FieldValues::Integer(items.iter().map(|v| number(v) as i64).collect())
+        }
+        ValueType::Double => FieldValues::Double(items.iter().map(number).collect()),
         ValueType::Bool => FieldValues::Bool(
             items
                 .iter()
-                .map(|v| match v {
-                    Value::Boolean(b) => Ok(*b),
-                    other => Err(format!(
-                        "{what} mixes booleans with {}",
-                        super::lua_values::lua_type(other)
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
+                .map(|v| matches!(v, Value::Boolean(true)))
+                .collect(),
         ),
     })
 }
@@ -328,7 +342,9 @@ pub fn message_to_table(lua: &Lua, m: &MessageView) -> mlua::Result<Table> {
     text("Payload", m.payload())?;
     text("EnvVersion", m.env_version())?;
     text("Hostname", m.hostname())?;
-    t.raw_set("Severity", m.severity())?;
+    if let Some(severity) = m.severity_raw() {
+        t.raw_set("Severity", severity)?;
+    }
     if let Some(pid) = m.pid() {
         t.raw_set("Pid", pid)?;
     }

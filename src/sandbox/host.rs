@@ -57,8 +57,9 @@ pub enum InjectError {
     /// this `Result` for every message, and a small one costs less to return.
     #[error(transparent)]
     Log(Box<LogError>),
-    /// The table or protobuf string is not a valid message.
-    #[error("{0}")]
+    /// The table or protobuf string is not a valid message (lua_sandbox's words after
+    /// `failed: `).
+    #[error("failed: {0}")]
     Message(String),
 }
 
