@@ -1005,3 +1005,71 @@ fn inject_message_errors_read_as_lua_sandboxs() {
         assert!(got.contains(expected), "{fields}: {got}");
     }
 }
+
+#[test]
+fn zero_copy_read_message_is_a_reference_read_again_on_each_use() {
+    let e = env();
+    // Analysis: into the payload.
+    let lua = r#"
+        local payload = read_message("Payload", nil, nil, true)
+        local user = read_message("Fields[user]", 1, 0, true)
+        local framed = read_message("framed", nil, nil, true)
+        function process_message()
+            assert(tostring(payload) == "Failed password", tostring(payload))
+            assert(tostring(user) == "admin")
+            assert(tostring(framed) == read_message("framed"))
+            add_to_payload(payload, " by ", user)
+            inject_payload("txt", "zc", "!")
+            local ok, err = pcall(read_message, "Timestamp", nil, nil, true)
+            assert(not ok and err:find("not supported/recognized for zero copy", 1, true), err)
+            return 0
+        end
+        function timer_event()
+            -- No current message: the reference reads nothing.
+            assert(tostring(payload) == nil)
+        end
+    "#;
+    let sandbox = e
+        .sandbox(
+            PluginKind::Analysis,
+            "message_matcher = 'TRUE' process_message_inject_limit = 1",
+            lua,
+        )
+        .unwrap();
+    sandbox.set_current(Some(sample()));
+    assert_eq!(sandbox.process_message(()).unwrap(), (0, None));
+    sandbox.take_current();
+    sandbox.timer_event(0, false).unwrap();
+    sandbox.host().appender.as_ref().unwrap().flush().unwrap();
+    let injected = e.messages(blink::log::ANALYSIS_TOPIC);
+    assert_eq!(
+        injected[0].payload.as_deref(),
+        Some(&b"Failed password by admin!"[..])
+    );
+    // Output: a file's write takes the reference, as the heka encoders hand it over.
+    let path = e.dir.path().join("out.pb");
+    let lua = format!(
+        r#"
+        local io = require "io"
+        local f = assert(io.open({path:?}, "wb"))
+        local function encode() return read_message("framed", nil, nil, true) end
+        function process_message()
+            f:write(encode(), "|", read_message("Type", nil, nil, true))
+            f:flush()
+            return 0
+        end
+        function timer_event() end
+        "#,
+        path = path.to_str().unwrap()
+    );
+    let sandbox = e
+        .sandbox(PluginKind::Output, "message_matcher = 'TRUE'", &lua)
+        .unwrap();
+    sandbox.set_current(Some(sample()));
+    assert_eq!(sandbox.process_message(()).unwrap(), (0, None));
+    let written = std::fs::read(&path).unwrap();
+    let mut framed = Vec::new();
+    blink::message::stream::frame(&sample(), &mut framed);
+    framed.extend_from_slice(b"|auth");
+    assert_eq!(written, framed);
+}

@@ -6,6 +6,11 @@
 //! answer straight from the message's bytes. Nothing with a destructor is alive on the Rust side
 //! when it calls into Lua (a push can raise a memory error, which unwinds with `longjmp`), and
 //! errors are plain Lua strings with the caller's `file:line:`, as lua_sandbox raises them.
+//!
+//! `read_message(name, fi, ai, true)` (zero copy) returns a reference instead of a copy, as
+//! lua_sandbox does: an object that reads the field from whatever message is current each time
+//! it is used (`tostring`, `add_to_payload`, `inject_payload`, a file's `write`, a Kafka
+//! producer's `send`), so an encoder can hand back "the raw message" without copying it.
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_int, c_void};
@@ -143,11 +148,27 @@ unsafe fn raise(state: *mut lua_State, prefix: &str, middle: &[u8], suffix: &str
     }
 }
 
-/// `read_message(name, field_index, array_index)`.
+/// The fields a zero-copy reference may name (lua_sandbox's): byte strings only.
+fn zero_copy_field(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"Uuid"
+            | b"Type"
+            | b"Logger"
+            | b"Payload"
+            | b"EnvVersion"
+            | b"Hostname"
+            | b"raw"
+            | b"framed"
+    ) || (name.len() >= 8 && name.starts_with(b"Fields[") && name.ends_with(b"]"))
+}
+
+/// `read_message(name, field_index, array_index, zero_copy)`.
 ///
 /// # Safety
 /// Called by Lua only, as the closure [`install_read_message`] made: upvalue 1 is a pointer to
-/// the sandbox's `UnsafeCell<Current>`, alive for as long as the state.
+/// the sandbox's `UnsafeCell<Current>`, alive for as long as the state; upvalue 2 makes
+/// zero-copy references.
 unsafe extern "C-unwind" fn read_message(state: *mut lua_State) -> c_int {
     // SAFETY: the upvalue is valid (above) and nothing else touches `Current` while Lua runs on
     // this thread, so the `&mut` is unique; `name` is a Lua string kept alive by the stack
@@ -173,6 +194,23 @@ unsafe extern "C-unwind" fn read_message(state: *mut lua_State) -> c_int {
             ffi::lua_pushnil(state);
             return 1;
         };
+        if ffi::lua_toboolean(state, 4) != 0 {
+            if !zero_copy_field(name) {
+                raise(
+                    state,
+                    "read_message() field: '",
+                    name,
+                    "' not supported/recognized for zero copy",
+                );
+            }
+            // make_reference(name, fi, ai): Lua code, called with the arguments as given.
+            ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
+            ffi::lua_pushvalue(state, 1);
+            ffi::lua_pushinteger(state, fi as ffi::lua_Integer);
+            ffi::lua_pushinteger(state, ai as ffi::lua_Integer);
+            ffi::lua_call(state, 3, 1);
+            return 1;
+        }
         match current.read(name, fi, ai) {
             Answer::Nil => ffi::lua_pushnil(state),
             Answer::Number(n) => ffi::lua_pushnumber(state, n),
@@ -191,16 +229,64 @@ unsafe extern "C-unwind" fn read_message(state: *mut lua_State) -> c_int {
     }
 }
 
+/// Zero-copy references: a table `{name, fi, ai}` whose metatable reads the field again on
+/// each `tostring`. Returns the maker, a setter for the `read_message` it reads with, and the
+/// metatable (which Rust code recognises references by).
+const ZERO_COPY: &str = r#"
+local setmetatable = setmetatable
+local read
+local mt = {__metatable = "read_message zero copy"}
+mt.__tostring = function(ref) return read(ref[1], ref[2], ref[3]) end
+return function(name, fi, ai) return setmetatable({name, fi, ai}, mt) end,
+       function(f) read = f end,
+       mt
+"#;
+
+/// The registry key of the zero-copy references' metatable.
+pub const ZERO_COPY_METATABLE: &str = "blink.read_message_zc";
+
+/// The text of `value` if it is a zero-copy reference: `Some(None)` when its field is absent
+/// from the current message, `None` when `value` is no reference.
+pub fn zero_copy_text(
+    lua: &Lua,
+    value: &mlua::Value,
+) -> mlua::Result<Option<Option<mlua::LuaString>>> {
+    let mlua::Value::Table(t) = value else {
+        return Ok(None);
+    };
+    let Some(mt) = t.metatable() else {
+        return Ok(None);
+    };
+    let ours: mlua::Table = lua.named_registry_value(ZERO_COPY_METATABLE)?;
+    if mt != ours {
+        return Ok(None);
+    }
+    let tostring: mlua::Function = ours.raw_get("__tostring")?;
+    tostring
+        .call::<Option<mlua::LuaString>>(t.clone())
+        .map(Some)
+}
+
 /// Makes `read_message` a global of `lua` reading `current`.
 pub fn install_read_message(lua: &Lua, current: &SharedCurrent) -> mlua::Result<()> {
+    let (make, set_read, metatable): (mlua::Function, mlua::Function, mlua::Table) = lua
+        .load(ZERO_COPY)
+        .set_name("=[read_message zero copy]")
+        .call(())?;
+    lua.set_named_registry_value(ZERO_COPY_METATABLE, metatable)?;
     let ptr = Rc::as_ptr(current).cast_mut().cast::<c_void>();
     // SAFETY: the closure's upvalue points at `current`, which the sandbox keeps alive for as
-    // long as the Lua state (the state is dropped first; see `Sandbox`).
-    unsafe {
-        lua.exec_raw::<()>((), |state| {
+    // long as the Lua state (the state is dropped first; see `Sandbox`); `make` is on the stack
+    // (exec_raw pushed it) when it becomes upvalue 2.
+    let read: mlua::Function = unsafe {
+        lua.exec_raw(make, |state| {
             ffi::lua_pushlightuserdata(state, ptr);
-            ffi::lua_pushcclosure(state, read_message, 1);
+            ffi::lua_pushvalue(state, -2);
+            ffi::lua_pushcclosure(state, read_message, 2);
+            ffi::lua_pushvalue(state, -1);
             ffi::lua_setfield(state, ffi::LUA_GLOBALSINDEX, c"read_message".as_ptr());
+            ffi::lua_remove(state, -2); // `make`: the closure alone is returned
         })
-    }
+    }?;
+    set_read.call::<()>(read)
 }

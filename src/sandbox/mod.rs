@@ -96,6 +96,33 @@ pub struct Sandbox {
     host: host::SharedHost,
 }
 
+/// `io.write` and a file's `write` take zero-copy references (`read_message(…, true)`) as
+/// lua_sandbox's do: each is written as its field of the current message (nothing if absent).
+/// Arguments are only copied when one is a reference.
+const IO_ZERO_COPY: &str = r##"
+local io, getmetatable = ...
+local select, tostring, unpack = select, tostring, unpack
+local MARK = "read_message zero copy"
+local function plain(...)
+    local n = select("#", ...)
+    for i = 1, n do
+        if getmetatable((select(i, ...))) == MARK then
+            local args = {...}
+            for j = i, n do
+                if getmetatable(args[j]) == MARK then args[j] = tostring(args[j]) or "" end
+            end
+            return unpack(args, 1, n)
+        end
+    end
+    return ...
+end
+local methods = getmetatable(io.stdout).__index
+local write = methods.write
+methods.write = function(f, ...) return write(f, plain(...)) end
+local io_write = io.write
+io.write = function(...) return io_write(plain(...)) end
+"##;
+
 impl Sandbox {
     /// Creates the state, installs the API for the plugin's kind, and runs the plugin's file.
     pub fn new(
@@ -234,6 +261,11 @@ impl Sandbox {
                     globals.raw_get::<Function>("type")?,
                 ))?;
             string.raw_set("rep", rep)?;
+        }
+        if let Some(io) = libs.raw_get::<Option<Table>>("io")? {
+            lua.load(IO_ZERO_COPY)
+                .set_name("=[io]")
+                .call::<()>((io, globals.raw_get::<Function>("getmetatable")?))?;
         }
         for name in [
             "os",

@@ -31,7 +31,7 @@ pub(super) fn install(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
         lua.create_function(|lua, values: MultiValue| -> mlua::Result<NoResult> {
             let host = shared(lua);
             let mut host = host.borrow_mut();
-            if let Err(e) = append_values(&mut host.payload, &values) {
+            if let Err(e) = append_values(lua, &mut host.payload, &values) {
                 return Ok(Some(api_error(lua, "add_to_payload", e)));
             }
             if host.payload.len() > host.config.output_limit {
@@ -54,7 +54,7 @@ pub(super) fn install(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
                     return Ok(Some(api_error(lua, "inject_payload", error)));
                 }
                 let mut payload = std::mem::take(&mut host.payload);
-                if let Err(e) = append_values(&mut payload, &rest) {
+                if let Err(e) = append_values(lua, &mut payload, &rest) {
                     return Ok(Some(api_error(lua, "inject_payload", e)));
                 }
                 let mut m = Message::new(crate::message::new_uuid(), crate::time::now_nanos());

@@ -81,9 +81,16 @@ fn cfg_to_lua(lua: &Lua, value: &CfgValue) -> mlua::Result<Value> {
     })
 }
 
-/// Appends `values` to `out` as Lua's tostring would print them.
-fn append_values(out: &mut Vec<u8>, values: &MultiValue) -> Result<(), String> {
+/// Appends `values` to `out` as Lua's tostring would print them; a zero-copy reference
+/// (`read_message(…, true)`) appends its field of the current message, or nothing.
+fn append_values(lua: &Lua, out: &mut Vec<u8>, values: &MultiValue) -> Result<(), String> {
     for v in values {
+        if let Some(text) = super::current::zero_copy_text(lua, v).map_err(|e| e.to_string())? {
+            if let Some(text) = text {
+                out.extend_from_slice(&text.as_bytes());
+            }
+            continue;
+        }
         match v {
             Value::String(s) => out.extend_from_slice(&s.as_bytes()),
             Value::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
@@ -129,7 +136,7 @@ pub(super) fn install(
                 if i > 0 {
                     line.push(b'\t');
                 }
-                if append_values(&mut line, &MultiValue::from_iter([v.clone()])).is_err() {
+                if append_values(lua, &mut line, &MultiValue::from_iter([v.clone()])).is_err() {
                     line.extend_from_slice(lua_type(v).as_bytes());
                 }
             }

@@ -142,6 +142,17 @@ impl UserData for Producer {
                 match args.get(i) {
                     None | Some(Value::Nil) => Ok(None),
                     Some(Value::String(s)) => Ok(Some(s.clone())),
+                    // A zero-copy reference (`read_message("raw", nil, nil, true)`, what the
+                    // heka encoders return) stands for its text.
+                    Some(t @ Value::Table(table))
+                        if table.metatable().is_some_and(|mt| {
+                            mt.raw_get::<Value>("__tostring")
+                                .is_ok_and(|f| f.is_function())
+                        }) =>
+                    {
+                        let tostring: mlua::Function = lua.globals().raw_get("tostring")?;
+                        tostring.call::<Option<mlua::LuaString>>(t.clone())
+                    }
                     Some(other) => Err(mlua::Error::runtime(format!(
                         "producer:send: argument {} must be a string, not a {}",
                         i + 1,
