@@ -1073,3 +1073,37 @@ fn zero_copy_read_message_is_a_reference_read_again_on_each_use() {
     framed.extend_from_slice(b"|auth");
     assert_eq!(written, framed);
 }
+
+#[test]
+fn input_and_output_plugins_get_hindsights_os_and_analysis_plugins_do_not() {
+    let e = env();
+    let from = e.dir.path().join("a.txt");
+    let to = e.dir.path().join("b.txt");
+    std::fs::write(&from, "x").unwrap();
+    let lua = format!(
+        r#"
+        local os = require "os"
+        assert(os.getenv("PATH"))
+        assert(os.rename({from:?}, {to:?}))
+        assert(os.remove({to:?}))
+        assert(os.execute and os.tmpname)
+        assert(os.exit == nil and os.setlocale == nil, "never exit or setlocale")
+        local io = require "io"
+        assert(io.popen, "io as Hindsight gives it")
+        function process_message() return 0 end
+        function timer_event() end
+        "#,
+        from = from.to_str().unwrap(),
+        to = to.to_str().unwrap()
+    );
+    e.sandbox(PluginKind::Output, "message_matcher = 'TRUE'", &lua)
+        .unwrap();
+    assert!(!from.exists() && !to.exists());
+    e.sandbox(
+        PluginKind::Input,
+        "",
+        "local os = require 'os' assert(os.getenv and os.execute and not os.exit) \
+         function process_message() return 0 end",
+    )
+    .unwrap();
+}

@@ -238,10 +238,19 @@ impl Sandbox {
             }
         }
         // os: only the clock and calendar functions.
+        // os: for analysis plugins only the clock and calendar functions; input and output
+        // plugins, which talk to the world, get what Hindsight gives them too (getenv, execute,
+        // remove, rename, tmpname), never exit or setlocale (which would act on all of Blink).
         if let Some(os) = libs.raw_get::<Option<Table>>("os")? {
             let safe = lua.create_table()?;
-            for f in ["time", "date", "clock", "difftime"] {
-                safe.raw_set(f, os.raw_get::<Value>(f)?)?;
+            let io_only: &[&str] = match self.kind {
+                PluginKind::Analysis => &[],
+                PluginKind::Input | PluginKind::Output => {
+                    &["getenv", "execute", "remove", "rename", "tmpname"]
+                }
+            };
+            for f in ["time", "date", "clock", "difftime"].iter().chain(io_only) {
+                safe.raw_set(*f, os.raw_get::<Value>(*f)?)?;
             }
             libs.raw_set("os", safe)?;
         }
