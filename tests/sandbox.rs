@@ -1107,3 +1107,26 @@ fn input_and_output_plugins_get_hindsights_os_and_analysis_plugins_do_not() {
     )
     .unwrap();
 }
+
+#[test]
+fn bit_is_luabitop() {
+    let e = env();
+    let lua = r#"
+        local bit = require "bit"
+        assert(bit.tobit(0xffffffff) == -1 and bit.tobit(2^32 + 1) == 1)
+        assert(bit.bnot(0) == -1)
+        assert(bit.band(0x12345678, 0xff) == 0x78 and bit.band(7, 6, 3) == 2)
+        assert(bit.bor(1, 2, 4, 8) == 15 and bit.bxor(0xff, 0x0f) == 0xf0)
+        assert(bit.lshift(1, 31) == -2^31 and bit.lshift(1, 33) == 2, "shift counts are mod 32")
+        assert(bit.rshift(-1, 28) == 15 and bit.arshift(-256, 4) == -16)
+        assert(bit.rol(0x12345678, 8) == 0x34567812 and bit.ror(0x12345678, 8) == 0x78123456)
+        assert(bit.bswap(0x12345678) == 0x78563412)
+        assert(bit.tohex(255) == "000000ff" and bit.tohex(-1, -4) == "FFFF" and bit.tohex(0xabc, 2) == "bc")
+        assert(bit.band("3", 1) == 1, "numeric strings are numbers")
+        local ok, err = pcall(bit.band, {})
+        assert(not ok and tostring(err):find("bad argument #1 to 'band' (number expected, got table)", 1, true), tostring(err))
+        function process_message() return 0 end
+    "#;
+    e.sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", lua)
+        .unwrap();
+}

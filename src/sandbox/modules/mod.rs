@@ -5,10 +5,12 @@
 //! name, the log, its counters, its inject size limit and a checkpoint-confirm callback) and
 //! imports nothing of the sandbox. Adding one is a new file here and a row in [`MODULES`].
 //!
+//! - `bit`: LuaBitOp's bitwise operations on 32-bit integers (every plugin type).
 //! - `cjson`: JSON `decode`/`encode`, lua-cjson's call shape (every plugin type).
 //! - `kafka`: consumers over Blink's own topics for input plugins (their position is the
 //!   plugin's checkpoint), producers into them for output plugins.
 
+mod bit;
 mod cjson;
 mod kafka;
 
@@ -51,6 +53,11 @@ use PluginKind::{Analysis, Input, Output};
 
 /// Every host module.
 pub static MODULES: &[HostModule] = &[
+    HostModule {
+        name: "bit",
+        kinds: &[Input, Analysis, Output],
+        open: bit::open,
+    },
     HostModule {
         name: "cjson",
         kinds: &[Input, Analysis, Output],
