@@ -1130,3 +1130,48 @@ fn bit_is_luabitop() {
     e.sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", lua)
         .unwrap();
 }
+
+#[test]
+fn lfs_lists_and_describes_files_and_io_plugins_make_directories() {
+    let e = env();
+    let dir = e.dir.path().join("tree");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("a.txt"), "hello").unwrap();
+    let lua = format!(
+        r#"
+        local lfs = require "lfs"
+        local names = {{}}
+        for name in lfs.dir({dir:?}) do names[#names + 1] = name end
+        table.sort(names)
+        assert(table.concat(names, ",") == ".,..,a.txt,sub", table.concat(names, ","))
+        assert(lfs.attributes({dir:?} .. "/a.txt", "mode") == "file")
+        assert(lfs.attributes({dir:?} .. "/a.txt").size == 5)
+        assert(lfs.attributes({dir:?} .. "/sub", "mode") == "directory")
+        assert(type(lfs.attributes({dir:?} .. "/a.txt", "modification")) == "number")
+        assert(lfs.attributes({dir:?} .. "/a.txt", "ino") > 0)
+        local missing, err = lfs.attributes({dir:?} .. "/nope")
+        assert(missing == nil and err:find("No such file", 1, true), err)
+        assert(not pcall(lfs.dir, {dir:?} .. "/nope"))
+        assert(lfs.chdir("/") == nil, "chdir is refused")
+        if lfs.mkdir then
+            assert(lfs.mkdir({dir:?} .. "/made"))
+            assert(lfs.attributes({dir:?} .. "/made", "mode") == "directory")
+            assert(lfs.rmdir({dir:?} .. "/made"))
+        end
+        function process_message() return 0 end
+        function timer_event() end
+        "#,
+        dir = dir.to_str().unwrap()
+    );
+    e.sandbox(PluginKind::Output, "message_matcher = 'TRUE'", &lua)
+        .unwrap();
+    e.sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", &lua)
+        .unwrap();
+    e.sandbox(
+        PluginKind::Analysis,
+        "message_matcher = 'TRUE'",
+        "local lfs = require 'lfs' assert(lfs.mkdir == nil and lfs.attributes) \
+         function process_message() return 0 end",
+    )
+    .unwrap();
+}

@@ -7,12 +7,15 @@
 //!
 //! - `bit`: LuaBitOp's bitwise operations on 32-bit integers (every plugin type).
 //! - `cjson`: JSON `decode`/`encode`, lua-cjson's call shape (every plugin type).
+//! - `lfs`: LuaFileSystem's `attributes`, `dir`, `currentdir` (every plugin type), `mkdir`,
+//!   `rmdir`, `touch` (input and output).
 //! - `kafka`: consumers over Blink's own topics for input plugins (their position is the
 //!   plugin's checkpoint), producers into them for output plugins.
 
 mod bit;
 mod cjson;
 mod kafka;
+mod lfs;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -62,6 +65,11 @@ pub static MODULES: &[HostModule] = &[
         name: "cjson",
         kinds: &[Input, Analysis, Output],
         open: cjson::open,
+    },
+    HostModule {
+        name: "lfs",
+        kinds: &[Input, Analysis, Output],
+        open: lfs::open,
     },
     HostModule {
         name: "kafka",
