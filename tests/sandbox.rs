@@ -900,12 +900,12 @@ fn hostile_plugins_are_terminated_alone() {
 }
 
 #[test]
-fn read_config_gives_hindsights_values_over_the_cfgs_own() {
+fn read_config_gives_hindsights_values_where_the_cfg_has_none() {
     let e = env();
     let dir = e.dir.path().display().to_string();
     let check = format!(
         r#"
-        assert(read_config("Logger") == "output.p", tostring(read_config("Logger")))
+        assert(read_config("Logger") == "mine too", "the cfg's own key wins")
         assert(read_config("Hostname") == "test-host")
         assert(read_config("Pid") == 4242)
         assert(read_config("output_path") == "{dir}/data", read_config("output_path"))
@@ -927,7 +927,7 @@ fn read_config_gives_hindsights_values_over_the_cfgs_own() {
     );
     e.sandbox(
         PluginKind::Output,
-        "message_matcher = 'TRUE' ticker_interval = 5 Logger = 'not mine' my_key = 'mine'",
+        "message_matcher = 'TRUE' ticker_interval = 5 Logger = 'mine too' my_key = 'mine'",
         &check,
     )
     .unwrap();

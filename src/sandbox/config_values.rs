@@ -1,7 +1,10 @@
-//! What `read_config` answers: the plugin's cfg, under the values Hindsight adds to every
-//! plugin's configuration and that override the cfg's own.
+//! What `read_config` answers beyond the plugin's cfg: the values Hindsight adds to every
+//! plugin's configuration.
 //!
-//! Hindsight appends them to each cfg before the plugin sees it: `Hostname`, `Pid`, the module
+//! Hindsight appends them to each cfg before the plugin sees it, overriding a cfg key of the
+//! same name; Blink gives them where the cfg has no such key, so a plugin's own `path` or
+//! `Logger` key reads back as written (on Hindsight it would be lost; no plugin written for
+//! Hindsight can rely on that). The values: `Hostname`, `Pid`, the module
 //! search paths `path` and `cpath`, and for input and output plugins `output_path`,
 //! `output_size`, `max_message_size`, `sandbox_load_path` and `sandbox_run_path`; then `Logger`
 //! (the plugin's name), its limits, `ticker_interval`, `preserve_data` and `log_level`, with
@@ -40,8 +43,9 @@ fn search_path(dirs: &[PathBuf]) -> String {
         .join(";")
 }
 
-/// The values that override `config`'s own for `read_config`, in Hindsight's order.
-pub fn overrides(
+/// The values `read_config` gives where `config` has no key of their name, in Hindsight's
+/// order.
+pub fn defaults(
     config: &PluginConfig,
     hostname: &str,
     pid: i32,
@@ -144,12 +148,8 @@ mod tests {
             PluginKind::Output,
             "filename = 'p.lua'\nmessage_matcher = 'TRUE'\nLogger = 'mine'\nasync_buffer_size = 20\n",
         );
-        let values = overrides(&output, "host1", 77, &dirs, 65536, &deployment);
-        assert_eq!(
-            get(&values, "Logger"),
-            Some(&text("output.p")),
-            "overrides the cfg"
-        );
+        let values = defaults(&output, "host1", 77, &dirs, 65536, &deployment);
+        assert_eq!(get(&values, "Logger"), Some(&text("output.p")));
         assert_eq!(get(&values, "Hostname"), Some(&text("host1")));
         assert_eq!(get(&values, "Pid"), Some(&CfgValue::Number(77.0)));
         assert_eq!(
@@ -174,7 +174,7 @@ mod tests {
             PluginKind::Analysis,
             "filename = 'p.lua'\nmessage_matcher = 'TRUE'\nthread = 3\n",
         );
-        let values = overrides(&analysis, "h", 1, &[], 65536, &deployment);
+        let values = defaults(&analysis, "h", 1, &[], 65536, &deployment);
         assert_eq!(get(&values, "thread"), Some(&CfgValue::Number(3.0)));
         assert_eq!(
             get(&values, "output_path"),

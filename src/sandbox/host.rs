@@ -36,7 +36,7 @@ pub struct SandboxSettings {
     /// load).
     pub stats: Option<std::sync::Arc<crate::plugin::PluginStats>>,
     /// Where the deployment keeps things, for `read_config` (Hindsight's values).
-    pub deployment: super::Deployment,
+    pub deployment: super::config_values::Deployment,
 }
 
 /// Why an inject was refused: the text after `inject_message() ` in the plugin's error.
@@ -100,8 +100,8 @@ pub struct Host {
     pub(super) scratch: Scratch,
     pub(super) defaults: Defaults,
     pub(super) keys: Option<heka::Keys>,
-    /// What `read_config` answers before the cfg's own keys (Hindsight's overrides).
-    pub(super) config_overrides: Vec<(String, crate::plugin::CfgValue)>,
+    /// What `read_config` answers for keys the cfg does not have (Hindsight's values).
+    pub(super) config_defaults: Vec<(String, crate::plugin::CfgValue)>,
     pub(super) lua_paths: Vec<std::path::PathBuf>,
     pub(super) max_message_size: usize,
     /// For host modules that read the log (`kafka`).
@@ -129,7 +129,7 @@ impl Host {
             hostname: settings.hostname.as_bytes().to_vec(),
             pid: settings.pid,
         };
-        let config_overrides = super::config_values::overrides(
+        let config_defaults = super::config_values::defaults(
             &config,
             &settings.hostname,
             settings.pid,
@@ -138,7 +138,7 @@ impl Host {
             &settings.deployment,
         );
         Host {
-            config_overrides,
+            config_defaults,
             config,
             appender,
             injected: 0,

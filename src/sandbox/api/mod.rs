@@ -120,8 +120,11 @@ pub(super) fn install(
         lua.create_function(|lua, key: String| {
             let host = shared(lua);
             let host = host.borrow();
-            let overridden = host.config_overrides.iter().find(|(k, _)| *k == key);
-            match overridden.map(|(_, v)| v).or_else(|| host.config.get(&key)) {
+            let value = host.config.get(&key).or_else(|| {
+                let default = host.config_defaults.iter().find(|(k, _)| *k == key);
+                default.map(|(_, v)| v)
+            });
+            match value {
                 Some(v) => cfg_to_lua(lua, v),
                 None => Ok(Value::Nil),
             }
