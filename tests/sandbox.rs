@@ -886,7 +886,7 @@ fn hostile_plugins_are_terminated_alone() {
         );
     }
     // A C module, asked for by name, is not found: the plugin fails to load, saying so.
-    for module in ["socket", "lpeg", "io.popen", "ffi", "debug"] {
+    for module in ["socket", "zlib", "io.popen", "ffi", "debug"] {
         let failed = e
             .sandbox(
                 PluginKind::Analysis,
@@ -1174,4 +1174,36 @@ fn lfs_lists_and_describes_files_and_io_plugins_make_directories() {
          function process_message() return 0 end",
     )
     .unwrap();
+}
+
+#[test]
+fn lpeg_grammars_run_in_plugins_and_runaway_ones_are_terminated() {
+    let e = env();
+    let lua = r#"
+        local l = require "lpeg"
+        l.locale(l)
+        local sp = l.space^0
+        local key = l.C((l.alnum + "_")^1)
+        local value = l.C((1 - l.S", ")^0)
+        local pair = l.Cg(key * sp * "=" * sp * value)
+        local kv = l.Cf(l.Ct("") * (pair * (sp * "," * sp)^-1)^0, rawset)
+        -- Two alternatives that both recurse to the end: 2^n steps on n "a"s.
+        local slow = l.P{ "S", S = "a" * l.V"S" * "x" + "a" * l.V"S" * "y" + l.P(true) }
+        function process_message()
+            local t = kv:match("user = alice, ip=10.0.0.1")
+            assert(t.user == "alice" and t.ip == "10.0.0.1", tostring(t.user))
+            assert(slow:match("ax") == 3 and slow:match(string.rep("a", 8)), "small inputs are fine")
+            return 0
+        end
+        function timer_event()
+            slow:match(string.rep("a", 40))
+        end
+    "#;
+    let sandbox = e
+        .sandbox(PluginKind::Analysis, "message_matcher = 'TRUE'", lua)
+        .unwrap();
+    sandbox.set_current(Some(sample()));
+    assert_eq!(sandbox.process_message(()).unwrap(), (0, None));
+    let t = sandbox.timer_event(0, false).unwrap_err();
+    assert!(t.0.contains("instruction_limit exceeded"), "{}", t.0);
 }

@@ -100,6 +100,8 @@ pub struct Host {
     pub(super) scratch: Scratch,
     pub(super) defaults: Defaults,
     pub(super) keys: Option<heka::Keys>,
+    /// The instruction budget, for host modules that loop in Rust (set once the sandbox is).
+    pub(super) steps: Option<std::rc::Rc<dyn crate::sandbox::modules::StepAccount>>,
     /// What `read_config` answers for keys the cfg does not have (Hindsight's values).
     pub(super) config_defaults: Vec<(String, crate::plugin::CfgValue)>,
     pub(super) lua_paths: Vec<std::path::PathBuf>,
@@ -138,6 +140,7 @@ impl Host {
             &settings.deployment,
         );
         Host {
+            steps: None,
             config_defaults,
             config,
             appender,
@@ -349,6 +352,10 @@ impl Host {
                     host.borrow_mut().confirm(sequence, failures);
                 }
             }),
+            steps: self
+                .steps
+                .clone()
+                .unwrap_or_else(|| std::rc::Rc::new(crate::sandbox::modules::Unlimited)),
         }
     }
 }

@@ -72,6 +72,20 @@ impl StepBudget {
     }
 }
 
+impl crate::sandbox::modules::StepAccount for StepBudget {
+    fn left(&self) -> u64 {
+        StepBudget::left(self)
+    }
+    fn spend(&self, used: u64) {
+        let left = StepBudget::left(self);
+        self.charge(left, left.saturating_sub(used));
+    }
+    fn exhausted(&self, lua: &Lua) -> mlua::Error {
+        self.exceeded.store(true, Ordering::Relaxed);
+        refuse_every_instruction(lua)
+    }
+}
+
 /// Turns a Rust function's `(FAIL, message)` into a Lua error raised at the caller's line, as
 /// C's `luaL_error` does (an error from a Rust callback would reach `pcall` as a userdata, not
 /// as the string Lua code expects).

@@ -166,6 +166,7 @@ impl Sandbox {
             },
             ticks_per_call: TICKS,
         };
+        sandbox.host.borrow_mut().steps = Some(std::rc::Rc::new(budget.clone()));
         lua_patterns::install(&sandbox.lua, &string, budget).map_err(fail)?;
         api::install(&sandbox.lua, kind, &sandbox.host, &sandbox.current).map_err(fail)?;
         if config.memory_limit > 0 {

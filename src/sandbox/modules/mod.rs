@@ -9,6 +9,8 @@
 //! - `cjson`: JSON `decode`/`encode`, lua-cjson's call shape (every plugin type).
 //! - `lfs`: LuaFileSystem's `attributes`, `dir`, `currentdir` (every plugin type), `mkdir`,
 //!   `rmdir`, `touch` (input and output).
+//! - `lpeg`: LPeg 1.0's patterns, grammars and captures, paid from the instruction limit
+//!   (every plugin type).
 //! - `kafka`: consumers over Blink's own topics for input plugins (their position is the
 //!   plugin's checkpoint), producers into them for output plugins.
 
@@ -16,6 +18,7 @@ mod bit;
 mod cjson;
 mod kafka;
 mod lfs;
+mod lpeg;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -30,6 +33,30 @@ use crate::plugin::{PluginKind, PluginStats};
 /// that deliver asynchronously.
 pub type Confirm = Rc<dyn Fn(u64, u64)>;
 
+/// Work a host module does outside Lua's VM (a matching loop), paid from the plugin's
+/// instruction limit like the plugin's own instructions.
+pub trait StepAccount {
+    /// Steps the running call may still take (`u64::MAX` without a limit).
+    fn left(&self) -> u64;
+    /// Records `used` steps taken.
+    fn spend(&self, used: u64);
+    /// The error that ends the plugin's call once its budget is spent.
+    fn exhausted(&self, lua: &Lua) -> mlua::Error;
+}
+
+/// No limit: for sandboxes without an instruction budget.
+pub struct Unlimited;
+
+impl StepAccount for Unlimited {
+    fn left(&self) -> u64 {
+        u64::MAX
+    }
+    fn spend(&self, _used: u64) {}
+    fn exhausted(&self, _lua: &Lua) -> mlua::Error {
+        mlua::Error::runtime("instruction_limit exceeded")
+    }
+}
+
 /// What a host module may know of the plugin that requires it.
 pub struct ModuleEnv {
     pub kind: PluginKind,
@@ -42,6 +69,8 @@ pub struct ModuleEnv {
     /// The most bytes one message the plugin injects may have.
     pub max_message_bytes: usize,
     pub confirm: Confirm,
+    /// The plugin's instruction budget, for modules that loop in Rust.
+    pub steps: Rc<dyn StepAccount>,
 }
 
 /// A host module: `open` returns its table, or `None` when it cannot work in this sandbox.
@@ -70,6 +99,11 @@ pub static MODULES: &[HostModule] = &[
         name: "lfs",
         kinds: &[Input, Analysis, Output],
         open: lfs::open,
+    },
+    HostModule {
+        name: "lpeg",
+        kinds: &[Input, Analysis, Output],
+        open: lpeg::open,
     },
     HostModule {
         name: "kafka",
