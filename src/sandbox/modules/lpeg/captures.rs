@@ -120,6 +120,7 @@ impl Evaluator<'_, '_> {
                         *i += 1;
                         break *end;
                     }
+                    // Positional values in order; a named group's first value under its name.
                     Some(_) => match self.one(i)?.out {
                         Out::Values(v) => {
                             for value in v {
@@ -239,26 +240,7 @@ impl Evaluator<'_, '_> {
                 self.groups.push((name.clone(), values.clone()));
                 return Ok(Out::Named(name.clone(), values));
             }
-            CapKind::Table => {
-                let t = self.lua.create_table()?;
-                let mut n = 0;
-                for c in children {
-                    match c.out {
-                        Out::Values(v) => {
-                            for value in v {
-                                n += 1;
-                                t.raw_set(n, value)?;
-                            }
-                        }
-                        Out::Named(k, v) => {
-                            if let Some(first) = v.into_iter().next() {
-                                t.raw_set(k, first)?;
-                            }
-                        }
-                    }
-                }
-                vec![Value::Table(t)]
-            }
+            CapKind::Table => unreachable!("table captures stream in `Evaluator::one`"),
             CapKind::Subst => vec![self.substitute(start, end, children)?],
             CapKind::Fold(f) => {
                 let Value::Function(f) = f else {
