@@ -44,6 +44,14 @@ fn usage(pid: u32) -> anyhow::Result<Usage> {
     Ok(Usage { ticks, switches })
 }
 
+/// `binary`, or this blink executable.
+pub(super) fn binary_or_this(binary: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match binary {
+        Some(b) => Ok(b),
+        None => std::env::current_exe().context("finding this blink"),
+    }
+}
+
 /// Starts `binary run` in `dir` and waits until it says it runs.
 pub(super) fn start(binary: &Path, dir: &Path) -> anyhow::Result<Child> {
     let mut child = Command::new(binary)
@@ -86,10 +94,7 @@ pub fn bench_idle(
     runs: usize,
     binary: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let binary = match binary {
-        Some(b) => b,
-        None => std::env::current_exe().context("finding this blink")?,
-    };
+    let binary = binary_or_this(binary)?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     println!(

@@ -100,10 +100,7 @@ pub fn bench_soak(
     rate: u64,
     binary: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let binary = match binary {
-        Some(b) => b,
-        None => std::env::current_exe().context("finding this blink")?,
-    };
+    let binary = super::bench_idle::binary_or_this(binary)?;
     let dir = root.join("soak");
     write_soak_deployment(&dir, rate)?;
     println!(

@@ -195,10 +195,15 @@ impl Acl {
             Resource::Cluster => (Kind::Cluster, "*"),
         };
         self.kind == kind
-            && self.principal.as_deref().is_none_or(|p| p == principal)
-            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.contains(peer)))
+            && self.applies_to(principal, peer)
             && self.name.matches(name)
             && self.covers_operation(operation)
+    }
+
+    /// Whether the ACL is about `principal` connecting from `peer`.
+    fn applies_to(&self, principal: &str, peer: IpAddr) -> bool {
+        self.principal.as_deref().is_none_or(|p| p == principal)
+            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.contains(peer)))
     }
 
     fn covers_operation(&self, operation: Operation) -> bool {
@@ -267,8 +272,7 @@ impl Acls {
         self.0.iter().any(|acl| {
             acl.allow
                 && acl.kind == Kind::Topic
-                && acl.principal.as_deref().is_none_or(|p| p == principal)
-                && (acl.hosts.is_empty() || acl.hosts.iter().any(|h| h.contains(peer)))
+                && acl.applies_to(principal, peer)
                 && acl.covers_operation(operation)
         })
     }

@@ -66,9 +66,24 @@ impl Broker {
     /// The broker over `log`; committed consumer offsets live beside it
     /// (`consumer_offsets.json`).
     pub fn new(config: KafkaConfig, address: SocketAddr, log: Arc<Log>) -> std::io::Result<Self> {
-        let host = config_host(&config, address);
-        let (policy, authenticator) = access(&config)
+        let access = Access::from_config(&config)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        Self::with_access(config, address, log, access)
+    }
+
+    /// [`Broker::new`] with who may connect and do what already read from `config` (the
+    /// listener reads it before touching the disk, and it is not read twice).
+    pub(super) fn with_access(
+        config: KafkaConfig,
+        address: SocketAddr,
+        log: Arc<Log>,
+        access: Access,
+    ) -> std::io::Result<Self> {
+        let host = config_host(&config, address);
+        let Access {
+            policy,
+            authenticator,
+        } = access;
         let groups = Coordinator::open(
             log.dir().join("consumer_offsets.json"),
             std::time::Duration::from_millis(config.group_initial_rebalance_delay_ms),
@@ -140,8 +155,24 @@ impl Broker {
 }
 
 /// Who may connect and what they may do, from `[kafka]`: the authorisation policy and what
-/// credentials are checked against. The error names the setting at fault.
-pub(super) fn access(config: &KafkaConfig) -> Result<(Policy, Authenticator), String> {
+/// credentials are checked against.
+pub(super) struct Access {
+    policy: Policy,
+    authenticator: Authenticator,
+}
+
+impl Access {
+    /// Reads users, key files and ACLs; the error names the setting at fault.
+    pub(super) fn from_config(config: &KafkaConfig) -> Result<Self, String> {
+        let (policy, authenticator) = access(config)?;
+        Ok(Access {
+            policy,
+            authenticator,
+        })
+    }
+}
+
+fn access(config: &KafkaConfig) -> Result<(Policy, Authenticator), String> {
     let networks = config
         .admin_networks
         .iter()

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::admission::{Admission, Refusal};
-use super::broker::{self, Broker, Endpoint};
+use super::broker::{self, Access, Broker, Endpoint};
 use super::sasl::Mechanism;
 use super::throttled_log::ThrottledLog;
 use super::{conn, tls};
@@ -44,6 +44,7 @@ pub struct KafkaListener {
     runtime: tokio::runtime::Runtime,
     bound: Vec<Bound>,
     config: KafkaConfig,
+    access: Access,
 }
 
 /// How long a stopping server waits for connections to finish the request they are serving
@@ -64,8 +65,8 @@ impl KafkaListener {
             .thread_name("blink-kafka")
             .enable_all()
             .build()?;
-        // Checked here, before anything touches the disk; the broker reads them again.
-        super::broker::access(config)
+        // Read here, before anything touches the disk, and handed to the broker.
+        let access = Access::from_config(config)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let bound = config
             .all_listeners()
@@ -76,6 +77,7 @@ impl KafkaListener {
             runtime,
             bound,
             config: config.clone(),
+            access,
         })
     }
 
@@ -85,6 +87,7 @@ impl KafkaListener {
             runtime,
             bound,
             config,
+            access,
         } = self;
         let addresses = bound
             .iter()
@@ -93,7 +96,7 @@ impl KafkaListener {
         let main = *addresses.first().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "no Kafka listener")
         })?;
-        let broker = Arc::new(Broker::new(config.clone(), main, log)?);
+        let broker = Arc::new(Broker::with_access(config.clone(), main, log, access)?);
         for (b, address) in bound.iter().zip(&addresses) {
             let via = &b.via;
             let sasl: Vec<_> = via.sasl.iter().map(|m| m.name()).collect();

@@ -194,7 +194,9 @@ unsafe extern "C-unwind" fn read_message(state: *mut lua_State) -> c_int {
             ffi::lua_pushnil(state);
             return 1;
         };
-        if ffi::lua_toboolean(state, 4) != 0 {
+        // Most calls pass one to three arguments: counting them is cheaper than reading a
+        // fourth that is not there.
+        if ffi::lua_gettop(state) >= 4 && ffi::lua_toboolean(state, 4) != 0 {
             if !zero_copy_field(name) {
                 raise(
                     state,
