@@ -681,6 +681,7 @@ fn a_slow_stop_does_not_lock_the_pipeline() {
         backpressure: 0,
         output_size: 64 << 20,
         load_dir: w.path().join("hs_load"),
+        mode: blink::runner::Mode::Live,
     };
     let pipeline = Arc::new(Pipeline::start(context, 1).unwrap());
     let input = log.partition(INPUT_TOPIC, 0).unwrap();

@@ -66,6 +66,7 @@ pub(super) fn context(
         backpressure: 0,
         output_size: 64 << 20,
         load_dir: "hs_load".into(),
+        mode: blink::runner::Mode::Live,
     }
 }
 

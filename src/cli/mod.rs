@@ -38,6 +38,11 @@ enum Command {
         /// Global config (TOML); defaults to cfg/blink.toml when it exists.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Run as hindsight_cli does: no Kafka server; stop once every input has finished and
+        /// what they produced has been processed; timers follow message timestamps. Exits with
+        /// 2 if an input failed, plus 4 for an analysis plugin, plus 8 for an output.
+        #[arg(long)]
+        batch: bool,
     },
     /// Write a new deployment into DIR: cfg/blink.toml, the example pipeline in hs_run/, and
     /// empty hs_load/ and lua_modules/.
@@ -66,7 +71,14 @@ enum Command {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => run::run(&config_file::load_config(config.as_deref())?),
+        Command::Run { config, batch } => {
+            let mode = if batch {
+                blink::runner::Mode::Batch
+            } else {
+                blink::runner::Mode::Live
+            };
+            run::run(&config_file::load_config(config.as_deref())?, mode)
+        }
         Command::Init { dir } => init::init(&dir),
         Command::Cat(args) => cat::cat(args),
         Command::Credential { user, iterations } => credential::credential(&user, iterations),

@@ -1,5 +1,7 @@
 //! `blink run`: open the log, start every plugin in `hs_run/`, apply and watch `hs_load/`, stop
-//! cleanly on a signal.
+//! cleanly on a signal. With `--batch`, as `hindsight_cli`: no Kafka server, stop once every
+//! input has finished and everything it produced has been processed, and exit with
+//! hindsight_cli's status.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,14 +15,16 @@ use blink::durability::Durability;
 use blink::hotload::HotLoader;
 use blink::kafka::KafkaListener;
 use blink::log::Log;
-use blink::runner::{Context, Pipeline, Stats};
+use blink::runner::{Context, Mode, Pipeline, Stats};
 use blink::stop::StopToken;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// How often `plugins.tsv` and `hotload.tsv` are rewritten.
 const STATS_EVERY: Duration = Duration::from_secs(1);
+/// Batch mode: how often the inputs are looked at to see whether all have finished.
+const INPUTS_POLL: Duration = Duration::from_millis(50);
 
-pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Config, mode: Mode) -> anyhow::Result<ExitCode> {
     // Blink's own stop: a signal or a plugin's shutdown_on_terminate stops it, and the main
     // thread then stops everything in data-flow order.
     let stop = StopToken::new();
@@ -61,7 +65,7 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
             cwd.display()
         );
     }
-    let kafka_listener = if config.kafka.listen.is_empty() {
+    let kafka_listener = if config.kafka.listen.is_empty() || mode == Mode::Batch {
         None
     } else {
         // The error names the listener or TLS file at fault.
@@ -100,6 +104,7 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
         backpressure: config.backpressure,
         output_size: config.output_size,
         load_dir: config.sandbox_load_path.clone(),
+        mode,
     };
     // Before the plugins: a client may produce as soon as Blink says it runs.
     let kafka = match kafka_listener {
@@ -123,12 +128,32 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
                 config.sandbox_load_path.display()
             )
         })?;
-    tracing::info!(output_path = %config.output_path.display(), fsync = ?config.fsync, "blink is running; SIGINT or SIGTERM stops it");
+    match mode {
+        Mode::Live => {
+            tracing::info!(output_path = %config.output_path.display(), fsync = ?config.fsync, "blink is running; SIGINT or SIGTERM stops it")
+        }
+        Mode::Batch => {
+            tracing::info!(output_path = %config.output_path.display(), "blink is running in batch mode: until every input has finished")
+        }
+    }
 
-    // Until the stop, writing the stats every STATS_EVERY (the wait returns early only for it).
-    while !stop.wait_timeout(STATS_EVERY) {
-        if let Err(e) = stats.write(&stats_dir) {
-            tracing::warn!(dir = %stats_dir.display(), error = %e, "cannot write plugin stats");
+    // Until the stop (or, in batch mode, until the inputs have finished), writing the stats
+    // every STATS_EVERY.
+    let mut stats_written = std::time::Instant::now();
+    let poll = match mode {
+        Mode::Live => STATS_EVERY,
+        Mode::Batch => INPUTS_POLL,
+    };
+    while !stop.wait_timeout(poll) {
+        if stats_written.elapsed() >= STATS_EVERY {
+            if let Err(e) = stats.write(&stats_dir) {
+                tracing::warn!(dir = %stats_dir.display(), error = %e, "cannot write plugin stats");
+            }
+            stats_written = std::time::Instant::now();
+        }
+        if mode == Mode::Batch && pipeline.inputs_finished() {
+            tracing::info!("every input has finished; processing what they produced");
+            break;
         }
     }
     tracing::info!("stopping: inputs, then analysis, then outputs");
@@ -143,5 +168,17 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
     }
     log.close().context("closing the log")?;
     tracing::info!("stopped cleanly");
-    Ok(ExitCode::SUCCESS)
+    Ok(match mode {
+        Mode::Live => ExitCode::SUCCESS,
+        Mode::Batch => {
+            let status = stats.batch_status();
+            if status != 0 {
+                tracing::warn!(
+                    status,
+                    "plugins failed (2: an input, 4: an analysis plugin, 8: an output; summed)"
+                );
+            }
+            ExitCode::from(status)
+        }
+    })
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use super::clock::{Clock, Mode, Ticker};
 use super::instance::{Instance, StartError};
 use super::worker::Worker;
 use super::{Context, Runner};
@@ -65,8 +66,7 @@ pub struct AnalysisThread {
 /// A plugin loaded on the thread.
 struct Loaded {
     instance: Instance,
-    interval: Option<Duration>,
-    next_timer: Instant,
+    ticker: Ticker,
     /// The first offset this plugin processes: the thread's reader may be behind it (another
     /// plugin of the thread is replaying older messages).
     from: i64,
@@ -132,6 +132,7 @@ impl AnalysisThread {
                 reader: None,
                 input: queue,
                 stop: &stop,
+                clock: Clock::new(ctx.mode),
             };
             for (config, from) in plugins {
                 if let Err(e) = thread.add(config.clone(), from) {
@@ -216,12 +217,9 @@ fn load(
             source,
         })?;
     let instance = Instance::open(ctx, config, Some(appender), stop)?;
-    let interval =
-        (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
     Ok(Loaded {
         instance,
-        next_timer: Instant::now() + interval.unwrap_or_default(),
-        interval,
+        ticker: Ticker::new(ctx.mode, config.ticker_interval),
         from,
         dead: false,
     })
@@ -235,6 +233,8 @@ struct ThreadState<'a> {
     reader: Option<PartitionReader>,
     input: Arc<Partition>,
     stop: &'a StopToken,
+    /// The thread's time: timers and the final `timer_event` read it.
+    clock: Clock,
 }
 
 impl ThreadState<'_> {
@@ -317,7 +317,7 @@ impl ThreadState<'_> {
     /// The last steps of a plugin leaving the thread: `timer_event(ns, true)`, preserve_data,
     /// what it injected written, its position and stats recorded.
     fn shut_down(&self, plugin: &Loaded) {
-        if !plugin.instance.finish(self.ctx) {
+        if !plugin.instance.finish(self.ctx, self.clock.now_ns()) {
             // The position stays behind, so nothing is skipped when writing works again.
             return;
         }
@@ -371,10 +371,16 @@ impl ThreadState<'_> {
         }
     }
 
-    /// Reads the queue until Blink stops, applying commands between messages.
+    /// Reads the queue until Blink stops (in batch mode: until it stops and everything in the
+    /// queue has been read), applying commands between messages.
     fn run(&mut self, inbox: &mpsc::Receiver<Command>, pending: &AtomicBool) {
         let mut since_checkpoint = 0u32;
-        while !self.stop.is_stopped() {
+        let batch = self.clock.mode() == Mode::Batch;
+        loop {
+            let stopping = self.stop.is_stopped();
+            if stopping && !batch {
+                break;
+            }
             // A plain load first: a swap (a locked instruction) on every message would cost more.
             if pending.load(Ordering::Relaxed) && pending.swap(false, Ordering::Acquire) {
                 while let Ok(command) = inbox.try_recv() {
@@ -382,6 +388,9 @@ impl ThreadState<'_> {
                 }
             }
             let Some(reader) = &mut self.reader else {
+                if stopping {
+                    break;
+                }
                 // No plugins: nothing to read until one is loaded. A command or `stop` unparks
                 // the thread (a token left by an unpark before the park is not lost).
                 match inbox.try_recv() {
@@ -394,10 +403,14 @@ impl ThreadState<'_> {
             match reader.next_record() {
                 Ok(Some(record)) => {
                     self.process(record);
+                    if batch {
+                        // Message time moved: timers follow it message by message.
+                        self.run_timers();
+                    }
                     since_checkpoint += 1;
                     if since_checkpoint >= CHECKPOINT_EVERY {
                         self.checkpoint();
-                        self.run_timers(false);
+                        self.run_timers();
                         since_checkpoint = 0;
                     }
                 }
@@ -406,12 +419,15 @@ impl ThreadState<'_> {
                         self.checkpoint();
                         since_checkpoint = 0;
                     }
-                    self.run_timers(false);
+                    if stopping {
+                        // Batch mode: the queue is drained.
+                        break;
+                    }
+                    self.run_timers();
                     let next = self
                         .plugins
                         .iter()
-                        .filter(|p| p.interval.is_some())
-                        .map(|p| p.next_timer)
+                        .filter_map(|p| p.ticker.next_wall())
                         .min();
                     // Appends, commands and `stop` all wake the reader: the cap is a safety net.
                     let wait =
@@ -420,6 +436,10 @@ impl ThreadState<'_> {
                         let _ = reader.wait(wait.min(IDLE_WAIT));
                     }
                 }
+                Err(e) if stopping => {
+                    tracing::error!(error = %e, "cannot read {INPUT_TOPIC} while stopping");
+                    break;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read {INPUT_TOPIC}; retrying in 1 s");
                     std::thread::sleep(Duration::from_secs(1));
@@ -427,7 +447,7 @@ impl ThreadState<'_> {
             }
         }
         for plugin in &self.plugins {
-            plugin.instance.finish(self.ctx);
+            plugin.instance.finish(self.ctx, self.clock.now_ns());
         }
         self.checkpoint();
         tracing::info!("stopped");
@@ -439,7 +459,10 @@ impl ThreadState<'_> {
         // Queue records were validated when written (Blink encodes injects itself; a Kafka
         // produce into a queue is checked), and their batch CRC was checked on read.
         let index = match MessageView::parse_trusted(&value) {
-            Ok(view) => view.index(),
+            Ok(view) => {
+                self.clock.observe(view.timestamp());
+                view.index()
+            }
             Err(e) => {
                 tracing::warn!(offset = record.offset, error = %e, "skipping a record of {INPUT_TOPIC} that is not a Heka message");
                 return;
@@ -509,21 +532,16 @@ impl ThreadState<'_> {
         self.record_position();
     }
 
-    fn run_timers(&mut self, shutdown: bool) {
-        let now = Instant::now();
+    fn run_timers(&mut self) {
         let mut dead = false;
         for plugin in self.plugins.iter_mut() {
-            let Some(interval) = plugin.interval else {
-                continue;
-            };
-            if plugin.next_timer > now {
+            if !plugin.ticker.due(&self.clock) {
                 continue;
             }
-            plugin.next_timer = (plugin.next_timer + interval).max(now);
             if let Err(t) = plugin
                 .instance
                 .sandbox
-                .timer_event(crate::time::now_nanos(), shutdown)
+                .timer_event(self.clock.now_ns(), false)
             {
                 self.ctx.terminated(&plugin.instance.config, &t.0);
                 plugin.dead = true;

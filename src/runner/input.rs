@@ -54,6 +54,13 @@ impl InputRunner {
     }
 }
 
+impl InputRunner {
+    /// Whether its thread has ended (the plugin returned for good, failed, or was stopped).
+    pub fn finished(&self) -> bool {
+        self.worker.finished()
+    }
+}
+
 impl Runner for InputRunner {
     /// An input blocked in I/O (or ignoring `is_running()`) holds nothing unwritten: after 5 s
     /// it is fenced and left behind, so a restart or a shutdown is never held up by it.
@@ -174,6 +181,6 @@ fn run_input(ctx: &Context, config: &Arc<PluginConfig>, appender: Appender, stop
         tracing::warn!("a fenced instance finished late; its data is not preserved");
         return;
     }
-    instance.finish(ctx);
+    instance.finish(ctx, crate::time::now_nanos());
     tracing::info!(injected = sandbox.host().injected, "stopped");
 }

@@ -118,11 +118,11 @@ impl Instance {
     /// `preserve_data` saved (only if that succeeded), what it injected written, its counters
     /// published. A failure in the timer is reported as the plugin's termination; the result
     /// says whether what it injected is written (false: logged, and the caller's position must
-    /// stay behind so nothing is skipped).
-    pub fn finish(&self, ctx: &Context) -> bool {
+    /// stay behind so nothing is skipped). `now_ns`: the runner's time (its clock).
+    pub fn finish(&self, ctx: &Context, now_ns: i64) -> bool {
         let timer = match self.config.kind {
             PluginKind::Input => Ok(()),
-            _ => self.sandbox.timer_event(crate::time::now_nanos(), true),
+            _ => self.sandbox.timer_event(now_ns, true),
         };
         match timer {
             Ok(()) => {

@@ -7,6 +7,7 @@
 //! terminated alone: its error goes to `hs_run/<kind>/<name>.err` and to the log.
 
 mod analysis;
+mod clock;
 mod input;
 mod instance;
 mod output;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use clock::Mode;
 pub use instance::StartError;
 pub use pipeline::{LoadError, LoadOutcome, Pipeline};
 pub use stats::{HotloadCounters, PluginStats, Stats};
@@ -74,6 +76,9 @@ pub struct Context {
     /// tells them; Blink's own use of them is elsewhere).
     pub output_size: u64,
     pub load_dir: PathBuf,
+    /// Live, or batch (`blink run --batch`): readers drain their queues before they stop, and
+    /// timers follow message time.
+    pub mode: Mode,
 }
 
 /// Copies a sandbox's counters into its stats (called at checkpoints, not per message).
@@ -159,6 +164,7 @@ impl Context {
     /// Records a plugin's termination: `.err` file, log line, and Blink's shutdown if asked.
     fn terminated(&self, config: &PluginConfig, message: &str) {
         tracing::error!(plugin = %config.name, error = %message, "plugin terminated");
+        self.stats.failed(config.kind);
         self.stats
             .plugin(&config.name)
             .set_state(format!("terminated: {message}"));

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::clock::{Clock, Mode, Ticker};
 use super::instance::Instance;
 use super::worker::Worker;
 use super::{Context, Runner};
@@ -175,9 +176,10 @@ fn run_output(
     }
     tracing::info!("started");
     let notifier = ctx.log.notifier();
-    let interval =
-        (config.ticker_interval > 0).then(|| Duration::from_secs(config.ticker_interval));
-    let mut next_timer = Instant::now() + interval.unwrap_or_default();
+    let mut clock = Clock::new(ctx.mode);
+    let mut ticker = Ticker::new(ctx.mode, config.ticker_interval);
+    // Batch mode: a stop ends the run only once both queues are read to their ends.
+    let batch = ctx.mode == Mode::Batch;
     // Positions waiting for confirmation (batch/async), by sequence id.
     let mut pending: VecDeque<(u64, Positions)> = VecDeque::new();
     // Positions confirmed but not yet handed to the checkpoint store: written every
@@ -199,7 +201,11 @@ fn run_output(
             since_store = 0;
         }
     };
-    'run: while !stop.is_stopped() {
+    'run: loop {
+        let stopping = stop.is_stopped();
+        if stopping && !batch {
+            break;
+        }
         let generation = notifier.generation();
         // The older of the queues' next records, input first on a tie.
         let pick = sources
@@ -214,17 +220,17 @@ fn run_output(
             if let Some(positions) = confirmed.take() {
                 store(&positions);
             }
-            if let Some(interval) = interval
-                && Instant::now() >= next_timer
+            if stopping {
+                break;
+            }
+            if ticker.due(&clock)
+                && let Err(t) = sandbox.timer_event(clock.now_ns(), false)
             {
-                if let Err(t) = sandbox.timer_event(crate::time::now_nanos(), false) {
-                    return ctx.terminated(config, &t.0);
-                }
-                next_timer = (next_timer + interval).max(Instant::now());
+                return ctx.terminated(config, &t.0);
             }
             // Appends and `stop` both bump the notifier: the cap is only a safety net.
-            let wait = interval.map_or(IDLE_WAIT, |_| {
-                next_timer.saturating_duration_since(Instant::now())
+            let wait = ticker.next_wall().map_or(IDLE_WAIT, |next| {
+                next.saturating_duration_since(Instant::now())
             });
             notifier.wait_past(generation, wait.min(IDLE_WAIT));
             continue;
@@ -234,8 +240,10 @@ fn run_output(
         // Queue records were validated when written (Blink encodes injects itself; a Kafka
         // produce into a queue is checked), and their batch CRC was checked on read.
         let view = match MessageView::parse_trusted(&value) {
-            Ok(view) if instance.matches(&view) => Some(view),
-            Ok(_) => None,
+            Ok(view) => {
+                clock.observe(view.timestamp());
+                instance.matches(&view).then_some(view)
+            }
             Err(e) => {
                 tracing::warn!(topic = sources[index].topic, offset = record.offset, error = %e, "skipping a record that is not a Heka message");
                 None
@@ -288,24 +296,21 @@ fn run_output(
                         if stop.is_stopped() {
                             break 'run;
                         }
-                        if let Some(interval) = interval
-                            && Instant::now() >= next_timer
-                        {
+                        if ticker.due(&clock) {
                             // timer_event sees no current message; the retried one comes back.
                             let held = sandbox.take_current();
-                            if let Err(t) = sandbox.timer_event(crate::time::now_nanos(), false) {
+                            if let Err(t) = sandbox.timer_event(clock.now_ns(), false) {
                                 return ctx.terminated(config, &t.0);
                             }
                             if let Some(bytes) = held {
                                 sandbox.set_current_view(bytes, index);
                             }
-                            next_timer = (next_timer + interval).max(Instant::now());
                         }
                         let now = Instant::now();
                         if now >= until {
                             break;
                         }
-                        let wake = interval.map_or(until, |_| next_timer.min(until));
+                        let wake = ticker.next_wall().map_or(until, |next| next.min(until));
                         stop.wait_timeout(wake.saturating_duration_since(now));
                     }
                     continue;
@@ -328,16 +333,13 @@ fn run_output(
                 commit(&positions, &mut confirmed);
             }
         }
-        if let Some(interval) = interval
-            && Instant::now() >= next_timer
+        if ticker.due(&clock)
+            && let Err(t) = sandbox.timer_event(clock.now_ns(), false)
         {
-            if let Err(t) = sandbox.timer_event(crate::time::now_nanos(), false) {
-                return ctx.terminated(config, &t.0);
-            }
-            next_timer = (next_timer + interval).max(Instant::now());
+            return ctx.terminated(config, &t.0);
         }
     }
-    instance.finish(ctx);
+    instance.finish(ctx, clock.now_ns());
     // A final update_checkpoint() in the shutdown timer_event confirms what is pending.
     if sandbox.host().checkpoint_update.take().is_some()
         && let Some((_, positions)) = pending.pop_back()

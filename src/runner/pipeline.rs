@@ -2,15 +2,14 @@
 //! with checkpoints flushed after each step.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::analysis::{self, AnalysisThread};
 use super::input::InputRunner;
 use super::instance::StartError;
 use super::output::OutputRunner;
-use super::{Context, Runner, SHUTDOWN_DEADLINE, write_err};
+use super::{Context, Mode, Runner, SHUTDOWN_DEADLINE, write_err};
 use crate::plugin::{InitialPosition, PluginConfig, PluginKind};
 use crate::stop::StopToken;
 
@@ -40,10 +39,11 @@ pub enum LoadOutcome {
     Restarted,
 }
 
-/// The valid plugin cfgs of one kind in `run_dir`, in name order. An invalid cfg is reported in
-/// its `.err` file and the log, and left out; the others still start.
-pub fn load_configs(run_dir: &Path, kind: PluginKind) -> Vec<Arc<PluginConfig>> {
-    let dir = run_dir.join(kind.dir());
+/// The valid plugin cfgs of one kind in `hs_run`, in name order. An invalid cfg is reported in
+/// its `.err` file and the log (and counted as a plugin of its kind that failed), and left out;
+/// the others still start.
+fn load_configs(context: &Context, kind: PluginKind) -> Vec<Arc<PluginConfig>> {
+    let dir = context.run_dir.join(kind.dir());
     let Ok(entries) = std::fs::read_dir(&dir) else {
         tracing::warn!(dir = %dir.display(), "no plugin directory");
         return Vec::new();
@@ -66,6 +66,7 @@ pub fn load_configs(run_dir: &Path, kind: PluginKind) -> Vec<Arc<PluginConfig>> 
                         dir.display()
                     );
                     tracing::error!(error = %message, "plugin not started");
+                    context.stats.failed(kind);
                     write_err(
                         &dir,
                         path.file_stem()
@@ -77,6 +78,7 @@ pub fn load_configs(run_dir: &Path, kind: PluginKind) -> Vec<Arc<PluginConfig>> 
                 Ok(config) => configs.push(Arc::new(config)),
                 Err(e) => {
                     tracing::error!(error = %e, "plugin not started");
+                    context.stats.failed(kind);
                     write_err(
                         &dir,
                         path.file_stem()
@@ -114,9 +116,9 @@ impl Pipeline {
     /// `initial_position = "end"`.
     pub fn start(context: Context, analysis_threads: usize) -> std::io::Result<Self> {
         let threads = analysis_threads.max(1);
-        let outputs = load_configs(&context.run_dir, PluginKind::Output);
+        let outputs = load_configs(&context, PluginKind::Output);
         let mut assignment: BTreeMap<usize, Vec<Arc<PluginConfig>>> = BTreeMap::new();
-        for config in load_configs(&context.run_dir, PluginKind::Analysis) {
+        for config in load_configs(&context, PluginKind::Analysis) {
             let thread = config.thread.map(|t| t % threads).unwrap_or_else(|| {
                 // Spread: the thread with the fewest plugins so far.
                 (0..threads)
@@ -151,7 +153,7 @@ impl Pipeline {
                 .threads
                 .insert(id, Arc::new(AnalysisThread::start(&context, id, plugins)?));
         }
-        for config in load_configs(&context.run_dir, PluginKind::Input) {
+        for config in load_configs(&context, PluginKind::Input) {
             let runner = InputRunner::start(&context, config.clone())?;
             running.inputs.insert(config.name.clone(), runner);
         }
@@ -371,8 +373,15 @@ impl Pipeline {
         stopped
     }
 
+    /// Whether every input has finished: returned from its last `process_message` (one with no
+    /// `ticker_interval` returns once), failed, or was stopped. True when there are none.
+    pub fn inputs_finished(&self) -> bool {
+        self.running().inputs.values().all(InputRunner::finished)
+    }
+
     /// Stops inputs, then analysis, then outputs, making checkpoints durable after each step.
-    /// Later loads are refused.
+    /// Later loads are refused. In batch mode each reader first reads its queues to the end,
+    /// with no deadline: what the inputs produced is all processed.
     pub fn stop(&self) {
         let running = {
             let mut running = self.running();
@@ -385,11 +394,19 @@ impl Pipeline {
                 tracing::error!(step, error = %e, "checkpoint flush failed during shutdown");
             }
         };
-        stop_all("input", running.inputs.values());
+        let readers_deadline = match self.context.mode {
+            Mode::Live => SHUTDOWN_DEADLINE,
+            Mode::Batch => Duration::MAX,
+        };
+        stop_all("input", running.inputs.values(), SHUTDOWN_DEADLINE);
         tick("inputs");
-        stop_all("analysis", running.threads.values().map(|t| &**t));
+        stop_all(
+            "analysis",
+            running.threads.values().map(|t| &**t),
+            readers_deadline,
+        );
         tick("analysis");
-        stop_all("output", running.outputs.values());
+        stop_all("output", running.outputs.values(), readers_deadline);
         tick("outputs");
     }
 }
@@ -410,18 +427,27 @@ pub enum LoadError {
 }
 
 /// Stops every runner first, then joins them: they wind down side by side, and together wait
-/// no longer than the kind's deadline or [`SHUTDOWN_DEADLINE`], whichever is shorter.
-fn stop_all<'a, R: Runner + 'a>(kind: &str, runners: impl Iterator<Item = &'a R> + Clone) {
+/// no longer than the kind's deadline or `deadline`, whichever is shorter.
+fn stop_all<'a, R: Runner + 'a>(
+    kind: &str,
+    runners: impl Iterator<Item = &'a R> + Clone,
+    deadline: Duration,
+) {
     runners.clone().for_each(R::stop);
-    let until = Instant::now() + R::DEADLINE.min(SHUTDOWN_DEADLINE);
+    let limit = R::DEADLINE.min(deadline);
+    let until = Instant::now().checked_add(limit);
     let left_behind = runners
-        .filter(|r| !r.join(until.saturating_duration_since(Instant::now())))
+        .filter(|r| {
+            !r.join(until.map_or(Duration::MAX, |u| {
+                u.saturating_duration_since(Instant::now())
+            }))
+        })
         .count();
     if left_behind > 0 {
         tracing::warn!(
             kind,
             left_behind,
-            "shutdown: plugins still running after {SHUTDOWN_DEADLINE:?} are left behind; what they had not confirmed is read again at the next start"
+            "shutdown: plugins still running after {limit:?} are left behind; what they had not confirmed is read again at the next start"
         );
     }
 }

@@ -10,9 +10,10 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::plugin::PluginKind;
 pub use crate::plugin::PluginStats;
 
 /// What the hot-load directories did since Blink started (`hotload.tsv`).
@@ -63,6 +64,9 @@ impl HotloadCounters {
 pub struct Stats {
     plugins: Mutex<BTreeMap<String, Arc<PluginStats>>>,
     pub hotload: HotloadCounters,
+    /// Whether a plugin of each kind (input, analysis, output) was terminated or could not
+    /// start: what `blink run --batch` exits with.
+    failed: [AtomicBool; 3],
 }
 
 impl Stats {
@@ -77,6 +81,25 @@ impl Stats {
                 Arc::new(stats)
             })
             .clone()
+    }
+
+    /// Records that a plugin of `kind` was terminated or could not start.
+    pub fn failed(&self, kind: PluginKind) {
+        self.failed[kind as usize].store(true, Ordering::Relaxed);
+    }
+
+    /// hindsight_cli's exit status: 2 if an input failed, plus 4 if an analysis plugin did,
+    /// plus 8 if an output did; 0 if none did.
+    pub fn batch_status(&self) -> u8 {
+        PluginKind::ALL
+            .iter()
+            .filter(|&&kind| self.failed[kind as usize].load(Ordering::Relaxed))
+            .map(|&kind| match kind {
+                PluginKind::Input => 2,
+                PluginKind::Analysis => 4,
+                PluginKind::Output => 8,
+            })
+            .sum()
     }
 
     /// The table as TSV text.
@@ -119,4 +142,21 @@ fn replace(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(text.as_bytes())?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_status_adds_hindsight_clis_bits_per_failed_kind() {
+        let stats = Stats::default();
+        assert_eq!(stats.batch_status(), 0);
+        stats.failed(PluginKind::Analysis);
+        assert_eq!(stats.batch_status(), 4);
+        stats.failed(PluginKind::Analysis);
+        stats.failed(PluginKind::Input);
+        stats.failed(PluginKind::Output);
+        assert_eq!(stats.batch_status(), 14);
+    }
 }

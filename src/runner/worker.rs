@@ -70,6 +70,11 @@ impl Worker {
         self.handle.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
+    /// Whether the thread's body has returned.
+    pub fn finished(&self) -> bool {
+        self.finished.is_stopped()
+    }
+
     /// Waits for the thread.
     pub fn join(&self) {
         if let Some(handle) = self.take_handle() {
