@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::log::{BatchPolicy, FsyncPolicy, LogConfig};
+use crate::plugin::{KindDefaults, PluginDefaults, PluginKind};
 
 use serde::Deserialize;
 
@@ -42,8 +43,21 @@ pub struct Config {
     pub sandbox_load_path: PathBuf,
     /// Directory of the running plugins' files.
     pub sandbox_run_path: PathBuf,
-    /// Where `require` finds Lua modules.
-    pub lua_path: PathBuf,
+    /// Where `require` finds Lua modules: a directory, or a list searched in order.
+    #[serde(deserialize_with = "one_or_many")]
+    pub lua_path: Vec<PathBuf>,
+    /// More module directories for input and output plugins only (Hindsight's
+    /// `io_lua_path`): modules that do I/O, kept from analysis plugins.
+    #[serde(deserialize_with = "one_or_many")]
+    pub io_lua_path: Vec<PathBuf>,
+    /// Where a cfg's `filename` is looked for (`<dir>/<kind>/<filename>`) when the plugin's
+    /// directory in `sandbox_run_path` does not have it: Hindsight's `sandbox_install_path`,
+    /// for plugins installed once and configured by many cfgs. Empty: nowhere else.
+    pub sandbox_install_path: PathBuf,
+    /// Keys every plugin of a kind gets when its cfg does not set them (Hindsight's).
+    pub input_defaults: KindDefaults,
+    pub analysis_defaults: KindDefaults,
+    pub output_defaults: KindDefaults,
     /// Threads shared by the analysis plugins.
     pub analysis_threads: usize,
     /// Segment size in bytes: a segment rolls before it would grow past this.
@@ -269,7 +283,12 @@ impl Default for Config {
             output_path: "data".into(),
             sandbox_load_path: "hs_load".into(),
             sandbox_run_path: "hs_run".into(),
-            lua_path: "lua_modules".into(),
+            lua_path: vec!["lua_modules".into()],
+            io_lua_path: Vec::new(),
+            sandbox_install_path: PathBuf::new(),
+            input_defaults: KindDefaults::default(),
+            analysis_defaults: KindDefaults::default(),
+            output_defaults: KindDefaults::default(),
             analysis_threads: 1,
             output_size: 64 << 20,
             max_message_size: 64 << 10,
@@ -315,7 +334,28 @@ impl Config {
         Ok(config)
     }
 
+    /// The `[<kind>_defaults]` tables, checked when the config was loaded.
+    pub fn plugin_defaults(&self) -> Result<PluginDefaults, ConfigError> {
+        let of = |key: &'static str, kind, table: &KindDefaults| {
+            table.values(kind).map_err(|message| ConfigError::Invalid {
+                path: self.source.clone(),
+                key,
+                message,
+            })
+        };
+        Ok(PluginDefaults::new(
+            of("input_defaults", PluginKind::Input, &self.input_defaults)?,
+            of(
+                "analysis_defaults",
+                PluginKind::Analysis,
+                &self.analysis_defaults,
+            )?,
+            of("output_defaults", PluginKind::Output, &self.output_defaults)?,
+        ))
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        self.plugin_defaults()?;
         let invalid = |key, message: &str| {
             Err(ConfigError::Invalid {
                 path: self.source.clone(),
@@ -488,6 +528,20 @@ impl Config {
 }
 
 /// The machine's hostname, as Hindsight stamps it on messages.
+/// A path, or a list of paths (`lua_path = "lua_modules"` or `lua_path = ["a", "b"]`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())

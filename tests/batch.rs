@@ -38,6 +38,15 @@ fn run_batch(w: &Workspace) -> (ExitStatus, String) {
     (status, reader.join().unwrap())
 }
 
+/// Replaces the workspace's `blink.toml` with the usual paths and `text`.
+fn write_config(w: &Workspace, text: &str) {
+    std::fs::write(
+        w.path().join("blink.toml"),
+        format!("output_path = \"data\"\nsandbox_run_path = \"hs_run\"\nsandbox_load_path = \"hs_load\"\n{text}"),
+    )
+    .unwrap();
+}
+
 /// An input that injects `count` messages, one every `step` seconds of message time from
 /// 1,700,000,000 s, then returns (it has no ticker_interval, so it runs once).
 fn stepped_input(count: u32, step: u32) -> String {
@@ -175,5 +184,92 @@ fn a_clean_run_exits_zero_without_a_kafka_server() {
     assert!(
         !log.contains("kafka server listening"),
         "batch mode serves no Kafka clients:\n{log}"
+    );
+}
+
+#[test]
+fn a_hindsight_deployment_runs_with_installed_sandboxes_io_modules_and_defaults() {
+    let w = common::workspace();
+    let root = w.path();
+    write_config(
+        &w,
+        "lua_path = [\"lua_modules\", \"shared_modules\"]\nio_lua_path = \"io_modules\"\nsandbox_install_path = \"installed\"\n[analysis_defaults]\ninstruction_limit = 0\nticker_interval = 3600\nprocess_message_inject_limit = 1\n",
+    );
+    for dir in ["shared_modules", "io_modules", "installed/analysis"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::write(root.join("shared_modules/greeting.lua"), "return 'hello'").unwrap();
+    std::fs::write(root.join("io_modules/sink.lua"), "return {}").unwrap();
+    // The input uses both module directories.
+    w.plugin(
+        "input",
+        "gen",
+        "",
+        r#"
+local greeting, sink = require "greeting", require "sink"
+function process_message()
+    inject_message({Type = "event", Timestamp = 1700000000e9, Payload = greeting})
+    return 0
+end
+"#,
+    );
+    // The analysis plugin's code is only in the install directory; its cfg sets no limits.
+    std::fs::write(
+        root.join("installed/analysis/report.lua"),
+        r#"
+local io_module = pcall(require, "sink")
+local settings = string.format("io=%s limit=%s ticker=%s", tostring(io_module),
+    tostring(read_config("instruction_limit")), tostring(read_config("ticker_interval")))
+function process_message()
+    inject_message({Type = "report", Payload = read_message("Payload") .. " " .. settings})
+    return 0
+end
+function timer_event() end
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("hs_run/analysis/report.cfg"),
+        "filename = 'report.lua'\nmessage_matcher = \"Type == 'event'\"",
+    )
+    .unwrap();
+    w.plugin(
+        "output",
+        "record",
+        "message_matcher = \"Type == 'report'\"",
+        RECORDING_OUTPUT,
+    );
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    assert_eq!(
+        w.lines("out.txt"),
+        ["report\thello io=false limit=0 ticker=3600"],
+        "analysis plugins do not get io_lua_path; the defaults fill what the cfg leaves out"
+    );
+
+    // A cfg naming code that is in neither place says where it looked.
+    std::fs::write(
+        root.join("hs_run/analysis/lost.cfg"),
+        "filename = 'lost.lua'\nmessage_matcher = 'TRUE'",
+    )
+    .unwrap();
+    let (status, _) = run_batch(&w);
+    assert_eq!(status.code(), Some(4));
+    let err = std::fs::read_to_string(root.join("hs_run/analysis/lost.err")).unwrap();
+    assert!(
+        err.contains("lost.lua does not exist in") && err.contains("installed/analysis"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_default_a_kind_cannot_have_is_refused_naming_the_config() {
+    let w = common::workspace();
+    write_config(&w, "[input_defaults]\nmessage_matcher = 'TRUE'\n");
+    let (status, log) = run_batch(&w);
+    assert!(!status.success());
+    assert!(
+        log.contains("input_defaults") && log.contains("`message_matcher` cannot have a default"),
+        "{log}"
     );
 }

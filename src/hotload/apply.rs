@@ -120,8 +120,10 @@ impl Applier<'_> {
     fn apply_cfg(&self, file: &Dropped) -> Result<(), Rejected> {
         let at = |reason: String| Rejected::at(&file.path, reason);
         let refused = |e: CodeError| Rejected::at(&file.path, e);
-        let config =
-            PluginConfig::load(file.kind, &file.path).map_err(|e| Rejected::new(e.to_string()))?;
+        let context = self.pipeline.context();
+        let config = context
+            .load_config(file.kind, &file.path)
+            .map_err(|e| Rejected::new(e.to_string()))?;
         let (load_dir, run_dir) = (self.load_dir(file.kind), self.run_dir(file.kind));
         let dropped_code = load_dir.join(&config.filename);
         let new_code = if dropped_code.is_file() {
@@ -132,7 +134,7 @@ impl Applier<'_> {
                 ))
             })?;
             Some(lua)
-        } else if run_dir.join(&config.filename).is_file() {
+        } else if context.code_dir(file.kind, &config.filename).is_some() {
             None
         } else {
             return Err(Rejected {
@@ -146,9 +148,11 @@ impl Applier<'_> {
             });
         };
         let code_dir = if new_code.is_some() {
-            &load_dir
+            load_dir.clone()
         } else {
-            &run_dir
+            context
+                .code_dir(file.kind, &config.filename)
+                .unwrap_or_else(|| run_dir.clone())
         };
         // New code is compiled (and tried with its other plugins) first: its syntax error
         // reads better without the trial load's `lsb_init()` around it.
@@ -156,7 +160,7 @@ impl Applier<'_> {
             Some(lua) => self.users_of(lua, Some(&config.name)).map_err(refused)?,
             None => Vec::new(),
         };
-        self.trial_load(&config, code_dir)
+        self.trial_load(&config, &code_dir)
             .map_err(|t| refused(t.into()))?;
 
         if let Some(lua) = &new_code {
@@ -168,8 +172,9 @@ impl Applier<'_> {
         for stale in ["off", "err"] {
             let _ = std::fs::remove_file(run_dir.join(format!("{}.{stale}", file.stem)));
         }
-        let config =
-            PluginConfig::load(file.kind, &target).map_err(|e| Rejected::new(e.to_string()))?;
+        let config = context
+            .load_config(file.kind, &target)
+            .map_err(|e| Rejected::new(e.to_string()))?;
         self.load(Arc::new(config));
         for user in other_users {
             self.load(Arc::new(user));
@@ -227,7 +232,8 @@ impl Applier<'_> {
             .set_mode(mlua::chunk::ChunkMode::Text)
             .into_function()
             .map_err(|e| CodeError::Compile(crate::plugin::lua_error_text(&e)))?;
-        let users: Vec<PluginConfig> = run_configs(&self.run_dir(lua.kind), lua.kind)
+        let context = self.pipeline.context();
+        let users: Vec<PluginConfig> = run_configs(context, lua.kind)
             .into_iter()
             .filter(|c| c.filename == name && Some(c.name.as_str()) != except)
             .collect();
@@ -313,15 +319,15 @@ pub fn err_path(file: &Dropped) -> PathBuf {
 }
 
 /// The valid cfgs in `dir`, quietly skipping the rest (they are reported when loaded).
-fn run_configs(dir: &Path, kind: PluginKind) -> Vec<PluginConfig> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+fn run_configs(context: &crate::runner::Context, kind: PluginKind) -> Vec<PluginConfig> {
+    let Ok(entries) = std::fs::read_dir(context.run_dir.join(kind.dir())) else {
         return Vec::new();
     };
     entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "cfg"))
-        .filter_map(|p| PluginConfig::load(kind, &p).ok())
+        .filter_map(|p| context.load_config(kind, &p).ok())
         .collect()
 }
 

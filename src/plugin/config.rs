@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use mlua::chunk::ChunkMode;
 use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Value};
 
-use super::PluginKind;
+use super::{PluginDefaults, PluginKind};
 use crate::matcher::Matcher;
 
 /// Why a plugin cfg cannot be used.
@@ -184,11 +184,20 @@ const KNOWN_NUMBERS: &[&str] = &[
 impl PluginConfig {
     /// Reads and validates `path`, a cfg of a plugin of `kind`.
     pub fn load(kind: PluginKind, path: &Path) -> Result<Self, PluginConfigError> {
+        Self::load_with(kind, path, &PluginDefaults::default())
+    }
+
+    /// [`PluginConfig::load`], with `defaults` for the keys the cfg does not set.
+    pub fn load_with(
+        kind: PluginKind,
+        path: &Path,
+        defaults: &PluginDefaults,
+    ) -> Result<Self, PluginConfigError> {
         let text = std::fs::read(path).map_err(|e| PluginConfigError::File {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
-        Self::parse(kind, path, &text)
+        Self::parse_with(kind, path, &text, defaults)
     }
 
     /// The `filename` a cfg at `path` names, even if the cfg is otherwise invalid (a bad
@@ -203,6 +212,17 @@ impl PluginConfig {
 
     /// Validates cfg source `text`; `path` names the plugin (`<kind>.<stem>`) and the errors.
     pub fn parse(kind: PluginKind, path: &Path, text: &[u8]) -> Result<Self, PluginConfigError> {
+        Self::parse_with(kind, path, text, &PluginDefaults::default())
+    }
+
+    /// [`PluginConfig::parse`], with `defaults` (`[<kind>_defaults]`) for the keys the cfg
+    /// does not set.
+    pub fn parse_with(
+        kind: PluginKind,
+        path: &Path,
+        text: &[u8],
+        defaults: &PluginDefaults,
+    ) -> Result<Self, PluginConfigError> {
         let file_error = |reason: String| PluginConfigError::File {
             path: path.to_owned(),
             reason,
@@ -212,7 +232,12 @@ impl PluginConfig {
             .and_then(|s| s.to_str())
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
             .ok_or_else(|| file_error("a plugin name (the file name before .cfg) may hold only letters, digits, '_' and '-'".into()))?;
-        let values = evaluate(text).map_err(|reason| located(path, reason))?;
+        let mut values = evaluate(text).map_err(|reason| located(path, reason))?;
+        for (key, value) in defaults.of(kind) {
+            if !values.iter().any(|(k, _)| k == key) {
+                values.push((key.clone(), value.clone()));
+            }
+        }
         let key_error = |key: &str, reason: String| PluginConfigError::Key {
             path: path.to_owned(),
             key: key.to_owned(),

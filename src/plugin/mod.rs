@@ -1,11 +1,13 @@
 //! Plugins as the pipeline knows them: kind, name, and their Lua-syntax `.cfg` files.
 
 mod config;
+mod defaults;
 mod stats;
 
 pub use config::{
     CfgValue, InitialPosition, PluginConfig, PluginConfigError, ReadQueue, lua_error_text,
 };
+pub use defaults::{KindDefaults, PluginDefaults};
 pub use stats::PluginStats;
 
 /// The three kinds of plugin, named as Hindsight's directories are.

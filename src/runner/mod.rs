@@ -62,7 +62,14 @@ pub struct Context {
     pub data_dir: PathBuf,
     /// `hs_run`: plugin files, and where `.err` files go.
     pub run_dir: PathBuf,
+    /// Where `require` looks, in order; input and output plugins then also `io_lua_paths`.
     pub lua_paths: Vec<PathBuf>,
+    pub io_lua_paths: Vec<PathBuf>,
+    /// `sandbox_install_path`: where a cfg's code is looked for (`<dir>/<kind>/<filename>`)
+    /// when `hs_run/<kind>/` does not have it; empty for nowhere.
+    pub install_path: PathBuf,
+    /// `[<kind>_defaults]`: cfg keys a plugin gets when its cfg does not set them.
+    pub defaults: Arc<crate::plugin::PluginDefaults>,
     pub hostname: String,
     pub max_message_size: usize,
     /// Blink's own stop: stopped when a plugin with `shutdown_on_terminate` fails (and by
@@ -96,8 +103,12 @@ fn publish(stats: &PluginStats, sandbox: &crate::sandbox::Sandbox, processed: u6
 impl Context {
     /// The sandbox settings for a plugin of `kind` in `hs_run`.
     pub fn settings(&self, kind: PluginKind) -> SandboxSettings {
+        let mut lua_paths = self.lua_paths.clone();
+        if kind != PluginKind::Analysis {
+            lua_paths.extend(self.io_lua_paths.iter().cloned());
+        }
         SandboxSettings {
-            lua_paths: self.lua_paths.clone(),
+            lua_paths,
             plugin_dir: self.run_dir.join(kind.dir()),
             hostname: self.hostname.clone(),
             pid: std::process::id() as i32,
@@ -121,10 +132,35 @@ impl Context {
             tracing::warn!(plugin = %config.name, cfg = %config.path.display(), "{warning}");
         }
         stats.set_warnings(config.warnings.clone());
+        let mut settings = self.settings(config.kind);
+        if let Some(dir) = self.code_dir(config.kind, &config.filename) {
+            settings.plugin_dir = dir;
+        }
         SandboxSettings {
             stats: Some(stats),
-            ..self.settings(config.kind)
+            ..settings
         }
+    }
+
+    /// The directory holding a plugin's code `filename`: its kind's directory in `hs_run`,
+    /// else in `sandbox_install_path`; `None` if neither has it.
+    pub fn code_dir(&self, kind: PluginKind, filename: &str) -> Option<PathBuf> {
+        let run = self.run_dir.join(kind.dir());
+        if run.join(filename).is_file() {
+            return Some(run);
+        }
+        let installed = self.install_path.join(kind.dir());
+        (!self.install_path.as_os_str().is_empty() && installed.join(filename).is_file())
+            .then_some(installed)
+    }
+
+    /// Reads and validates the cfg at `path`, with the defaults of its kind.
+    pub fn load_config(
+        &self,
+        kind: PluginKind,
+        path: &std::path::Path,
+    ) -> Result<PluginConfig, crate::plugin::PluginConfigError> {
+        PluginConfig::load_with(kind, path, &self.defaults)
     }
 
     fn preserve_path(&self, config: &PluginConfig) -> PathBuf {

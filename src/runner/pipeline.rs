@@ -57,10 +57,18 @@ fn load_configs(context: &Context, kind: PluginKind) -> Vec<Arc<PluginConfig>> {
                 // Errors of an earlier run are stale.
                 let _ = std::fs::remove_file(&path);
             }
-            Some("cfg") => match PluginConfig::load(kind, &path) {
-                Ok(config) if !dir.join(&config.filename).exists() => {
+            Some("cfg") => match context.load_config(kind, &path) {
+                Ok(config) if context.code_dir(kind, &config.filename).is_none() => {
+                    let installed = if context.install_path.as_os_str().is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " nor in {}",
+                            context.install_path.join(kind.dir()).display()
+                        )
+                    };
                     let message = format!(
-                        "{}: key `filename`: {} does not exist in {}",
+                        "{}: key `filename`: {} does not exist in {}{installed}",
                         path.display(),
                         config.filename,
                         dir.display()
