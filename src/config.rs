@@ -409,9 +409,6 @@ impl Config {
         if self.batch_messages == 0 {
             return invalid("batch_messages", "must be at least 1");
         }
-        if self.batch_bytes < self.max_message_size as usize {
-            return invalid("batch_bytes", "must be at least max_message_size");
-        }
         let kafka = &self.kafka;
         if !kafka.listen.is_empty() && kafka.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid(
@@ -518,8 +515,12 @@ impl Config {
             max_message_size: self.max_message_size as usize,
             batch: BatchPolicy {
                 max_messages: self.batch_messages,
-                // A batch must fit in a segment, whatever batch_bytes says.
-                max_bytes: self.batch_bytes.min(self.output_size as usize - 512),
+                // A batch holds at least one message of the largest size (a Hindsight config
+                // raising max_message_size need not know batch_bytes), and fits in a segment.
+                max_bytes: self
+                    .batch_bytes
+                    .max(self.max_message_size as usize)
+                    .min(self.output_size as usize - 512),
                 linger: Duration::from_millis(self.linger_ms),
             },
             max_partitions: self.max_partitions,
