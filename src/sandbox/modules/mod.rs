@@ -11,6 +11,7 @@
 //!   `rmdir`, `touch` (input and output).
 //! - `lpeg`: LPeg 1.0's patterns, grammars and captures, paid from the instruction limit
 //!   (every plugin type).
+//! - `re`: LPeg's regex-like syntax over `lpeg` (every plugin type).
 //! - `kafka`: consumers over Blink's own topics for input plugins (their position is the
 //!   plugin's checkpoint), producers into them for output plugins.
 
@@ -19,6 +20,7 @@ mod cjson;
 mod kafka;
 mod lfs;
 mod lpeg;
+mod re;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -104,6 +106,11 @@ pub static MODULES: &[HostModule] = &[
         name: "lpeg",
         kinds: &[Input, Analysis, Output],
         open: lpeg::open,
+    },
+    HostModule {
+        name: "re",
+        kinds: &[Input, Analysis, Output],
+        open: re::open,
     },
     HostModule {
         name: "kafka",

@@ -47,7 +47,9 @@ struct Evaluator<'e, 't> {
     events: &'e [Event<'t>],
     /// Events recorded before `events` (a match-time capture's back references reach them).
     earlier: &'e [Event<'t>],
-    /// Named groups evaluated so far, latest last (for back references).
+    /// The named groups a back reference here may see, latest last: LPeg's "most recent
+    /// outermost complete" groups — earlier siblings of this capture and of each enclosing
+    /// one. A group nested inside another complete capture is dropped when that one closes.
     groups: Vec<(Value, Vec<Value>)>,
     depth: usize,
 }
@@ -108,6 +110,8 @@ impl Evaluator<'_, '_> {
         if self.depth > MAX_CAPTURE_NESTING {
             return Err(runtime("subcapture nesting too deep".into()));
         }
+        // Groups named inside this capture are not visible once it is complete.
+        let scope = self.groups.len();
         // A table capture takes its children's values as they come: mlua holds every live Lua
         // value in a reference stack of a few thousand slots, so 10,000 values gathered first
         // would not fit (LPeg's `Ct(C(1)^0)` over a long subject is common).
@@ -138,6 +142,7 @@ impl Evaluator<'_, '_> {
                 }
             };
             self.depth -= 1;
+            self.groups.truncate(scope);
             return Ok(Child {
                 out: Out::Values(vec![Value::Table(t)]),
                 start,
@@ -162,6 +167,7 @@ impl Evaluator<'_, '_> {
             }
         };
         self.depth -= 1;
+        self.groups.truncate(scope);
         let strcaps = match kind {
             CapKind::Simple => {
                 let mut caps = vec![StrCap::Text(start, end)];
@@ -292,12 +298,28 @@ impl Evaluator<'_, '_> {
         }))
     }
 
-    /// The values of the latest group named `name` recorded before this evaluation's events
-    /// (a match-time capture referring back to a group already matched).
+    /// The values of the latest outermost complete group named `name` recorded before this
+    /// evaluation's events (a match-time capture referring back to a group already matched):
+    /// walking back, a closed capture is skipped whole, and the captures still open around
+    /// this one are stepped out of.
     fn earlier_group(&self, name: &Value) -> Result<Option<Vec<Value>>, Stop> {
-        let found = self.earlier.iter().rposition(
-            |e| matches!(e, Event::Open(CapKind::Group(Some(k)), _) if same_key(k, name)),
-        );
+        let mut depth = 0usize;
+        let mut found = None;
+        for (at, event) in self.earlier.iter().enumerate().rev() {
+            match event {
+                Event::Close(_) => depth += 1,
+                // An enclosing capture, still open: its earlier siblings are visible.
+                Event::Open(..) if depth == 0 => {}
+                Event::Open(kind, _) => {
+                    depth -= 1;
+                    if depth == 0 && matches!(kind, CapKind::Group(Some(k)) if same_key(k, name)) {
+                        found = Some(at);
+                        break;
+                    }
+                }
+                Event::Values(..) => {}
+            }
+        }
         let Some(at) = found else {
             return Ok(None);
         };

@@ -361,7 +361,11 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     f(
         &lpeg,
         "P",
-        lua.create_function(|lua, v: Value| pattern(lua, to_node(&v)?))?,
+        lua.create_function(|lua, v: Value| match v {
+            // A pattern is returned as it is (`lpeg.P(p) == p`).
+            Value::UserData(u) if u.is::<Pattern>() => Ok(Value::UserData(u)),
+            v => pattern(lua, to_node(&v)?).map(Value::UserData),
+        })?,
     )?;
     f(
         &lpeg,
