@@ -353,7 +353,11 @@ pub fn message_to_table(lua: &Lua, m: &MessageView) -> mlua::Result<Table> {
         for (i, f) in m.fields().enumerate() {
             let entry = lua.create_table()?;
             entry.raw_set("name", lua.create_string(f.name())?)?;
-            entry.raw_set("value_type", f.value_type() as u8)?;
+            // As lua_sandbox decodes: a field that does not state its type (Heka writes none
+            // for strings) has no value_type.
+            if f.value_type() != crate::message::ValueType::String {
+                entry.raw_set("value_type", f.value_type() as u8)?;
+            }
             if let Some(r) = f.representation() {
                 entry.raw_set("representation", lua.create_string(r)?)?;
             }

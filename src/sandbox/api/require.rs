@@ -65,7 +65,9 @@ pub(super) fn require(lua: &Lua, name: &str) -> Result<Value, String> {
         };
         let chunk = lua
             .load(source)
-            .set_name(format!("@{relative}"))
+            // Named by its path, as Lua's own loader names a module: errors say which file
+            // (Lua keeps the last 56 characters of a long one).
+            .set_name(format!("@{}", path.display()))
             .set_mode(mlua::chunk::ChunkMode::Text);
         let value = match chunk.call::<Value>(name).map_err(lua_err)? {
             Value::Nil => Value::Boolean(true),

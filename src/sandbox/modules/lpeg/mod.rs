@@ -555,9 +555,11 @@ local function plain(e)
     e = e:gsub("^callback error: ", ""):gsub("^runtime error: ", "")
     return e
 end
+-- Raised at the plugin's line that called lpeg (level 3: past `finish` and the wrapper it
+-- replaced by a tail call), as a C module's luaL_error is.
 local function finish(ok, ...)
     if ok then return ... end
-    error(plain((...)), 0)
+    error(plain((...)), 3)
 end
 return function(raw)
     return function(...) return finish(pcall(raw, ...)) end
