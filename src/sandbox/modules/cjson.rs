@@ -17,24 +17,6 @@ fn null() -> Value {
     Value::LightUserData(LightUserData(std::ptr::null_mut()))
 }
 
-/// Raw functions return `(value, nil)` or `(nil, message)`; the Lua wrappers raise the message
-/// as a plain string at the caller's line, as lua-cjson does (an error raised from Rust would
-/// carry a traceback into every `pcall`).
-const WRAPPERS: &str = r#"
-local raw_decode, raw_encode, null = ...
-local function decode(text)
-    local v, err = raw_decode(text)
-    if err then error(err, 2) end
-    return v
-end
-local function encode(value)
-    local v, err = raw_encode(value)
-    if err then error(err, 2) end
-    return v
-end
-return {decode = decode, encode = encode, null = null}
-"#;
-
 /// Opens the module (the same for every plugin kind).
 pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     module(lua).map(Some)
@@ -48,21 +30,19 @@ fn module(lua: &Lua) -> mlua::Result<Table> {
             serde::de::DeserializeSeed::deserialize(LuaSeed { lua, depth: 0 }, &mut reader)
                 .and_then(|v| reader.end().map(|()| v))
                 .map_err(|e| format!("cjson.decode: {e}"));
-        Ok(match decoded {
-            Ok(v) => (v, None),
-            Err(e) => (Value::Nil, Some(e)),
-        })
+        decoded.map_err(mlua::Error::runtime)
     })?;
     let encode = lua.create_function(|lua, value: Value| {
         let mut out = Vec::new();
-        Ok(match encode_into(&mut out, &value, 0) {
-            Ok(()) => (Value::String(lua.create_string(out)?), None),
-            Err(e) => (Value::Nil, Some(e)),
-        })
+        encode_into(&mut out, &value, 0).map_err(mlua::Error::runtime)?;
+        lua.create_string(out)
     })?;
-    lua.load(WRAPPERS)
-        .set_name("=cjson")
-        .call((decode, encode, null()))
+    // Errors are plain strings at the caller's line, as lua-cjson raises them.
+    let cjson = lua.create_table()?;
+    cjson.raw_set("decode", super::plain_error::wrap(lua, decode)?)?;
+    cjson.raw_set("encode", super::plain_error::wrap(lua, encode)?)?;
+    cjson.raw_set("null", null())?;
+    Ok(cjson)
 }
 
 /// Decodes one JSON value straight into Lua values: object members are set in the order the

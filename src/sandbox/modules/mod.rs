@@ -11,6 +11,7 @@
 //!   `rmdir`, `touch` (input and output).
 //! - `lpeg`: LPeg 1.0's patterns, grammars and captures, paid from the instruction limit
 //!   (every plugin type).
+//! - `maxminddb`: GeoIP lookups in MaxMind DB files (input and output).
 //! - `re`: LPeg's regex-like syntax over `lpeg` (every plugin type).
 //! - `kafka`: consumers over Blink's own topics for input plugins (their position is the
 //!   plugin's checkpoint), producers into them for output plugins.
@@ -20,6 +21,8 @@ mod cjson;
 mod kafka;
 mod lfs;
 mod lpeg;
+mod maxminddb;
+mod plain_error;
 mod re;
 
 use std::rc::Rc;
@@ -106,6 +109,11 @@ pub static MODULES: &[HostModule] = &[
         name: "lpeg",
         kinds: &[Input, Analysis, Output],
         open: lpeg::open,
+    },
+    HostModule {
+        name: "maxminddb",
+        kinds: &[Input, Output],
+        open: maxminddb::open,
     },
     HostModule {
         name: "re",

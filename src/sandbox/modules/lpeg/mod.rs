@@ -22,6 +22,7 @@ use mlua::{
     Variadic,
 };
 
+use super::plain_error;
 use machine::{Machine, Stop};
 use tree::{CapKind, MAX_NESTING, Node, Set};
 
@@ -351,9 +352,10 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
         max_stack: Cell::new(DEFAULT_MAX_STACK),
         steps: env.steps.clone(),
     }));
-    let wrap: mlua::Function = lua.load(PLAIN_ERRORS).set_name("=[lpeg]").call(())?;
+    // LPeg raises its errors as plain strings at the caller's line (plugins and LPeg's own
+    // tests match on them): every function and operator goes through `plain_error`.
     for name in OPERATORS {
-        let wrapped: mlua::Function = wrap.call(operator(lua, name)?)?;
+        let wrapped = plain_error::wrap(lua, operator(lua, name)?)?;
         lua.set_named_registry_value(&operator_key(name), wrapped)?;
     }
     let lpeg = lua.create_table()?;
@@ -537,34 +539,11 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     )?;
     for pair in lpeg.clone().pairs::<Value, mlua::Function>() {
         let (name, f) = pair?;
-        lpeg.raw_set(name, wrap.call::<mlua::Function>(f)?)?;
+        lpeg.raw_set(name, plain_error::wrap(lua, f)?)?;
     }
     lua.set_named_registry_value(REGISTRY_KEY, lpeg.clone())?;
     Ok(Some(lpeg))
 }
-
-/// LPeg raises its errors as plain strings (plugins and LPeg's own tests match on them); an
-/// error from Rust reaches Lua as an object, so every function and operator is wrapped (by
-/// the function this returns) to re-raise its message as a string.
-const PLAIN_ERRORS: &str = r#"
-local pcall, error, tostring, type = pcall, error, tostring, type
-local function plain(e)
-    if type(e) == "string" then return e end
-    e = tostring(e)
-    e = e:gsub("\nstack traceback:.*", "")
-    e = e:gsub("^callback error: ", ""):gsub("^runtime error: ", "")
-    return e
-end
--- Raised at the plugin's line that called lpeg (level 3: past `finish` and the wrapper it
--- replaced by a tail call), as a C module's luaL_error is.
-local function finish(ok, ...)
-    if ok then return ... end
-    error(plain((...)), 3)
-end
-return function(raw)
-    return function(...) return finish(pcall(raw, ...)) end
-end
-"#;
 
 #[cfg(test)]
 mod tests;
