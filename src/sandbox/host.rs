@@ -356,6 +356,7 @@ impl Host {
                 .steps
                 .clone()
                 .unwrap_or_else(|| std::rc::Rc::new(crate::sandbox::modules::Unlimited)),
+            memory_limit: self.config.memory_limit,
         }
     }
 }

@@ -13,6 +13,7 @@
 //!   (every plugin type).
 //! - `maxminddb`: GeoIP lookups in MaxMind DB files (input and output).
 //! - `re`: LPeg's regex-like syntax over `lpeg` (every plugin type).
+//! - `zlib`: lua-zlib's inflate and deflate streams and checksums (input and output).
 //! - `kafka`: consumers over Blink's own topics for input plugins (their position is the
 //!   plugin's checkpoint), producers into them for output plugins.
 
@@ -24,6 +25,7 @@ mod lpeg;
 mod maxminddb;
 mod plain_error;
 mod re;
+mod zlib;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -76,6 +78,26 @@ pub struct ModuleEnv {
     pub confirm: Confirm,
     /// The plugin's instruction budget, for modules that loop in Rust.
     pub steps: Rc<dyn StepAccount>,
+    /// The plugin's `memory_limit` in bytes (0: none): what a module that allocates outside
+    /// Lua (a decompressed stream) may hold at most.
+    pub memory_limit: usize,
+}
+
+#[cfg(test)]
+impl ModuleEnv {
+    /// An environment for a module's own tests: no log, no limits.
+    pub fn for_tests(kind: PluginKind) -> ModuleEnv {
+        ModuleEnv {
+            kind,
+            plugin: format!("{kind}.test"),
+            log: None,
+            stats: Arc::new(PluginStats::default()),
+            max_message_bytes: 65536,
+            confirm: Rc::new(|_, _| {}),
+            steps: Rc::new(Unlimited),
+            memory_limit: 0,
+        }
+    }
 }
 
 /// A host module: `open` returns its table, or `None` when it cannot work in this sandbox.
@@ -119,6 +141,11 @@ pub static MODULES: &[HostModule] = &[
         name: "re",
         kinds: &[Input, Analysis, Output],
         open: re::open,
+    },
+    HostModule {
+        name: "zlib",
+        kinds: &[Input, Output],
+        open: zlib::open,
     },
     HostModule {
         name: "kafka",

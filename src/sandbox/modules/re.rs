@@ -20,25 +20,14 @@ pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
 
 #[cfg(test)]
 mod tests {
-    use std::rc::Rc;
-    use std::sync::Arc;
-
     use mlua::Lua;
 
-    use crate::plugin::{PluginKind, PluginStats};
-    use crate::sandbox::modules::{ModuleEnv, Unlimited};
+    use crate::plugin::PluginKind;
+    use crate::sandbox::modules::ModuleEnv;
 
     fn run(code: &str) {
         let lua = Lua::new();
-        let env = ModuleEnv {
-            kind: PluginKind::Analysis,
-            plugin: "analysis.test".into(),
-            log: None,
-            stats: Arc::new(PluginStats::default()),
-            max_message_bytes: 65536,
-            confirm: Rc::new(|_, _| {}),
-            steps: Rc::new(Unlimited),
-        };
+        let env = ModuleEnv::for_tests(PluginKind::Analysis);
         let lpeg = super::super::lpeg::open(&lua, &env).unwrap().unwrap();
         lua.globals().set("lpeg", lpeg.clone()).unwrap();
         let require = lua

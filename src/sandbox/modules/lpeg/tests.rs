@@ -1,22 +1,16 @@
 //! LPeg's documented behaviour, checked in Lua.
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use mlua::Lua;
 
-use crate::plugin::{PluginKind, PluginStats};
+use crate::plugin::PluginKind;
 use crate::sandbox::modules::{ModuleEnv, StepAccount, Unlimited};
 
 fn env(steps: Rc<dyn StepAccount>) -> ModuleEnv {
     ModuleEnv {
-        kind: PluginKind::Analysis,
-        plugin: "analysis.test".into(),
-        log: None,
-        stats: Arc::new(PluginStats::default()),
-        max_message_bytes: 65536,
-        confirm: Rc::new(|_, _| {}),
         steps,
+        ..ModuleEnv::for_tests(PluginKind::Analysis)
     }
 }
 

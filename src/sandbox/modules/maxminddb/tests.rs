@@ -1,14 +1,13 @@
 //! The module against small MaxMind DB files written here, from the format's specification
 //! (a binary search tree over address bits, a data section, a metadata map).
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use mlua::Lua;
 
 use super::*;
-use crate::plugin::{PluginKind, PluginStats};
-use crate::sandbox::modules::{ModuleEnv, Unlimited};
+use crate::plugin::PluginKind;
+use crate::sandbox::modules::ModuleEnv;
 
 /// A value of the MaxMind DB data format.
 enum Data {
@@ -170,15 +169,7 @@ fn city_database() -> Vec<u8> {
 
 fn run(code: &str, path: &std::path::Path) {
     let lua = Lua::new();
-    let env = ModuleEnv {
-        kind: PluginKind::Input,
-        plugin: "input.test".into(),
-        log: None,
-        stats: Arc::new(PluginStats::default()),
-        max_message_bytes: 65536,
-        confirm: Rc::new(|_, _| {}),
-        steps: Rc::new(Unlimited),
-    };
+    let env = ModuleEnv::for_tests(PluginKind::Input);
     let module = open(&lua, &env).unwrap().unwrap();
     lua.globals().set("maxminddb", module).unwrap();
     lua.globals()
