@@ -13,6 +13,8 @@
 //!   (every plugin type).
 //! - `maxminddb`: GeoIP lookups in MaxMind DB files (input and output).
 //! - `re`: LPeg's regex-like syntax over `lpeg` (every plugin type).
+//! - `rjson`: JSON documents walked by handles, with JSON Schema validation (every plugin
+//!   type).
 //! - `zlib`: lua-zlib's inflate and deflate streams and checksums (input and output).
 //! - `kafka`: consumers over Blink's own topics for input plugins (their position is the
 //!   plugin's checkpoint), producers into them for output plugins.
@@ -25,6 +27,7 @@ mod lpeg;
 mod maxminddb;
 mod plain_error;
 mod re;
+mod rjson;
 mod zlib;
 
 use std::rc::Rc;
@@ -141,6 +144,11 @@ pub static MODULES: &[HostModule] = &[
         name: "re",
         kinds: &[Input, Analysis, Output],
         open: re::open,
+    },
+    HostModule {
+        name: "rjson",
+        kinds: &[Input, Analysis, Output],
+        open: rjson::open,
     },
     HostModule {
         name: "zlib",

@@ -1,0 +1,394 @@
+//! `rjson`: JSON documents with JSON Schema validation, with the API of lua_sandbox_extensions'
+//! RapidJSON module, which the moz_ingest, telemetry and taskcluster decoders use:
+//! `rjson.parse(text)` → a document, `rjson.parse_schema(text)` → a schema, and on a document
+//! `find(v?, key…)`, `value(v?)`, `type(v?)`, `size(v?)`, `iter(v?)`, `remove(v?, key…)` (the
+//! value moved out into a new document), `remove_shallow(v?, key…)`, `validate(schema)` →
+//! `ok, err, report`, `make_field(v?)`, and `parse(text)` to reuse a document.
+//!
+//! Values are handles (lightuserdata) naming a node of one document as it was parsed: a handle
+//! from another document, or from before a document was parsed again, is refused ("invalid
+//! value"). Keys are object member names or 0-based array indexes. Errors are plain strings at
+//! the caller's line. `make_field(v)` gives `{value = <the JSON text>, representation =
+//! "json"}`: the text is made at once (the original defers it to `inject_message`).
+//! `parse_message` (a document straight from a message field) is not provided.
+
+mod schema;
+mod tree;
+
+use std::cell::Cell;
+use std::ffi::c_void;
+
+use mlua::{AnyUserData, LightUserData, Lua, MultiValue, Table, UserData, Value};
+
+use schema::Schema;
+use tree::{Key, Node, Tree};
+
+const VERSION: &str = "1.1.4";
+const METHODS_KEY: &str = "blink.rjson.methods";
+
+thread_local! {
+    /// Document identities: a parse gets a new one, so older handles stop matching.
+    static NEXT_ID: Cell<u32> = const { Cell::new(1) };
+}
+
+fn next_id() -> u32 {
+    NEXT_ID.with(|n| {
+        let id = n.get();
+        n.set(id.wrapping_add(1).max(1));
+        id
+    })
+}
+
+struct Document {
+    id: u32,
+    tree: Tree,
+}
+
+impl Document {
+    fn new(tree: Tree) -> Self {
+        Document {
+            id: next_id(),
+            tree,
+        }
+    }
+
+    fn handle(&self, node: usize) -> Value {
+        let bits = ((self.id as usize) << 32) | (node + 1);
+        Value::LightUserData(LightUserData(bits as *mut c_void))
+    }
+
+    /// The node a handle names, if it is one of this document's.
+    fn node_of(&self, handle: LightUserData) -> Option<usize> {
+        let bits = handle.0 as usize;
+        let (id, node) = ((bits >> 32) as u32, bits & 0xffff_ffff);
+        (id == self.id && node >= 1 && node <= self.tree.nodes.len()).then(|| node - 1)
+    }
+}
+
+impl UserData for Document {
+    fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
+        fields.add_meta_field_with("__index", |lua| {
+            lua.named_registry_value::<Table>(METHODS_KEY)
+        });
+    }
+}
+
+struct SchemaData(Schema);
+impl UserData for SchemaData {}
+
+fn invalid() -> mlua::Error {
+    mlua::Error::runtime("invalid value")
+}
+
+/// Where a method starts: the value its first argument names, or the root when it has none.
+/// `Ok(None)`: the argument was nil or not a value (the method then returns nil).
+enum Start {
+    At(usize),
+    Nil,
+}
+
+fn start(doc: &Document, args: &mut std::collections::VecDeque<Value>) -> mlua::Result<Start> {
+    match args.front() {
+        None => Ok(Start::At(Tree::root())),
+        Some(Value::LightUserData(h)) => {
+            let h = *h;
+            args.pop_front();
+            doc.node_of(h).map(Start::At).ok_or_else(invalid)
+        }
+        Some(Value::Nil) => {
+            args.pop_front();
+            Ok(Start::Nil)
+        }
+        Some(Value::UserData(_)) => Err(invalid()),
+        Some(_) => Ok(Start::At(Tree::root())),
+    }
+}
+
+fn key_of(v: &Value) -> Option<Key> {
+    match v {
+        Value::String(s) => Some(Key::Name(s.as_bytes().to_vec())),
+        Value::Integer(i) if *i >= 0 => Some(Key::Index(*i as usize)),
+        Value::Number(n) if *n >= 0.0 && n.fract() == 0.0 => Some(Key::Index(*n as usize)),
+        _ => None,
+    }
+}
+
+/// Follows `keys` from `node`; `None` when a step is missing (or not a key).
+fn walk(tree: &Tree, mut node: usize, keys: &[Value]) -> Option<usize> {
+    for k in keys {
+        node = tree.child(node, &key_of(k)?)?;
+    }
+    Some(node)
+}
+
+fn type_name(node: &Node) -> &'static str {
+    match node {
+        Node::Null => "null",
+        Node::Bool(_) => "boolean",
+        Node::Int(_) | Node::UInt(_) | Node::Float(_) => "number",
+        Node::Str(_) => "string",
+        Node::Array(_) => "array",
+        Node::Object(_) => "object",
+    }
+}
+
+fn parse_text(text: &[u8], validate_encoding: bool) -> mlua::Result<Tree> {
+    if validate_encoding && std::str::from_utf8(text).is_err() {
+        return Err(mlua::Error::runtime(
+            "failed to parse: invalid UTF-8 encoding",
+        ));
+    }
+    // serde_json reads UTF-8 only; without validation, invalid bytes are replaced.
+    let owned;
+    let text = match std::str::from_utf8(text) {
+        Ok(_) => text,
+        Err(_) => {
+            owned = String::from_utf8_lossy(text).into_owned();
+            owned.as_bytes()
+        }
+    };
+    Tree::parse(text).map_err(mlua::Error::runtime)
+}
+
+type Args = std::collections::VecDeque<Value>;
+
+fn methods(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    let add = |name: &str, f: mlua::Function| -> mlua::Result<()> {
+        t.raw_set(name, super::plain_error::wrap(lua, f)?)
+    };
+    add(
+        "parse",
+        lua.create_function(
+            |_, (ud, text, check): (AnyUserData, mlua::LuaString, Option<bool>)| {
+                let mut doc = ud.borrow_mut::<Document>()?;
+                match parse_text(&text.as_bytes(), check.unwrap_or(false)) {
+                    Ok(tree) => {
+                        *doc = Document::new(tree);
+                        drop(doc);
+                        Ok(ud)
+                    }
+                    Err(e) => {
+                        *doc = Document::new(Tree::null());
+                        Err(e)
+                    }
+                }
+            },
+        )?,
+    )?;
+    add(
+        "find",
+        lua.create_function(|_, (ud, args): (AnyUserData, MultiValue)| {
+            let doc = ud.borrow::<Document>()?;
+            let mut args: Args = args.into_iter().collect();
+            let Start::At(from) = start(&doc, &mut args)? else {
+                return Ok(Value::Nil);
+            };
+            let keys: Vec<Value> = args.into_iter().collect();
+            Ok(walk(&doc.tree, from, &keys).map_or(Value::Nil, |n| doc.handle(n)))
+        })?,
+    )?;
+    add(
+        "value",
+        lua.create_function(|lua, (ud, args): (AnyUserData, MultiValue)| {
+            let doc = ud.borrow::<Document>()?;
+            let mut args: Args = args.into_iter().collect();
+            let Start::At(node) = start(&doc, &mut args)? else {
+                return Ok(Value::Nil);
+            };
+            Ok(match &doc.tree.nodes[node] {
+                Node::Null => Value::Nil,
+                Node::Bool(b) => Value::Boolean(*b),
+                Node::Int(i) => Value::Number(*i as f64),
+                Node::UInt(u) => Value::Number(*u as f64),
+                Node::Float(f) => Value::Number(*f),
+                Node::Str(s) => Value::String(lua.create_string(s)?),
+                Node::Array(_) | Node::Object(_) => {
+                    return Err(mlua::Error::runtime(
+                        "value() not allowed on an object or array",
+                    ));
+                }
+            })
+        })?,
+    )?;
+    add(
+        "type",
+        lua.create_function(|_, (ud, args): (AnyUserData, MultiValue)| {
+            let doc = ud.borrow::<Document>()?;
+            let mut args: Args = args.into_iter().collect();
+            Ok(match start(&doc, &mut args)? {
+                Start::At(node) => Some(type_name(&doc.tree.nodes[node])),
+                Start::Nil => None,
+            })
+        })?,
+    )?;
+    add(
+        "size",
+        lua.create_function(|_, (ud, args): (AnyUserData, MultiValue)| {
+            let doc = ud.borrow::<Document>()?;
+            let mut args: Args = args.into_iter().collect();
+            let Start::At(node) = start(&doc, &mut args)? else {
+                return Ok(None);
+            };
+            Ok(Some(match &doc.tree.nodes[node] {
+                Node::Array(items) => items.len(),
+                Node::Object(members) => members.len(),
+                Node::Str(s) => s.len(),
+                _ => {
+                    return Err(mlua::Error::runtime(
+                        "size() not allowed on a number, boolean or null",
+                    ));
+                }
+            }))
+        })?,
+    )?;
+    add(
+        "iter",
+        lua.create_function(|lua, (ud, args): (AnyUserData, MultiValue)| {
+            let (id, node) = {
+                let doc = ud.borrow::<Document>()?;
+                let mut args: Args = args.into_iter().collect();
+                let Start::At(node) = start(&doc, &mut args)? else {
+                    return Ok(Value::Nil);
+                };
+                if !matches!(doc.tree.nodes[node], Node::Array(_) | Node::Object(_)) {
+                    return Err(mlua::Error::runtime(
+                        "iter() not allowed on a primitive type",
+                    ));
+                }
+                (doc.id, node)
+            };
+            let next = Cell::new(0usize);
+            let iterator = lua.create_function(move |lua, ()| {
+                let doc = ud.borrow::<Document>()?;
+                if doc.id != id || doc.tree.detached[node] {
+                    return Err(mlua::Error::runtime("iterator has been invalidated"));
+                }
+                let i = next.get();
+                next.set(i + 1);
+                Ok(match &doc.tree.nodes[node] {
+                    Node::Array(items) => match items.get(i) {
+                        Some(&item) => (Value::Number(i as f64), doc.handle(item)),
+                        None => (Value::Nil, Value::Nil),
+                    },
+                    Node::Object(members) => match members.get(i) {
+                        Some((k, item)) => {
+                            (Value::String(lua.create_string(k)?), doc.handle(*item))
+                        }
+                        None => (Value::Nil, Value::Nil),
+                    },
+                    _ => (Value::Nil, Value::Nil),
+                })
+            })?;
+            Ok(Value::Function(super::plain_error::wrap(lua, iterator)?))
+        })?,
+    )?;
+    add(
+        "remove",
+        lua.create_function(|lua, (ud, args): (AnyUserData, MultiValue)| {
+            let removed = detach(&ud, args)?;
+            let Some(node) = removed else {
+                return Ok(Value::Nil);
+            };
+            let doc = ud.borrow::<Document>()?;
+            let copy = doc.tree.copy_out(node);
+            drop(doc);
+            Ok(Value::UserData(lua.create_userdata(Document::new(copy))?))
+        })?,
+    )?;
+    add(
+        "remove_shallow",
+        lua.create_function(|_, (ud, args): (AnyUserData, MultiValue)| {
+            let removed = detach(&ud, args)?;
+            let doc = ud.borrow::<Document>()?;
+            Ok(removed.map_or(Value::Nil, |n| doc.handle(n)))
+        })?,
+    )?;
+    add(
+        "validate",
+        lua.create_function(
+            |_, (ud, schema, args): (AnyUserData, AnyUserData, MultiValue)| {
+                let doc = ud.borrow::<Document>()?;
+                let schema = schema.borrow::<SchemaData>().map_err(|_| {
+                    mlua::Error::runtime("validate() needs a schema (rjson.parse_schema)")
+                })?;
+                let mut args: Args = args.into_iter().collect();
+                let Start::At(node) = start(&doc, &mut args)? else {
+                    return Ok((false, Some("invalid value".to_string()), None));
+                };
+                Ok(match schema.0.validate(&doc.tree, node) {
+                    Ok(()) => (true, None, None),
+                    Err(v) => (false, Some(v.message()), Some(v.report())),
+                })
+            },
+        )?,
+    )?;
+    add(
+        "make_field",
+        lua.create_function(|lua, (ud, args): (AnyUserData, MultiValue)| {
+            let doc = ud.borrow::<Document>()?;
+            let mut args: Args = args.into_iter().collect();
+            let Start::At(node) = start(&doc, &mut args)? else {
+                return Ok(Value::Nil);
+            };
+            let mut text = String::new();
+            doc.tree.write(node, &mut text);
+            let field = lua.create_table()?;
+            field.raw_set("value", text)?;
+            field.raw_set("representation", "json")?;
+            Ok(Value::Table(field))
+        })?,
+    )?;
+    Ok(t)
+}
+
+/// Removes the value `args` name (a start and at least one key) from its parent.
+fn detach(ud: &AnyUserData, args: MultiValue) -> mlua::Result<Option<usize>> {
+    let mut doc = ud.borrow_mut::<Document>()?;
+    let mut args: Args = args.into_iter().collect();
+    let Start::At(from) = start(&doc, &mut args)? else {
+        return Ok(None);
+    };
+    let keys: Vec<Value> = args.into_iter().collect();
+    let Some((last, path)) = keys.split_last() else {
+        return Err(mlua::Error::runtime("cannot remove the root"));
+    };
+    let Some(parent) = walk(&doc.tree, from, path) else {
+        return Ok(None);
+    };
+    let Some(key) = key_of(last) else {
+        return Ok(None);
+    };
+    Ok(doc.tree.detach(parent, &key))
+}
+
+/// Opens the module.
+pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
+    lua.set_named_registry_value(METHODS_KEY, methods(lua)?)?;
+    let rjson = lua.create_table()?;
+    let add = |name: &str, f: mlua::Function| -> mlua::Result<()> {
+        rjson.raw_set(name, super::plain_error::wrap(lua, f)?)
+    };
+    add(
+        "parse",
+        lua.create_function(|_, (text, check): (mlua::LuaString, Option<bool>)| {
+            Ok(Document::new(parse_text(
+                &text.as_bytes(),
+                check.unwrap_or(false),
+            )?))
+        })?,
+    )?;
+    add(
+        "parse_schema",
+        lua.create_function(|_, text: mlua::LuaString| {
+            Schema::parse(&text.as_bytes())
+                .map(SchemaData)
+                .map_err(mlua::Error::runtime)
+        })?,
+    )?;
+    add("version", lua.create_function(|_, ()| Ok(VERSION))?)?;
+    Ok(Some(rjson))
+}
+
+#[cfg(test)]
+mod tests;
