@@ -7,6 +7,8 @@
 //!
 //! - `bit`: LuaBitOp's bitwise operations on 32-bit integers (every plugin type).
 //! - `cjson`: JSON `decode`/`encode`, lua-cjson's call shape (every plugin type).
+//! - `cuckoo_filter`, `cuckoo_filter_expire`: approximate set membership with deletion, the
+//!   second with entries expiring by message time (every plugin type).
 //! - `lfs`: LuaFileSystem's `attributes`, `dir`, `currentdir` (every plugin type), `mkdir`,
 //!   `rmdir`, `touch` (input and output).
 //! - `lpeg`: LPeg 1.0's patterns, grammars and captures, paid from the instruction limit
@@ -21,6 +23,8 @@
 
 mod bit;
 mod cjson;
+mod cuckoo_filter;
+mod cuckoo_filter_expire;
 mod kafka;
 mod lfs;
 mod lpeg;
@@ -124,6 +128,16 @@ pub static MODULES: &[HostModule] = &[
         name: "cjson",
         kinds: &[Input, Analysis, Output],
         open: cjson::open,
+    },
+    HostModule {
+        name: "cuckoo_filter",
+        kinds: &[Input, Analysis, Output],
+        open: cuckoo_filter::open,
+    },
+    HostModule {
+        name: "cuckoo_filter_expire",
+        kinds: &[Input, Analysis, Output],
+        open: cuckoo_filter_expire::open,
     },
     HostModule {
         name: "lfs",
