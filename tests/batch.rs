@@ -273,3 +273,71 @@ fn a_default_a_kind_cannot_have_is_refused_naming_the_config() {
         "{log}"
     );
 }
+
+#[test]
+fn a_stream_reader_reads_a_hindsight_file_from_a_handle_and_from_strings() {
+    let w = common::workspace();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hindsight/bench-1000.log");
+    // From a file handle, with checkpoints counted from `consumed`; then the same file fed as
+    // strings of 100 bytes, to exercise messages split across calls.
+    w.plugin(
+        "input",
+        "file",
+        "",
+        &format!(
+            r#"
+require "io"
+require "string"
+local path = "{}"
+function process_message()
+    local hsr = create_stream_reader("file")
+    local fh = assert(io.open(path, "rb"))
+    local found, consumed, read, offset, count = nil, 0, 0, 0, 0
+    repeat
+        repeat
+            found, consumed, read = hsr:find_message(fh)
+            offset = offset + consumed
+            if found then
+                inject_message(hsr)
+                count = count + 1
+            end
+        until not found
+    until read == 0
+    fh:close()
+    local size = #assert(io.open(path, "rb")):read("*a")
+    assert(offset == size, string.format("consumed %d of %d bytes", offset, size))
+    -- In pieces.
+    local data = assert(io.open(path, "rb")):read("*a")
+    local pieces = create_stream_reader("pieces")
+    local again = 0
+    for at = 1, #data, 100 do
+        found = pieces:find_message(data:sub(at, at + 99))
+        while found do
+            again = again + 1
+            found = pieces:find_message(nil)
+        end
+    end
+    assert(again == count, again .. " vs " .. count)
+    local t = pieces:read_message("Timestamp")
+    assert(type(t) == "number" and t > 0)
+    pieces:decode_message(pieces:read_message("raw"))
+    assert(pieces:read_message("Timestamp") == t)
+    assert(not pcall(pieces.decode_message, pieces, "not a message"))
+    inject_message({{Type = "count", Payload = tostring(count)}})
+    return 0
+end
+"#,
+            fixture.display()
+        ),
+    );
+    w.plugin(
+        "output",
+        "record",
+        "message_matcher = \"Type == 'count'\"",
+        RECORDING_OUTPUT,
+    );
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    assert_eq!(w.lines("out.txt"), ["count\t1000"]);
+}

@@ -115,6 +115,32 @@ impl Current {
     }
 }
 
+/// `read_message(name, fi, ai)` of `message` as a Lua value (a stream reader's
+/// `read_message`, which is not on the per-message path).
+pub fn read_value(
+    lua: &Lua,
+    message: (Bytes, MessageIndex),
+    name: &[u8],
+    fi: usize,
+    ai: usize,
+) -> mlua::Result<mlua::Value> {
+    let mut current = Current {
+        message: Some(message),
+        framed: Vec::new(),
+    };
+    Ok(match current.read(name, fi, ai) {
+        Answer::Nil => mlua::Value::Nil,
+        Answer::Number(n) => mlua::Value::Number(n),
+        Answer::Bool(b) => mlua::Value::Boolean(b),
+        // SAFETY: the pointer and length are of bytes inside `current` (the message or its
+        // scratch buffer), alive until the end of this function.
+        Answer::Bytes(p, len) => {
+            mlua::Value::String(lua.create_string(unsafe { std::slice::from_raw_parts(p, len) })?)
+        }
+        Answer::Unknown => return Err(mlua::Error::runtime("read_message() invalid field name")),
+    })
+}
+
 /// An optional index argument: a number ≥ 0, else 0 (nil or absent) or `None` (negative).
 ///
 /// # Safety

@@ -254,6 +254,10 @@ fn values_of(
     value_type: Option<ValueType>,
     _name: &[u8],
 ) -> Result<FieldValues, String> {
+    let (value, written) = as_text(value)?;
+    let value = &value;
+    // A userdata's text is BYTES, as lua_sandbox writes what an output function makes.
+    let value_type = value_type.or(written.then_some(ValueType::Bytes));
     let (items, array): (Vec<Value>, bool) = match value {
         Value::Table(t) => (
             t.sequence_values::<Value>()
@@ -315,6 +319,21 @@ fn values_of(
                 .collect(),
         ),
     })
+}
+
+/// A userdata that writes itself as text (an rjson document) as that text: its `__tostring`,
+/// as lua_sandbox asks a module's output function for it; true if it was one.
+fn as_text(value: &Value) -> Result<(Value, bool), String> {
+    if let Value::UserData(u) = value
+        && let Ok(metatable) = u.metatable()
+        && let Ok(to_string) = metatable.get::<mlua::Function>(mlua::MetaMethod::ToString)
+    {
+        let text = to_string
+            .call::<Value>(u.clone())
+            .map_err(|e| e.to_string())?;
+        return Ok((text, true));
+    }
+    Ok((value.clone(), false))
 }
 
 fn heka_value(lua: &Lua, value: HekaValue) -> mlua::Result<Value> {

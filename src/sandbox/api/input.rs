@@ -1,8 +1,9 @@
-//! The API of input plugins: `inject_message(table | protobuf string | nil, checkpoint)` and
-//! `is_running()`.
+//! The API of input plugins: `inject_message(table | protobuf string | stream reader | nil,
+//! checkpoint)`, `create_stream_reader(name)` and `is_running()`.
 
 use mlua::{Lua, Table, Value};
 
+use super::stream_reader::StreamReader;
 use super::{NoResult, api_error};
 use crate::checkpoint::CheckpointValue;
 use crate::message::{Message, MessageView};
@@ -26,6 +27,16 @@ pub(super) fn install(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<(
                             .map_err(|e| InjectError::Message(e.to_string()))
                             .and_then(|view| host.inject(&Message::from(&view), checkpoint))
                     }
+                    Value::UserData(u) if u.is::<StreamReader>() => {
+                        match u.borrow::<StreamReader>()?.current_bytes() {
+                            Some(bytes) => MessageView::parse(&bytes)
+                                .map_err(|e| InjectError::Message(e.to_string()))
+                                .and_then(|view| host.inject(&Message::from(&view), checkpoint)),
+                            None => Err(InjectError::Message(
+                                "the stream reader has no message".into(),
+                            )),
+                        }
+                    }
                     Value::Nil => match (checkpoint, host.appender.as_ref()) {
                         (Some(cp), Some(appender)) => {
                             appender.checkpoint(cp).map_err(InjectError::from)
@@ -41,6 +52,7 @@ pub(super) fn install(lua: &Lua, g: &Table, no_result: &Table) -> mlua::Result<(
             },
         )?,
     )?;
+    super::stream_reader::install(lua, g)?;
     g.raw_set(
         "is_running",
         lua.create_function(|lua, ()| Ok(shared(lua).borrow().is_running()))?,

@@ -16,6 +16,7 @@ mod analysis;
 mod input;
 mod output;
 mod require;
+mod stream_reader;
 
 use mlua::{Lua, LuaString, MultiValue, Value};
 

@@ -142,7 +142,11 @@ impl CuckooFilter {
             self.count += 1;
             return Ok(true);
         }
-        let mut i = if self.random.next().is_multiple_of(2) { i1 } else { i2 };
+        let mut i = if self.random.next().is_multiple_of(2) {
+            i1
+        } else {
+            i2
+        };
         for _ in 0..MAX_KICKS {
             let slot = self.random.next() % BUCKET_SIZE;
             std::mem::swap(&mut self.bucket(i)[slot], &mut fp);

@@ -29,7 +29,7 @@ mod kafka;
 mod lfs;
 mod lpeg;
 mod maxminddb;
-mod plain_error;
+pub(crate) mod plain_error;
 mod re;
 mod rjson;
 mod zlib;

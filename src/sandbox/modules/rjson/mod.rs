@@ -10,7 +10,8 @@
 //! value"). Keys are object member names or 0-based array indexes. Errors are plain strings at
 //! the caller's line. `make_field(v)` gives `{value = <the JSON text>, representation =
 //! "json"}`: the text is made at once (the original defers it to `inject_message`).
-//! `parse_message` (a document straight from a message field) is not provided.
+//! `parse_message([hsr,] field, fi, ai, validate_encoding)` parses a field of the current
+//! message (an input plugin names its stream reader).
 
 mod schema;
 mod tree;
@@ -69,6 +70,16 @@ impl UserData for Document {
     fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
         fields.add_meta_field_with("__index", |lua| {
             lua.named_registry_value::<Table>(METHODS_KEY)
+        });
+    }
+
+    /// The document as JSON text: what a message field holding the document carries
+    /// (`{value = doc, representation = "json"}`).
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method(mlua::MetaMethod::ToString, |_, doc, ()| {
+            let mut text = String::new();
+            doc.tree.write(Tree::root(), &mut text);
+            Ok(text)
         });
     }
 }
@@ -152,7 +163,42 @@ fn parse_text(text: &[u8], validate_encoding: bool) -> mlua::Result<Tree> {
 
 type Args = std::collections::VecDeque<Value>;
 
+/// Reads a message field as `parse_message` takes it: from a stream reader, or the plugin's
+/// current message.
+const READ_FIELD: &str = r#"
+return function(reader, ...)
+    if reader then return reader:read_message(...) end
+    return read_message(...)
+end
+"#;
+
+/// `parse_message`'s arguments after the document: the text to parse and the UTF-8 flag.
+fn message_text(lua: &Lua, args: MultiValue) -> mlua::Result<(Vec<u8>, bool)> {
+    let mut args: Args = args.into_iter().collect();
+    let reader = match args.front() {
+        Some(Value::UserData(_)) => args.pop_front(),
+        _ => None,
+    };
+    let mut next = || args.pop_front().unwrap_or(Value::Nil);
+    let (field, fi, ai, check) = (next(), next(), next(), next());
+    let read: mlua::Function = lua.named_registry_value("blink.rjson.read_field")?;
+    let text: Value = read.call((reader.unwrap_or(Value::Nil), field, fi, ai))?;
+    let text = match text {
+        Value::String(s) => s.as_bytes().to_vec(),
+        Value::Nil => return Err(mlua::Error::runtime("field not found")),
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "the field is a {}, not JSON text",
+                other.type_name()
+            )));
+        }
+    };
+    Ok((text, matches!(check, Value::Boolean(true))))
+}
+
 fn methods(lua: &Lua) -> mlua::Result<Table> {
+    let read_field: mlua::Function = lua.load(READ_FIELD).set_name("=[rjson]").call(())?;
+    lua.set_named_registry_value("blink.rjson.read_field", read_field)?;
     let t = lua.create_table()?;
     let add = |name: &str, f: mlua::Function| -> mlua::Result<()> {
         t.raw_set(name, super::plain_error::wrap(lua, f)?)
@@ -175,6 +221,24 @@ fn methods(lua: &Lua) -> mlua::Result<Table> {
                 }
             },
         )?,
+    )?;
+    add(
+        "parse_message",
+        lua.create_function(|lua, (ud, args): (AnyUserData, MultiValue)| {
+            let parsed = message_text(lua, args).and_then(|(text, check)| parse_text(&text, check));
+            let mut doc = ud.borrow_mut::<Document>()?;
+            match parsed {
+                Ok(tree) => {
+                    *doc = Document::new(tree);
+                    drop(doc);
+                    Ok(ud)
+                }
+                Err(e) => {
+                    *doc = Document::new(Tree::null());
+                    Err(e)
+                }
+            }
+        })?,
     )?;
     add(
         "find",
@@ -376,6 +440,13 @@ pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
                 &text.as_bytes(),
                 check.unwrap_or(false),
             )?))
+        })?,
+    )?;
+    add(
+        "parse_message",
+        lua.create_function(|lua, args: MultiValue| {
+            let (text, check) = message_text(lua, args)?;
+            Ok(Document::new(parse_text(&text, check)?))
         })?,
     )?;
     add(

@@ -134,3 +134,24 @@ fn schemas_report_the_first_violation_as_rapidjson_does() {
         assert(not rjson.parse("1"):validate(loop), "a $ref loop ends")
     "##);
 }
+
+#[test]
+fn parse_errors_in_rapidjsons_words_and_documents_from_messages() {
+    run(r##"
+        local ok, err = pcall(rjson.parse, "{")
+        assert(err == "failed to parse offset:1 Missing a name for object member.", err)
+        ok, err = pcall(rjson.parse, "")
+        assert(err == "failed to parse offset:0 Invalid value.", err)
+        ok, err = pcall(rjson.parse, "[1 2]")
+        assert(err:find("Missing a comma or ']' after an array element."), err)
+        -- parse_message reads a field of the current message (read_message), or of a reader.
+        function read_message(field) if field == "Payload" then return '{"a":[1]}' end end
+        local doc = rjson.parse_message("Payload")
+        assert(doc:value(doc:find("a", 0)) == 1)
+        local reused = rjson.parse("[]")
+        assert(reused:parse_message("Payload") == reused and reused:type() == "object")
+        assert(tostring(doc) == '{"a":[1]}', "a document writes itself as JSON")
+        ok, err = pcall(rjson.parse_message, "Fields[missing]")
+        assert(not ok and err:find("field not found"), err)
+    "##);
+}

@@ -215,13 +215,36 @@ fn offset_of(text: &[u8], line: usize, column: usize) -> usize {
     (at + column).min(text.len())
 }
 
-/// serde_json's message without its position (the offset says where).
+/// RapidJSON's words for what went wrong (plugins and their tests compare them), from
+/// serde_json's; anything without a counterpart keeps serde_json's text.
 fn message_of(e: &serde_json::Error) -> String {
     let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(p) => text[..p].to_string(),
-        None => text,
+    let what = match text.rfind(" at line ") {
+        Some(p) => &text[..p],
+        None => &text[..],
+    };
+    match what {
+        "EOF while parsing a value" | "expected value" | "expected ident" | "invalid number" => {
+            "Invalid value."
+        }
+        "EOF while parsing an object" | "key must be a string" => {
+            "Missing a name for object member."
+        }
+        "expected `:`" => "Missing a colon after a name of object member.",
+        "expected `,` or `}`" => "Missing a comma or '}' after an object member.",
+        "EOF while parsing a list" | "expected `,` or `]`" => {
+            "Missing a comma or ']' after an array element."
+        }
+        "EOF while parsing a string" => "Missing a closing quotation mark in string.",
+        "invalid escape" => "Invalid escape character in string.",
+        "invalid unicode code point" | "lone leading surrogate in hex escape" => {
+            "The surrogate pair in string is invalid."
+        }
+        "trailing characters" => "The document root must not be followed by other values.",
+        "number out of range" => "Number too big to be stored in double.",
+        other => return other.to_string(),
     }
+    .to_string()
 }
 
 struct Seed<'t> {
