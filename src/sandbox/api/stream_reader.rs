@@ -310,7 +310,7 @@ fn methods(lua: &Lua) -> mlua::Result<Table> {
                 match &hsr.message {
                     Some(Found::Decoded(bytes, idx)) => current::read_value(
                         lua,
-                        (bytes.clone(), idx.clone()),
+                        (bytes.clone(), *idx),
                         &name,
                         index(fi),
                         index(ai),
