@@ -23,7 +23,7 @@ use mlua::{Lua, LuaString, MultiValue, Value};
 use super::current::SharedCurrent;
 use super::heka;
 use super::host::{SharedHost, shared};
-use super::lua_values::{format_number, lua_type};
+use super::lua_values::{format_output_number, lua_type};
 use crate::message::MessageView;
 use crate::plugin::{CfgValue, PluginKind};
 
@@ -94,8 +94,8 @@ fn append_values(lua: &Lua, out: &mut Vec<u8>, values: &MultiValue) -> Result<()
         }
         match v {
             Value::String(s) => out.extend_from_slice(&s.as_bytes()),
-            Value::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
-            Value::Number(n) => out.extend_from_slice(format_number(*n).as_bytes()),
+            Value::Integer(i) => out.extend_from_slice(format_output_number(*i as f64).as_bytes()),
+            Value::Number(n) => out.extend_from_slice(format_output_number(*n).as_bytes()),
             Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
             Value::Nil => out.extend_from_slice(b"nil"),
             other => return Err(format!("cannot output a {}", lua_type(other))),
