@@ -98,6 +98,16 @@ fn append_values(lua: &Lua, out: &mut Vec<u8>, values: &MultiValue) -> Result<()
             Value::Number(n) => out.extend_from_slice(format_output_number(*n).as_bytes()),
             Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
             Value::Nil => out.extend_from_slice(b"nil"),
+            // A module's object that writes itself (a circular buffer): its `__tostring`, as
+            // lua_sandbox calls a module's output function.
+            Value::UserData(u) => {
+                let to_string = u
+                    .metatable()
+                    .and_then(|m| m.get::<mlua::Function>(mlua::MetaMethod::ToString))
+                    .map_err(|_| "unknown userdata type".to_string())?;
+                let text: mlua::LuaString = to_string.call(u.clone()).map_err(|e| e.to_string())?;
+                out.extend_from_slice(&text.as_bytes());
+            }
             other => return Err(format!("cannot output a {}", lua_type(other))),
         }
     }

@@ -308,13 +308,9 @@ fn methods(lua: &Lua) -> mlua::Result<Table> {
                 let index = |v: Option<f64>| v.filter(|n| *n >= 0.0).map_or(0, |n| n as usize);
                 let name = name.as_bytes();
                 match &hsr.message {
-                    Some(Found::Decoded(bytes, idx)) => current::read_value(
-                        lua,
-                        (bytes.clone(), *idx),
-                        &name,
-                        index(fi),
-                        index(ai),
-                    ),
+                    Some(Found::Decoded(bytes, idx)) => {
+                        current::read_value(lua, (bytes.clone(), *idx), &name, index(fi), index(ai))
+                    }
                     Some(Found::Raw(bytes)) if &name[..] == b"raw" => {
                         Ok(Value::String(lua.create_string(bytes)?))
                     }

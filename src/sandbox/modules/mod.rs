@@ -6,6 +6,8 @@
 //! imports nothing of the sandbox. Adding one is a new file here and a row in [`MODULES`].
 //!
 //! - `bit`: LuaBitOp's bitwise operations on 32-bit integers (every plugin type).
+//! - `circular_buffer`: sliding-window time series with the `cbuf`/`cbufd` text output
+//!   (every plugin type).
 //! - `cjson`: JSON `decode`/`encode`, lua-cjson's call shape (every plugin type).
 //! - `cuckoo_filter`, `cuckoo_filter_expire`: approximate set membership with deletion, the
 //!   second with entries expiring by message time (every plugin type).
@@ -22,6 +24,7 @@
 //!   plugin's checkpoint), producers into them for output plugins.
 
 mod bit;
+mod circular_buffer;
 mod cjson;
 mod cuckoo_filter;
 mod cuckoo_filter_expire;
@@ -123,6 +126,11 @@ pub static MODULES: &[HostModule] = &[
         name: "bit",
         kinds: &[Input, Analysis, Output],
         open: bit::open,
+    },
+    HostModule {
+        name: "circular_buffer",
+        kinds: &[Input, Analysis, Output],
+        open: circular_buffer::open,
     },
     HostModule {
         name: "cjson",
