@@ -102,6 +102,8 @@ pub struct Host {
     pub(super) keys: Option<heka::Keys>,
     /// The instruction budget, for host modules that loop in Rust (set once the sandbox is).
     pub(super) steps: Option<std::rc::Rc<dyn crate::sandbox::modules::StepAccount>>,
+    /// What the plugin's module objects hold outside Lua, bounded by its memory limit.
+    pub(super) external: std::rc::Rc<crate::sandbox::modules::ExternalMemory>,
     /// What `read_config` answers for keys the cfg does not have (Hindsight's values).
     pub(super) config_defaults: Vec<(String, crate::plugin::CfgValue)>,
     pub(super) lua_paths: Vec<std::path::PathBuf>,
@@ -141,6 +143,7 @@ impl Host {
         );
         Host {
             steps: None,
+            external: crate::sandbox::modules::ExternalMemory::new(config.memory_limit),
             config_defaults,
             config,
             appender,
@@ -357,6 +360,7 @@ impl Host {
                 .clone()
                 .unwrap_or_else(|| std::rc::Rc::new(crate::sandbox::modules::Unlimited)),
             memory_limit: self.config.memory_limit,
+            external: self.external.clone(),
         }
     }
 }

@@ -14,8 +14,8 @@
 //! Passed to `add_to_payload`, `inject_payload` or `output` (or `tostring`) it writes its JSON
 //! header line and then, as `cbuf`, every row oldest first, or, as `cbufd`, the rows changed
 //! since the last delta output with their times (the deltas are then reset). Numbers are
-//! written as lua_sandbox writes them. The values live outside Lua's allocator, so a buffer is
-//! checked against the plugin's `memory_limit` (1 GiB without one) before it is made.
+//! written as lua_sandbox writes them. The values live outside Lua's allocator, so they are
+//! counted in the plugin's module memory (bounded by its `memory_limit`) before they are made.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,7 +24,6 @@ use mlua::{AnyUserData, Lua, MetaMethod, Table, UserData, UserDataMethods};
 
 use crate::sandbox::lua_values::format_output_number;
 
-const UNLIMITED_BYTES: usize = 1 << 30;
 const NAME_SIZE: usize = 15;
 const UNIT_SIZE: usize = 7;
 const AGGREGATIONS: [&str; 4] = ["sum", "min", "max", "none"];
@@ -64,6 +63,7 @@ struct CircularBuffer {
     delta_output: bool,
     /// By row time (seconds), then column (1-based).
     annotations: BTreeMap<i64, BTreeMap<usize, Annotation>>,
+    _memory: super::Reservation,
 }
 
 fn error(message: impl Into<String>) -> mlua::Error {
@@ -505,7 +505,7 @@ impl UserData for CircularBuffer {
 
 /// Opens the module.
 pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
-    let memory_limit = env.memory_limit;
+    let external = env.external.clone();
     let module = lua.create_table()?;
     module.raw_set(
         "new",
@@ -523,18 +523,11 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
                     "bad argument #3 to 'new' (seconds_per_row is out of range)",
                 ));
             }
-            let limit = if memory_limit == 0 {
-                UNLIMITED_BYTES
-            } else {
-                memory_limit
-            };
-            if rows * columns * 16.0 > limit as f64 {
-                return Err(error(format!(
-                    "a circular buffer of {rows} rows and {columns} columns needs more than the \
-                     plugin's memory limit ({limit} bytes)"
-                )));
+            if rows * columns * 16.0 > (1u64 << 40) as f64 {
+                return Err(error("bad argument #1 to 'new' (too many rows)"));
             }
             let (rows, columns, spr) = (rows as usize, columns as usize, spr as i64);
+            let memory = external.reserve(rows * columns * 16, "a circular buffer")?;
             let headers = (1..=columns)
                 .map(|c| Header {
                     name: format!("Column_{c}"),
@@ -552,6 +545,7 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
                 headers,
                 delta_output: false,
                 annotations: BTreeMap::new(),
+                _memory: memory,
             })
         })?,
     )?;

@@ -4,8 +4,8 @@
 //! numbers. Buckets of four 16-bit fingerprints (a false positive rate near 0.00012); the
 //! bucket count is `items / 4` rounded up to a power of two.
 //!
-//! The table lives outside Lua's allocator, so its size is checked against the plugin's
-//! `memory_limit` (1 GiB without one) before it is made. The hash is Blink's own (FNV-1a with
+//! The table lives outside Lua's allocator, so it is counted in the plugin's module memory
+//! ([`super::ExternalMemory`], bounded by its `memory_limit`) before it is made. The hash is Blink's own (FNV-1a with
 //! a 64-bit finaliser), not xxHash: which keys share a fingerprint differs from the original,
 //! the rates do not.
 
@@ -14,8 +14,6 @@ use mlua::{Lua, Table, UserData, UserDataMethods, Value};
 pub(super) const BUCKET_SIZE: usize = 4;
 /// Entries moved before an insert gives up (the table is then full).
 pub(super) const MAX_KICKS: usize = 512;
-/// What a filter may take when the plugin has no memory limit.
-const UNLIMITED_BYTES: usize = 1 << 30;
 
 /// A key's 64-bit hash: FNV-1a over its bytes (a number's as its IEEE bits), then a
 /// finaliser so that every bit depends on every input bit.
@@ -50,35 +48,14 @@ pub(super) fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Buckets for `items` (at least one bucket, a power of two), refusing a table larger than
-/// `memory_limit` allows.
-pub(super) fn bucket_count(
-    items: f64,
-    entry_bytes: usize,
-    memory_limit: usize,
-) -> mlua::Result<usize> {
-    if !(items.is_finite() && items >= 1.0) {
+/// Buckets for `items` (at least one bucket, a power of two), and the bytes they take.
+pub(super) fn bucket_count(items: f64, entry_bytes: usize) -> mlua::Result<(usize, usize)> {
+    // Past 2^40 items the size alone is beyond any memory limit.
+    if !(items.is_finite() && (1.0..=(1u64 << 40) as f64).contains(&items)) {
         return Err(mlua::Error::runtime("items must be a positive number"));
     }
-    let wanted = (items / BUCKET_SIZE as f64).ceil().max(1.0);
-    let limit = if memory_limit == 0 {
-        UNLIMITED_BYTES
-    } else {
-        memory_limit
-    };
-    let max_buckets = (limit / (entry_bytes * BUCKET_SIZE)).max(1);
-    if wanted > max_buckets as f64 {
-        return Err(mlua::Error::runtime(format!(
-            "a filter of {items} items needs more than the plugin's memory limit ({limit} bytes)"
-        )));
-    }
-    let buckets = (wanted as usize).next_power_of_two();
-    if buckets > max_buckets {
-        return Err(mlua::Error::runtime(format!(
-            "a filter of {items} items needs more than the plugin's memory limit ({limit} bytes)"
-        )));
-    }
-    Ok(buckets)
+    let buckets = ((items / BUCKET_SIZE as f64).ceil().max(1.0) as usize).next_power_of_two();
+    Ok((buckets, buckets * BUCKET_SIZE * entry_bytes))
 }
 
 /// The other bucket of a fingerprint (the partial-key cuckoo rule: its own inverse).
@@ -104,6 +81,7 @@ struct CuckooFilter {
     buckets: usize,
     count: usize,
     random: Xorshift,
+    _memory: super::Reservation,
 }
 
 impl CuckooFilter {
@@ -191,7 +169,7 @@ impl UserData for CuckooFilter {
 
 /// Opens the module.
 pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
-    let memory_limit = env.memory_limit;
+    let external = env.external.clone();
     let module = lua.create_table()?;
     module.raw_set(
         "new",
@@ -201,12 +179,14 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
                     "bad argument #1 to 'new' (items must be >= 4)",
                 ));
             }
-            let buckets = bucket_count(items, 2, memory_limit)?;
+            let (buckets, bytes) = bucket_count(items, 2)?;
+            let memory = external.reserve(bytes, "a cuckoo filter")?;
             Ok(CuckooFilter {
                 slots: vec![0; buckets * BUCKET_SIZE],
                 buckets,
                 count: 0,
                 random: Xorshift(0x9e37_79b9_7f4a_7c15),
+                _memory: memory,
             })
         })?,
     )?;
@@ -225,6 +205,7 @@ mod tests {
         let lua = Lua::new();
         let env = ModuleEnv {
             memory_limit,
+            external: crate::sandbox::modules::ExternalMemory::new(memory_limit),
             ..ModuleEnv::for_tests(PluginKind::Analysis)
         };
         let m = super::open(&lua, &env).unwrap().unwrap();
@@ -273,6 +254,10 @@ mod tests {
             end
             assert(not ok and tostring(e):find("full"), tostring(e))
             ok, e = pcall(cuckoo_filter.new, 1e12)
+            assert(not ok and tostring(e):find("memory limit"), tostring(e))
+            -- Many filters each within the limit are not, together.
+            local kept = {}
+            ok, e = pcall(function() for i = 1, 100 do kept[i] = cuckoo_filter.new(100000) end end)
             assert(not ok and tostring(e):find("memory limit"), tostring(e))
         "#,
         );

@@ -37,6 +37,7 @@ struct ExpiringFilter {
     /// The interval the capacity rule drops next (None: the oldest).
     lru: Option<usize>,
     random: Xorshift,
+    _memory: super::Reservation,
 }
 
 impl ExpiringFilter {
@@ -224,7 +225,7 @@ impl UserData for ExpiringFilter {
 
 /// Opens the module.
 pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
-    let memory_limit = env.memory_limit;
+    let external = env.external.clone();
     let module = lua.create_table()?;
     module.raw_set(
         "new",
@@ -240,7 +241,8 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
                     "bad argument #2 to 'new' (0 < interval size <= 1440)",
                 ));
             }
-            let buckets = bucket_count(items, std::mem::size_of::<Entry>(), memory_limit)?;
+            let (buckets, bytes) = bucket_count(items, std::mem::size_of::<Entry>())?;
+            let memory = external.reserve(bytes, "a cuckoo filter")?;
             let mut cf = ExpiringFilter {
                 entries: vec![Entry::default(); buckets * BUCKET_SIZE],
                 buckets,
@@ -250,6 +252,7 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
                 start: 0,
                 lru: None,
                 random: Xorshift(0x9e37_79b9_7f4a_7c15),
+                _memory: memory,
             };
             cf.clear();
             Ok(cf)

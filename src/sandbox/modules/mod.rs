@@ -91,6 +91,65 @@ pub struct ModuleEnv {
     /// The plugin's `memory_limit` in bytes (0: none): what a module that allocates outside
     /// Lua (a decompressed stream) may hold at most.
     pub memory_limit: usize,
+    /// What the plugin's module objects hold outside Lua's allocator, all together.
+    pub external: Rc<ExternalMemory>,
+}
+
+/// The bytes a plugin's host-module objects (filters, buffers, documents) hold outside Lua's
+/// allocator, which Lua's memory limit does not see: together they may hold no more than the
+/// plugin's `memory_limit` (1 GiB without one), so a plugin cannot get round its limit by
+/// making many objects that are each within it.
+pub struct ExternalMemory {
+    limit: usize,
+    used: std::cell::Cell<usize>,
+}
+
+/// Bytes held by one object, given back when it is dropped.
+pub struct Reservation {
+    memory: Rc<ExternalMemory>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let used = &self.memory.used;
+        used.set(used.get().saturating_sub(self.bytes));
+    }
+}
+
+impl ExternalMemory {
+    pub fn new(memory_limit: usize) -> Rc<Self> {
+        Rc::new(ExternalMemory {
+            limit: if memory_limit == 0 {
+                1 << 30
+            } else {
+                memory_limit
+            },
+            used: std::cell::Cell::new(0),
+        })
+    }
+
+    /// Holds `bytes` for `what`, or refuses with an error naming the limit.
+    pub fn reserve(self: &Rc<Self>, bytes: usize, what: &str) -> mlua::Result<Reservation> {
+        let used = self.used.get();
+        if bytes > self.limit.saturating_sub(used) {
+            return Err(mlua::Error::runtime(format!(
+                "{what} of {bytes} bytes would take the plugin's module objects past its \
+                 memory limit ({} bytes, {used} in use)",
+                self.limit
+            )));
+        }
+        self.used.set(used + bytes);
+        Ok(Reservation {
+            memory: self.clone(),
+            bytes,
+        })
+    }
+
+    /// Bytes that may still be held.
+    pub fn available(&self) -> usize {
+        self.limit.saturating_sub(self.used.get())
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +165,7 @@ impl ModuleEnv {
             confirm: Rc::new(|_, _| {}),
             steps: Rc::new(Unlimited),
             memory_limit: 0,
+            external: ExternalMemory::new(0),
         }
     }
 }

@@ -43,13 +43,36 @@ fn next_id() -> u32 {
 struct Document {
     id: u32,
     tree: Tree,
+    /// The tree's bytes, counted in the plugin's module memory.
+    _memory: Option<super::Reservation>,
+}
+
+/// The plugin's module memory, where documents and schemas are counted.
+struct RjsonMemory(std::rc::Rc<super::ExternalMemory>);
+
+fn external(lua: &Lua) -> std::rc::Rc<super::ExternalMemory> {
+    lua.app_data_ref::<RjsonMemory>()
+        .map(|m| m.0.clone())
+        .unwrap_or_else(|| super::ExternalMemory::new(0))
 }
 
 impl Document {
-    fn new(tree: Tree) -> Self {
-        Document {
+    /// A document of `tree`, counted in the plugin's module memory.
+    fn new(lua: &Lua, tree: Tree) -> mlua::Result<Self> {
+        let memory = external(lua).reserve(tree.bytes, "a JSON document")?;
+        Ok(Document {
             id: next_id(),
             tree,
+            _memory: Some(memory),
+        })
+    }
+
+    /// The null document a failed parse leaves.
+    fn null() -> Self {
+        Document {
+            id: next_id(),
+            tree: Tree::null(),
+            _memory: None,
         }
     }
 
@@ -84,7 +107,7 @@ impl UserData for Document {
     }
 }
 
-struct SchemaData(Schema);
+struct SchemaData(Schema, #[allow(dead_code)] super::Reservation);
 impl UserData for SchemaData {}
 
 fn invalid() -> mlua::Error {
@@ -143,7 +166,7 @@ fn type_name(node: &Node) -> &'static str {
     }
 }
 
-fn parse_text(text: &[u8], validate_encoding: bool) -> mlua::Result<Tree> {
+fn parse_text(lua: &Lua, text: &[u8], validate_encoding: bool) -> mlua::Result<Tree> {
     if validate_encoding && std::str::from_utf8(text).is_err() {
         return Err(mlua::Error::runtime(
             "failed to parse: invalid UTF-8 encoding",
@@ -158,7 +181,7 @@ fn parse_text(text: &[u8], validate_encoding: bool) -> mlua::Result<Tree> {
             owned.as_bytes()
         }
     };
-    Tree::parse(text).map_err(mlua::Error::runtime)
+    Tree::parse(text, external(lua).available()).map_err(mlua::Error::runtime)
 }
 
 type Args = std::collections::VecDeque<Value>;
@@ -206,16 +229,16 @@ fn methods(lua: &Lua) -> mlua::Result<Table> {
     add(
         "parse",
         lua.create_function(
-            |_, (ud, text, check): (AnyUserData, mlua::LuaString, Option<bool>)| {
+            |lua, (ud, text, check): (AnyUserData, mlua::LuaString, Option<bool>)| {
                 let mut doc = ud.borrow_mut::<Document>()?;
-                match parse_text(&text.as_bytes(), check.unwrap_or(false)) {
+                match parse_text(lua, &text.as_bytes(), check.unwrap_or(false)) {
                     Ok(tree) => {
-                        *doc = Document::new(tree);
+                        *doc = Document::new(lua, tree)?;
                         drop(doc);
                         Ok(ud)
                     }
                     Err(e) => {
-                        *doc = Document::new(Tree::null());
+                        *doc = Document::null();
                         Err(e)
                     }
                 }
@@ -225,16 +248,17 @@ fn methods(lua: &Lua) -> mlua::Result<Table> {
     add(
         "parse_message",
         lua.create_function(|lua, (ud, args): (AnyUserData, MultiValue)| {
-            let parsed = message_text(lua, args).and_then(|(text, check)| parse_text(&text, check));
+            let parsed =
+                message_text(lua, args).and_then(|(text, check)| parse_text(lua, &text, check));
             let mut doc = ud.borrow_mut::<Document>()?;
             match parsed {
                 Ok(tree) => {
-                    *doc = Document::new(tree);
+                    *doc = Document::new(lua, tree)?;
                     drop(doc);
                     Ok(ud)
                 }
                 Err(e) => {
-                    *doc = Document::new(Tree::null());
+                    *doc = Document::null();
                     Err(e)
                 }
             }
@@ -357,7 +381,9 @@ fn methods(lua: &Lua) -> mlua::Result<Table> {
             let doc = ud.borrow::<Document>()?;
             let copy = doc.tree.copy_out(node);
             drop(doc);
-            Ok(Value::UserData(lua.create_userdata(Document::new(copy))?))
+            Ok(Value::UserData(
+                lua.create_userdata(Document::new(lua, copy)?)?,
+            ))
         })?,
     )?;
     add(
@@ -427,7 +453,8 @@ fn detach(ud: &AnyUserData, args: MultiValue) -> mlua::Result<Option<usize>> {
 }
 
 /// Opens the module.
-pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
+pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
+    lua.set_app_data(RjsonMemory(env.external.clone()));
     lua.set_named_registry_value(METHODS_KEY, methods(lua)?)?;
     let rjson = lua.create_table()?;
     let add = |name: &str, f: mlua::Function| -> mlua::Result<()> {
@@ -435,26 +462,28 @@ pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     };
     add(
         "parse",
-        lua.create_function(|_, (text, check): (mlua::LuaString, Option<bool>)| {
-            Ok(Document::new(parse_text(
-                &text.as_bytes(),
-                check.unwrap_or(false),
-            )?))
+        lua.create_function(|lua, (text, check): (mlua::LuaString, Option<bool>)| {
+            Document::new(
+                lua,
+                parse_text(lua, &text.as_bytes(), check.unwrap_or(false))?,
+            )
         })?,
     )?;
     add(
         "parse_message",
         lua.create_function(|lua, args: MultiValue| {
             let (text, check) = message_text(lua, args)?;
-            Ok(Document::new(parse_text(&text, check)?))
+            Document::new(lua, parse_text(lua, &text, check)?)
         })?,
     )?;
     add(
         "parse_schema",
-        lua.create_function(|_, text: mlua::LuaString| {
-            Schema::parse(&text.as_bytes())
-                .map(SchemaData)
-                .map_err(mlua::Error::runtime)
+        lua.create_function(|lua, text: mlua::LuaString| {
+            let memory = external(lua);
+            let schema = Schema::parse(&text.as_bytes(), memory.available())
+                .map_err(mlua::Error::runtime)?;
+            let reservation = memory.reserve(schema.bytes(), "a JSON schema")?;
+            Ok(SchemaData(schema, reservation))
         })?,
     )?;
     add("version", lua.create_function(|_, ()| Ok(VERSION))?)?;

@@ -54,11 +54,16 @@ impl Violation {
 
 impl Schema {
     /// Compiles `text`; the error says what is wrong with it.
-    pub fn parse(text: &[u8]) -> Result<Schema, String> {
-        let tree = Tree::parse(text)?;
+    pub fn parse(text: &[u8], limit: usize) -> Result<Schema, String> {
+        let tree = Tree::parse(text, limit)?;
         let mut patterns = HashMap::new();
         collect_patterns(&tree, Tree::root(), &mut patterns, 0)?;
         Ok(Schema { tree, patterns })
+    }
+
+    /// About what the schema holds on the heap.
+    pub fn bytes(&self) -> usize {
+        self.tree.bytes + self.patterns.keys().map(|p| p.len() * 8).sum::<usize>()
     }
 
     /// Checks `node` of `doc`.

@@ -155,3 +155,32 @@ fn parse_errors_in_rapidjsons_words_and_documents_from_messages() {
         assert(not ok and err:find("field not found"), err)
     "##);
 }
+
+#[test]
+fn documents_are_counted_against_the_memory_limit() {
+    let lua = Lua::new();
+    let env = ModuleEnv {
+        memory_limit: 1 << 20,
+        external: crate::sandbox::modules::ExternalMemory::new(1 << 20),
+        ..ModuleEnv::for_tests(PluginKind::Input)
+    };
+    let rjson = super::open(&lua, &env).unwrap().unwrap();
+    lua.globals().set("rjson", rjson).unwrap();
+    lua.load(
+        r##"
+        -- 200,000 one-digit numbers: 400 KB of text, far more as nodes.
+        local big = "[" .. string.rep("1,", 199999) .. "1]"
+        local ok, err = pcall(rjson.parse, big)
+        assert(not ok and err:find("memory limit"), tostring(err))
+        -- Small documents fit, and what a dropped one held is given back.
+        for i = 1, 50 do
+            local doc = rjson.parse('{"a":[1,2,3],"b":"' .. string.rep("x", 10000) .. '"}')
+            assert(doc:size() == 2)
+            doc = nil
+            collectgarbage()
+        end
+    "##,
+    )
+    .exec()
+    .unwrap();
+}

@@ -25,7 +25,13 @@ pub struct Tree {
     pub nodes: Vec<Node>,
     /// Set on a node once it has been removed from its parent: iterators over it end.
     pub detached: Vec<bool>,
+    /// About what the tree holds on the heap, and what it may (while it is being built).
+    pub bytes: usize,
+    limit: usize,
 }
+
+/// What one node costs besides its text.
+const NODE_BYTES: usize = std::mem::size_of::<Node>() + 1;
 
 impl Tree {
     pub fn root() -> usize {
@@ -36,18 +42,38 @@ impl Tree {
         Tree {
             nodes: vec![Node::Null],
             detached: vec![false],
+            bytes: NODE_BYTES,
+            limit: usize::MAX,
         }
     }
 
     fn push(&mut self, node: Node) -> usize {
+        self.bytes += NODE_BYTES
+            + match &node {
+                Node::Str(s) => s.len(),
+                _ => 0,
+            };
         self.nodes.push(node);
         self.detached.push(false);
         self.nodes.len() - 1
     }
 
-    /// Parses `text`; the error is RapidJSON's shape: `failed to parse offset:N message`.
-    pub fn parse(text: &[u8]) -> Result<Tree, String> {
-        let mut tree = Tree::default();
+    /// Adds `n` bytes held by a container (its slots, its keys).
+    fn hold(&mut self, n: usize) {
+        self.bytes += n;
+    }
+
+    fn over_limit(&self) -> bool {
+        self.bytes > self.limit
+    }
+
+    /// Parses `text` into a tree of at most `limit` bytes; the error is RapidJSON's shape:
+    /// `failed to parse offset:N message`.
+    pub fn parse(text: &[u8], limit: usize) -> Result<Tree, String> {
+        let mut tree = Tree {
+            limit,
+            ..Tree::default()
+        };
         let mut reader = serde_json::Deserializer::from_slice(text);
         let result = serde::de::DeserializeSeed::deserialize(
             Seed {
@@ -102,7 +128,10 @@ impl Tree {
 
     /// A new tree holding a copy of `node` and what it contains.
     pub fn copy_out(&self, node: usize) -> Tree {
-        let mut out = Tree::default();
+        let mut out = Tree {
+            limit: usize::MAX,
+            ..Tree::default()
+        };
         out.copy_from(self, node);
         out
     }
@@ -110,6 +139,10 @@ impl Tree {
     fn copy_from(&mut self, from: &Tree, node: usize) -> usize {
         let at = self.push(Node::Null);
         let copied = match &from.nodes[node] {
+            Node::Str(s) => {
+                self.hold(s.len());
+                Node::Str(s.clone())
+            }
             Node::Array(items) => {
                 Node::Array(items.iter().map(|&i| self.copy_from(from, i)).collect())
             }
@@ -252,6 +285,17 @@ struct Seed<'t> {
     depth: usize,
 }
 
+impl Seed<'_> {
+    fn check<E: serde::de::Error>(&self) -> Result<(), E> {
+        if self.tree.over_limit() {
+            return Err(E::custom(
+                "the document is larger than the plugin's memory limit allows",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl<'de> serde::de::DeserializeSeed<'de> for Seed<'_> {
     type Value = usize;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
@@ -283,8 +327,10 @@ impl<'de> serde::de::Visitor<'de> for Seed<'_> {
     fn visit_f64<E>(self, n: f64) -> Result<usize, E> {
         Ok(self.tree.push(Node::Float(n)))
     }
-    fn visit_str<E>(self, s: &str) -> Result<usize, E> {
-        Ok(self.tree.push(Node::Str(s.to_owned())))
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<usize, E> {
+        let at = self.tree.push(Node::Str(s.to_owned()));
+        self.check()?;
+        Ok(at)
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
         let depth = self.depth + 1;
@@ -298,8 +344,14 @@ impl<'de> serde::de::Visitor<'de> for Seed<'_> {
             depth,
         })? {
             items.push(i);
+            self.tree.hold(std::mem::size_of::<usize>());
         }
         self.tree.nodes[at] = Node::Array(items);
+        Seed {
+            tree: &mut *self.tree,
+            depth,
+        }
+        .check()?;
         Ok(at)
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
@@ -310,6 +362,8 @@ impl<'de> serde::de::Visitor<'de> for Seed<'_> {
         let at = self.tree.push(Node::Null);
         let mut members = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
+            self.tree
+                .hold(key.len() + std::mem::size_of::<(String, usize)>());
             let value = map.next_value_seed(Seed {
                 tree: &mut *self.tree,
                 depth,
@@ -317,6 +371,11 @@ impl<'de> serde::de::Visitor<'de> for Seed<'_> {
             members.push((key, value));
         }
         self.tree.nodes[at] = Node::Object(members);
+        Seed {
+            tree: &mut *self.tree,
+            depth,
+        }
+        .check()?;
         Ok(at)
     }
 }
