@@ -19,6 +19,7 @@
 //! - `re`: LPeg's regex-like syntax over `lpeg` (every plugin type).
 //! - `rjson`: JSON documents walked by handles, with JSON Schema validation (every plugin
 //!   type).
+//! - `streaming_algorithms.cm_sketch`: a count-min sketch (every plugin type).
 //! - `zlib`: lua-zlib's inflate and deflate streams and checksums (input and output).
 //! - `kafka`: consumers over Blink's own topics for input plugins (their position is the
 //!   plugin's checkpoint), producers into them for output plugins.
@@ -26,6 +27,7 @@
 mod bit;
 mod circular_buffer;
 mod cjson;
+mod cm_sketch;
 mod cuckoo_filter;
 mod cuckoo_filter_expire;
 mod kafka;
@@ -231,6 +233,11 @@ pub static MODULES: &[HostModule] = &[
         name: "rjson",
         kinds: &[Input, Analysis, Output],
         open: rjson::open,
+    },
+    HostModule {
+        name: "streaming_algorithms.cm_sketch",
+        kinds: &[Input, Analysis, Output],
+        open: cm_sketch::open,
     },
     HostModule {
         name: "zlib",
