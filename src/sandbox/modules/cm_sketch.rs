@@ -99,7 +99,7 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     module.raw_set(
         "new",
         lua.create_function(move |_, (epsilon, delta): (f64, f64)| {
-            if !(epsilon > 0.0 && epsilon < 1.0) || !(delta > 0.0 && delta < 1.0) {
+            if !(epsilon > 0.0 && epsilon < 1.0 && delta > 0.0 && delta < 1.0) {
                 return Err(mlua::Error::runtime(
                     "bad argument to 'new' (epsilon and delta must be between 0 and 1)",
                 ));
