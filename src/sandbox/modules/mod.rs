@@ -11,6 +11,7 @@
 //! - `cjson`: JSON `decode`/`encode`, lua-cjson's call shape (every plugin type).
 //! - `cuckoo_filter`, `cuckoo_filter_expire`: approximate set membership with deletion, the
 //!   second with entries expiring by message time (every plugin type).
+//! - `hyperloglog`: distinct counts as Redis keeps them (every plugin type).
 //! - `lfs`: LuaFileSystem's `attributes`, `dir`, `currentdir` (every plugin type), `mkdir`,
 //!   `rmdir`, `touch` (input and output).
 //! - `lpeg`: LPeg 1.0's patterns, grammars and captures, paid from the instruction limit
@@ -30,6 +31,7 @@ mod cjson;
 mod cm_sketch;
 mod cuckoo_filter;
 mod cuckoo_filter_expire;
+mod hyperloglog;
 mod kafka;
 mod lfs;
 mod lpeg;
@@ -208,6 +210,11 @@ pub static MODULES: &[HostModule] = &[
         name: "cuckoo_filter_expire",
         kinds: &[Input, Analysis, Output],
         open: cuckoo_filter_expire::open,
+    },
+    HostModule {
+        name: "hyperloglog",
+        kinds: &[Input, Analysis, Output],
+        open: hyperloglog::open,
     },
     HostModule {
         name: "lfs",
