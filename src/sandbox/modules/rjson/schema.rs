@@ -490,10 +490,10 @@ impl Validator<'_> {
                     t
                 })
                 .collect();
-            for (i, t) in texts.iter().enumerate() {
-                if texts[..i].contains(t) {
-                    return self.fail(schema_ptr, "uniqueItems", doc_ptr, String::new());
-                }
+            // A set, not pairwise comparison: a long hostile array stays linear.
+            let mut seen = std::collections::HashSet::with_capacity(texts.len());
+            if !texts.iter().all(|t| seen.insert(t)) {
+                return self.fail(schema_ptr, "uniqueItems", doc_ptr, String::new());
             }
         }
         Ok(())

@@ -184,3 +184,18 @@ fn documents_are_counted_against_the_memory_limit() {
     .exec()
     .unwrap();
 }
+
+#[test]
+fn unique_items_and_deep_documents_stay_bounded() {
+    run(r##"
+        local unique = rjson.parse_schema('{"type":"array","uniqueItems":true}')
+        local items = {}
+        for i = 1, 50000 do items[i] = tostring(i) end
+        assert(rjson.parse("[" .. table.concat(items, ",") .. "]"):validate(unique))
+        local ok, err = rjson.parse("[1,2,3,2]"):validate(unique)
+        assert(not ok and err:find("uniqueItems"), err)
+        local deep = string.rep("[", 100000) .. string.rep("]", 100000)
+        local parsed, perr = pcall(rjson.parse, deep)
+        assert(not parsed and perr:find("failed to parse"), "nesting is refused, not overflowed")
+    "##);
+}
