@@ -29,6 +29,8 @@ pub const TARGETS: &[&str] = &[
     "plugin_config",
     "blink_config",
     "sasl_exchange",
+    "stream_frames",
+    "json_document",
 ];
 
 /// A broker over a log of its own, answering one frame at a time.
@@ -137,6 +139,16 @@ pub fn plugin_config(data: &[u8]) {
 /// A SASL exchange on a listener offering every mechanism (see [`crate::kafka::sasl_exchange`]).
 pub fn sasl_exchange(data: &[u8]) {
     crate::kafka::sasl_exchange(data);
+}
+
+/// A framed Heka stream (Hindsight's files) read by a plugin's stream reader.
+pub fn stream_frames(data: &[u8]) {
+    crate::sandbox::fuzz_stream_frames(data);
+}
+
+/// A JSON document for `rjson`: parsed, written back, checked against a schema.
+pub fn json_document(data: &[u8]) {
+    crate::sandbox::fuzz_json_document(data);
 }
 
 /// Blink's own configuration file.

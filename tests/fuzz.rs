@@ -199,3 +199,13 @@ fn blink_configs() {
 fn sasl_exchanges() {
     fuzz("sasl_exchange", Vec::new(), fuzz::sasl_exchange);
 }
+
+#[test]
+fn stream_frames() {
+    fuzz("stream_frames", Vec::new(), fuzz::stream_frames);
+}
+
+#[test]
+fn json_documents() {
+    fuzz("json_document", Vec::new(), fuzz::json_document);
+}

@@ -601,3 +601,15 @@ fn contains_memory_error(e: &mlua::Error) -> bool {
         _ => false,
     }
 }
+
+/// Fuzzing: framed Heka streams through a stream reader (see `crate::fuzz`).
+#[doc(hidden)]
+pub fn fuzz_stream_frames(data: &[u8]) {
+    api::fuzz_stream_frames(data);
+}
+
+/// Fuzzing: JSON documents and schema checks of the `rjson` module (see `crate::fuzz`).
+#[doc(hidden)]
+pub fn fuzz_json_document(data: &[u8]) {
+    modules::fuzz_json(data);
+}

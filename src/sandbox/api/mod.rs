@@ -114,6 +114,11 @@ fn append_values(lua: &Lua, out: &mut Vec<u8>, values: &MultiValue) -> Result<()
     Ok(())
 }
 
+/// Fuzzing: see [`stream_reader::fuzz`].
+pub(super) fn fuzz_stream_frames(data: &[u8]) {
+    stream_reader::fuzz(data);
+}
+
 pub(super) fn install(
     lua: &Lua,
     kind: PluginKind,

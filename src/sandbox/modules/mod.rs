@@ -258,6 +258,11 @@ pub static MODULES: &[HostModule] = &[
     },
 ];
 
+/// Fuzzing: an rjson document and schema check over `data` (see `crate::fuzz`).
+pub(crate) fn fuzz_json(data: &[u8]) {
+    rjson::fuzz(data);
+}
+
 /// The host module called `name`, if there is one.
 pub fn find(name: &str) -> Option<&'static HostModule> {
     MODULES.iter().find(|m| m.name == name)

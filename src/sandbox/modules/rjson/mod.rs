@@ -490,5 +490,29 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     Ok(Some(rjson))
 }
 
+/// Fuzzing: `data` parsed as a document (within 1 MiB), written back, and checked against a
+/// schema using most keywords; nothing may panic, and what is written parses again.
+pub(crate) fn fuzz(data: &[u8]) {
+    const SCHEMA: &str = r##"{"type":["object","array","string","number","boolean","null"],
+        "properties":{"a":{"type":"integer","minimum":0,"maximum":10,"multipleOf":2},
+                      "b":{"type":"string","minLength":1,"maxLength":5,"pattern":"^x"}},
+        "patternProperties":{"^p":{"enum":[1,"two",null]}},
+        "additionalProperties":{"anyOf":[{"type":"string"},{"$ref":"#/definitions/d"}]},
+        "items":{"oneOf":[{"type":"number"},{"not":{"type":"number"}}]},
+        "minItems":1,"uniqueItems":true,"required":["a"],"minProperties":1,
+        "dependencies":{"a":["b"]},"definitions":{"d":{"allOf":[{"type":"array"}]}}}"##;
+    let schema = Schema::parse(SCHEMA.as_bytes(), 1 << 20).expect("the fuzz schema parses");
+    let Ok(tree) = Tree::parse(data, 1 << 20) else {
+        return;
+    };
+    let mut text = String::new();
+    tree.write(Tree::root(), &mut text);
+    assert!(
+        Tree::parse(text.as_bytes(), usize::MAX).is_ok(),
+        "written JSON parses: {text}"
+    );
+    let _ = schema.validate(&tree, Tree::root());
+}
+
 #[cfg(test)]
 mod tests;
