@@ -341,6 +341,29 @@ pub(super) fn install(lua: &Lua, g: &Table) -> mlua::Result<()> {
     )
 }
 
+/// Fuzzing: `data` fed to a reader in chunks (the first byte sets their size), every message
+/// found; nothing may panic, and the buffer never holds more than one message and its header.
+pub(crate) fn fuzz(data: &[u8]) {
+    let Some((&chunk, data)) = data.split_first() else {
+        return;
+    };
+    let chunk = chunk as usize % 64 + 1;
+    let mut r = StreamReader::new("fuzz".into(), 1024);
+    for piece in data.chunks(chunk) {
+        if r.expand(piece.len()).is_err() {
+            // Full of an unfinished frame: what lua_sandbox reports too; start over.
+            r = StreamReader::new("fuzz".into(), 1024);
+            continue;
+        }
+        r.buf.extend_from_slice(piece);
+        while r.find(true).0 {
+            let bytes = r.current_bytes().expect("a message was found");
+            assert!(MessageView::parse(&bytes).is_ok());
+        }
+        assert!(r.buf.len() <= r.max, "the buffer stays within one message");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,28 +447,5 @@ mod tests {
             Some(5)
         );
         assert_eq!(header_length(&[0x08, 0x05, 0x1a, 0x09], 1024), None);
-    }
-}
-
-/// Fuzzing: `data` fed to a reader in chunks (the first byte sets their size), every message
-/// found; nothing may panic, and the buffer never holds more than one message and its header.
-pub(crate) fn fuzz(data: &[u8]) {
-    let Some((&chunk, data)) = data.split_first() else {
-        return;
-    };
-    let chunk = chunk as usize % 64 + 1;
-    let mut r = StreamReader::new("fuzz".into(), 1024);
-    for piece in data.chunks(chunk) {
-        if r.expand(piece.len()).is_err() {
-            // Full of an unfinished frame: what lua_sandbox reports too; start over.
-            r = StreamReader::new("fuzz".into(), 1024);
-            continue;
-        }
-        r.buf.extend_from_slice(piece);
-        while r.find(true).0 {
-            let bytes = r.current_bytes().expect("a message was found");
-            assert!(MessageView::parse(&bytes).is_ok());
-        }
-        assert!(r.buf.len() <= r.max, "the buffer stays within one message");
     }
 }
