@@ -367,6 +367,15 @@ impl PluginConfig {
         })
     }
 
+    /// The most bytes one output (an inject, the payload buffer) may have: `output_limit`,
+    /// where 0 means no limit of its own, as in Hindsight (`max_message_size` still applies).
+    pub fn output_cap(&self) -> usize {
+        match self.output_limit {
+            0 => usize::MAX,
+            n => n,
+        }
+    }
+
     /// The value of a cfg key.
     pub fn get(&self, key: &str) -> Option<&CfgValue> {
         self.values.iter().find(|(k, _)| k == key).map(|(_, v)| v)

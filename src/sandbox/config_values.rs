@@ -5,8 +5,8 @@
 //! same name; Blink gives them where the cfg has no such key, so a plugin's own `path` or
 //! `Logger` key reads back as written (on Hindsight it would be lost; no plugin written for
 //! Hindsight can rely on that). The values: `Hostname`, `Pid`, the module
-//! search paths `path` and `cpath`, and for input and output plugins `output_path`,
-//! `output_size`, `max_message_size`, `sandbox_load_path` and `sandbox_run_path`; then `Logger`
+//! search paths `path` and `cpath`, `max_message_size`, and for input and output plugins
+//! `output_path`, `output_size`, `sandbox_load_path` and `sandbox_run_path`; then `Logger`
 //! (the plugin's name), its limits, `ticker_interval`, `preserve_data` and `log_level`, with
 //! `thread` for analysis and `async_buffer_size` for output plugins. Plugins rely on them:
 //! `heka.alert`'s prefix reads `Logger`, the logfile outputs write under `output_path`.
@@ -60,6 +60,11 @@ pub fn defaults(
         ("path".to_owned(), text(search_path(lua_paths))),
         // Blink loads no C modules: its host modules are built in.
         ("cpath".to_owned(), text("")),
+        // Every kind: analysis plugins size their payloads by it (moz_ingest's monitors).
+        (
+            "max_message_size".to_owned(),
+            number(max_message_size as f64),
+        ),
     ];
     if config.kind != PluginKind::Analysis {
         out.extend([
@@ -67,10 +72,6 @@ pub fn defaults(
             (
                 "output_size".to_owned(),
                 number(deployment.output_size as f64),
-            ),
-            (
-                "max_message_size".to_owned(),
-                number(max_message_size as f64),
             ),
             (
                 "sandbox_load_path".to_owned(),

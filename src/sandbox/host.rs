@@ -266,7 +266,7 @@ impl Host {
     /// The most bytes one injected message may have: the plugin's `output_limit`, or Blink's
     /// `max_message_size` if that is smaller.
     pub(super) fn inject_size_limit(&self) -> usize {
-        self.config.output_limit.min(self.max_message_size)
+        self.config.output_cap().min(self.max_message_size)
     }
 
     /// Which headers of an injected table are kept.
@@ -288,7 +288,7 @@ impl Host {
         checkpoint: Option<CheckpointValue>,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), InjectError> {
-        if len > self.config.output_limit {
+        if len > self.config.output_cap() {
             return Err(InjectError::OutputLimit);
         }
         if len > self.max_message_size {

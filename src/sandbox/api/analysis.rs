@@ -34,7 +34,7 @@ pub(super) fn install(lua: &Lua, no_result: &Table) -> mlua::Result<()> {
             if let Err(e) = append_values(lua, &mut host.payload, &values) {
                 return Ok(Some(api_error(lua, "add_to_payload", e)));
             }
-            if host.payload.len() > host.config.output_limit {
+            if host.payload.len() > host.config.output_cap() {
                 host.payload.clear();
                 return Ok(Some("output_limit exceeded".into()));
             }

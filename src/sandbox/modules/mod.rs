@@ -20,7 +20,8 @@
 //! - `re`: LPeg's regex-like syntax over `lpeg` (every plugin type).
 //! - `rjson`: JSON documents walked by handles, with JSON Schema validation (every plugin
 //!   type).
-//! - `streaming_algorithms.cm_sketch`: a count-min sketch (every plugin type).
+//! - `streaming_algorithms.cm_sketch`, `.p2`, `.time_series`: a count-min sketch, P² quantiles,
+//!   a sliding window of counts (every plugin type).
 //! - `zlib`: lua-zlib's inflate and deflate streams and checksums (input and output).
 //! - `kafka`: consumers over Blink's own topics for input plugins (their position is the
 //!   plugin's checkpoint), producers into them for output plugins.
@@ -36,9 +37,11 @@ mod kafka;
 mod lfs;
 mod lpeg;
 mod maxminddb;
+mod p2;
 pub(crate) mod plain_error;
 mod re;
 mod rjson;
+mod time_series;
 mod zlib;
 
 use std::rc::Rc;
@@ -245,6 +248,16 @@ pub static MODULES: &[HostModule] = &[
         name: "streaming_algorithms.cm_sketch",
         kinds: &[Input, Analysis, Output],
         open: cm_sketch::open,
+    },
+    HostModule {
+        name: "streaming_algorithms.p2",
+        kinds: &[Input, Analysis, Output],
+        open: p2::open,
+    },
+    HostModule {
+        name: "streaming_algorithms.time_series",
+        kinds: &[Input, Analysis, Output],
+        open: time_series::open,
     },
     HostModule {
         name: "zlib",
