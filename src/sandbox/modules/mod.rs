@@ -6,6 +6,7 @@
 //! imports nothing of the sandbox. Adding one is a new file here and a row in [`MODULES`].
 //!
 //! - `bit`: LuaBitOp's bitwise operations on 32-bit integers (every plugin type).
+//! - `bloom_filter`: approximate set membership (every plugin type).
 //! - `circular_buffer`: sliding-window time series with the `cbuf`/`cbufd` text output
 //!   (every plugin type).
 //! - `cjson`: JSON `decode`/`encode`, lua-cjson's call shape (every plugin type).
@@ -27,6 +28,7 @@
 //!   plugin's checkpoint), producers into them for output plugins.
 
 mod bit;
+mod bloom_filter;
 mod circular_buffer;
 mod cjson;
 mod cm_sketch;
@@ -193,6 +195,11 @@ pub static MODULES: &[HostModule] = &[
         name: "bit",
         kinds: &[Input, Analysis, Output],
         open: bit::open,
+    },
+    HostModule {
+        name: "bloom_filter",
+        kinds: &[Input, Analysis, Output],
+        open: bloom_filter::open,
     },
     HostModule {
         name: "circular_buffer",
