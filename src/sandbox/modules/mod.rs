@@ -21,6 +21,8 @@
 //! - `re`: LPeg's regex-like syntax over `lpeg` (every plugin type).
 //! - `rjson`: JSON documents walked by handles, with JSON Schema validation (every plugin
 //!   type).
+//! - `socket`: LuaSocket's TCP and UDP calls that heka's inputs and outputs make (input and
+//!   output).
 //! - `streaming_algorithms.cm_sketch`, `.p2`, `.time_series`: a count-min sketch, P² quantiles,
 //!   a sliding window of counts (every plugin type).
 //! - `zlib`: lua-zlib's inflate and deflate streams and checksums (input and output).
@@ -43,6 +45,7 @@ mod p2;
 pub(crate) mod plain_error;
 mod re;
 mod rjson;
+mod socket;
 mod time_series;
 mod zlib;
 
@@ -250,6 +253,11 @@ pub static MODULES: &[HostModule] = &[
         name: "rjson",
         kinds: &[Input, Analysis, Output],
         open: rjson::open,
+    },
+    HostModule {
+        name: "socket",
+        kinds: &[Input, Output],
+        open: socket::open,
     },
     HostModule {
         name: "streaming_algorithms.cm_sketch",
