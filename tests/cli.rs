@@ -449,7 +449,7 @@ fn init_writes_a_deployment_that_runs_and_refuses_to_overwrite_one() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stats = deployment.join("data/plugins.tsv");
+    let stats = deployment.join("data/plugin_status.tsv");
     let deadline = Instant::now() + Duration::from_secs(60);
     let running = || running_in(&std::fs::read_to_string(&stats).unwrap_or_default());
     while running() < 5 && Instant::now() < deadline {

@@ -787,9 +787,9 @@ fn install_bridge(w: &Workspace, topics: &str) {
     .unwrap();
 }
 
-/// The row of `plugin` in `plugins.tsv`, by column name.
+/// The row of `plugin` in `plugin_status.tsv`, by column name.
 fn plugin_row(w: &Workspace, plugin: &str) -> std::collections::HashMap<String, String> {
-    let text = std::fs::read_to_string(w.file("data/plugins.tsv")).unwrap_or_default();
+    let text = std::fs::read_to_string(w.file("data/plugin_status.tsv")).unwrap_or_default();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
     lines

@@ -256,8 +256,8 @@ fn a_failing_plugin_is_terminated_alone() {
     assert!(!w.path().join("hs_run/analysis/good.err").exists());
     let stamp = &err("bad")[..19];
     assert_eq!(stamp.len(), 19, "YYYY-MM-DDTHH:MM:SS");
-    // plugins.tsv: one row a plugin, with its state and counters.
-    let stats = std::fs::read_to_string(w.path().join("data/plugins.tsv")).unwrap();
+    // plugin_status.tsv: one row a plugin, with its state and counters.
+    let stats = std::fs::read_to_string(w.path().join("data/plugin_status.tsv")).unwrap();
     let row = |name: &str| -> Vec<String> {
         let line = stats
             .lines()
@@ -279,6 +279,13 @@ fn a_failing_plugin_is_terminated_alone() {
     assert!(good[4].parse::<u64>().unwrap() >= 2, "processed: {good:?}");
     assert!(good[6].parse::<u64>().unwrap() > 0, "memory: {good:?}");
     assert!(row("input.gen")[2].parse::<u64>().unwrap() >= 2);
+    // plugins.tsv is Hindsight's: its header, and only running plugins (none, once stopped).
+    let hindsight = std::fs::read_to_string(w.path().join("data/plugins.tsv")).unwrap();
+    assert!(
+        hindsight.starts_with("Plugin\tInject Message Count\tInject Message Bytes\t"),
+        "{hindsight}"
+    );
+    assert_eq!(hindsight.lines().count(), 1, "{hindsight}");
 }
 
 #[test]
@@ -544,7 +551,7 @@ fn backpressure_holds_inputs_back_for_a_stuck_reader() {
 
 /// A detection written from the docs' minimal cfg (no `process_message_inject_limit`): its first
 /// alert ends it, and the error says which cfg key and value fix that. A misspelt key is warned
-/// about in the log and in plugins.tsv.
+/// about in the log and in plugin_status.tsv.
 #[test]
 fn the_inject_limit_error_names_the_fix_and_misspelt_keys_are_warned_about() {
     let w = workspace();
@@ -576,9 +583,9 @@ fn the_inject_limit_error_names_the_fix_and_misspelt_keys_are_warned_about() {
         text.contains("exceeded InjectMessage count: process_message_inject_limit = 0 in the cfg; set process_message_inject_limit = 1"),
         "{text}"
     );
-    let stats = w.path().join("data/plugins.tsv");
+    let stats = w.path().join("data/plugin_status.tsv");
     wait_for(
-        "the warning in plugins.tsv",
+        "the warning in plugin_status.tsv",
         Duration::from_secs(30),
         || {
             std::fs::read_to_string(&stats).is_ok_and(|s| {

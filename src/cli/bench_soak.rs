@@ -147,7 +147,7 @@ pub fn bench_soak(
     let injected = stats
         .lines()
         .find(|l| l.starts_with("input.soak"))
-        .and_then(|l| l.split('\t').nth(2))
+        .and_then(|l| l.split('\t').nth(1))
         .unwrap_or("?");
     if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
         let max_fds = samples.iter().map(|s| s.0).max().unwrap_or(0);

@@ -1,4 +1,4 @@
-//! One plugin's counters, as `plugins.tsv` shows them: written by its runner, by its sandbox as
+//! One plugin's counters, as `plugins.tsv` and `plugin_status.tsv` show them: written by its runner, by its sandbox as
 //! it injects, and by the host modules it uses; read by the stats writer on another thread.
 
 use std::collections::BTreeMap;
@@ -56,6 +56,20 @@ impl PluginStats {
         let mut notes: Vec<String> = warnings.clone();
         notes.extend(counts.iter().map(|(name, n)| format!("{name}={n}")));
         notes.join("; ")
+    }
+
+    /// The counters both stats files show, in their column order: inject count and bytes,
+    /// process_message count and failures, current and peak memory.
+    pub fn counters(&self) -> [u64; 6] {
+        [
+            &self.inject_count,
+            &self.inject_bytes,
+            &self.process_count,
+            &self.process_failures,
+            &self.memory,
+            &self.max_memory,
+        ]
+        .map(|c| c.load(Ordering::Relaxed))
     }
 
     /// Publishes the sandbox's inject totals. Only the plugin's own thread writes them, so a

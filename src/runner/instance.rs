@@ -104,7 +104,7 @@ impl Instance {
         }
     }
 
-    /// Copies its counters into `plugins.tsv`'s row (at checkpoints, not per message).
+    /// Copies its counters into its stats row (at checkpoints, not per message).
     pub fn publish(&self) {
         super::publish(
             &self.stats,

@@ -125,7 +125,7 @@ impl Context {
     }
 
     /// The sandbox settings for the plugin `config` is about, its counters included; its cfg's
-    /// warnings are logged and shown in `plugins.tsv`.
+    /// warnings are logged and shown in `plugin_status.tsv`.
     pub fn plugin_settings(&self, config: &PluginConfig) -> SandboxSettings {
         let stats = self.stats.plugin(&config.name);
         for warning in &config.warnings {

@@ -1,11 +1,17 @@
-//! Per-plugin statistics, written to `output_path/plugins.tsv` as Hindsight does.
+//! Per-plugin statistics, written to `output_path` every second.
 //!
 //! Runners publish their counters now and then (at checkpoints, not per message); inject counts
 //! are kept current by the sandbox as it injects, so an input that never returns from
-//! `process_message` (a consumer loop) shows them too. Columns: plugin, state, inject count and
-//! bytes, process_message count and failures, current and peak Lua memory (Hindsight's), then
-//! Blink's Notes: cfg warnings and the counters a plugin's modules keep (`kafka`: bad records).
-//! Hindsight's timing columns are not collected.
+//! `process_message` (a consumer loop) shows them too. Two files:
+//!
+//! - `plugins.tsv` is Hindsight's file, column for column, one row per *running* plugin, so
+//!   the tools and plugins written for it (`plugins_tsv.lua` and the plugin monitors built on
+//!   it) read Blink's unchanged: a plugin that stops or is terminated drops out, and they
+//!   look for its `.err`. Hindsight's Max Output, Max Instructions and timing columns are not
+//!   collected and read 0.
+//! - `plugin_status.tsv` is Blink's: every plugin Blink has run, with its state (running,
+//!   stopped, or terminated and why), its counters, and Notes — cfg warnings and the counters a
+//!   plugin's modules keep (`kafka`: bad records).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -102,8 +108,31 @@ impl Stats {
             .sum()
     }
 
-    /// The table as TSV text.
-    pub fn to_tsv(&self) -> String {
+    /// `plugins.tsv`: Hindsight's columns, running plugins only.
+    pub fn hindsight_tsv(&self) -> String {
+        let mut out = String::from(
+            "Plugin\tInject Message Count\tInject Message Bytes\tProcess Message Count\tProcess Message Failures\tCurrent Memory\tMax Memory\tMax Output\tMax Instructions\tMessage Matcher Avg (ns)\tMessage Matcher SD (ns)\tProcess Message Avg (ns)\tProcess Message SD (ns)\tTimer Event Avg (ns)\tTimer Event SD (ns)\n",
+        );
+        for (name, s) in self
+            .plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if s.state() != "running" {
+                continue;
+            }
+            out.push_str(name);
+            for n in s.counters() {
+                out.push_str(&format!("\t{n}"));
+            }
+            out.push_str("\t0\t0\t0\t0\t0\t0\t0\t0\n");
+        }
+        out
+    }
+
+    /// `plugin_status.tsv`: every plugin, its state, counters and notes.
+    pub fn status_tsv(&self) -> String {
         let mut out = String::from(
             "Plugin\tState\tInject Message Count\tInject Message Bytes\tProcess Message Count\tProcess Message Failures\tCurrent Memory\tMax Memory\tNotes\n",
         );
@@ -113,26 +142,24 @@ impl Stats {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
-            out.push_str(&format!(
-                "{name}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-                s.state().replace(['\t', '\n'], " "),
-                n(&s.inject_count),
-                n(&s.inject_bytes),
-                n(&s.process_count),
-                n(&s.process_failures),
-                n(&s.memory),
-                n(&s.max_memory),
-                s.notes().replace(['\t', '\n'], " "),
-            ));
+            out.push_str(name);
+            out.push('\t');
+            out.push_str(&s.state().replace(['\t', '\n'], " "));
+            for n in s.counters() {
+                out.push_str(&format!("\t{n}"));
+            }
+            out.push('\t');
+            out.push_str(&s.notes().replace(['\t', '\n'], " "));
+            out.push('\n');
         }
         out
     }
 
-    /// Writes `plugins.tsv` and `hotload.tsv` in `dir`, each replaced whole (temp file and
-    /// rename: readers never see half).
+    /// Writes `plugins.tsv`, `plugin_status.tsv` and `hotload.tsv` in `dir`, each replaced
+    /// whole (temp file and rename: readers never see half).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        replace(&dir.join("plugins.tsv"), &self.to_tsv())?;
+        replace(&dir.join("plugins.tsv"), &self.hindsight_tsv())?;
+        replace(&dir.join("plugin_status.tsv"), &self.status_tsv())?;
         replace(&dir.join("hotload.tsv"), &self.hotload.to_tsv())
     }
 }
@@ -158,5 +185,39 @@ mod tests {
         stats.failed(PluginKind::Input);
         stats.failed(PluginKind::Output);
         assert_eq!(stats.batch_status(), 14);
+    }
+
+    #[test]
+    fn plugins_tsv_has_hindsights_columns_and_only_running_plugins() {
+        let stats = Stats::default();
+        let running = stats.plugin("analysis.counter");
+        running.set_state("running");
+        running.process_count.store(90, Ordering::Relaxed);
+        running.process_failures.store(10, Ordering::Relaxed);
+        running.count("bad_records", 2);
+        stats.plugin("input.gone").set_state("terminated: boom");
+
+        let hindsight = stats.hindsight_tsv();
+        let mut lines = hindsight.lines();
+        let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+        assert_eq!(header.len(), 15);
+        assert_eq!(header[3], "Process Message Count");
+        assert_eq!(header[14], "Timer Event SD (ns)");
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
+        assert_eq!(rows.len(), 1, "{hindsight}");
+        assert_eq!(rows[0][0], "analysis.counter");
+        assert_eq!(rows[0].len(), 15);
+        assert_eq!((rows[0][3], rows[0][4]), ("90", "10"));
+        assert!(rows[0][1..].iter().all(|c| c.parse::<u64>().is_ok()));
+
+        let status = stats.status_tsv();
+        assert!(
+            status.contains("analysis.counter\trunning\t0\t0\t90\t10\t0\t0\tbad_records=2\n"),
+            "{status}"
+        );
+        assert!(
+            status.contains("input.gone\tterminated: boom\t"),
+            "{status}"
+        );
     }
 }

@@ -16,7 +16,7 @@ pub(super) struct ConsumerHost {
     pub log: Arc<Log>,
     /// The plugin, which the log keeps as a topic consumer (retention waits for it).
     pub plugin: String,
-    /// Where the consumer's counts show (`plugins.tsv`).
+    /// Where the consumer's counts show (`plugin_status.tsv`).
     pub stats: Arc<PluginStats>,
     /// The largest value handed over: what the plugin could inject at all.
     pub max_value_bytes: usize,
@@ -320,7 +320,7 @@ impl UserData for Consumer {
             ]))
         });
         methods.add_method("checkpoint", |_, this, ()| Ok(this.checkpoint()));
-        // A count of the plugin's own, shown in plugins.tsv's Notes (bad records, say).
+        // A count of the plugin's own, shown in plugin_status.tsv's Notes (bad records, say).
         methods.add_method("count", |_, this, (name, n): (String, Option<f64>)| {
             if name.is_empty() || name.len() > 64 {
                 return Err(mlua::Error::runtime(

@@ -49,7 +49,7 @@
 //! (every such record carries the header `blink.output`), so detections forwarded to a topic
 //! never loop back in. `consumer:count(name [, n])` adds to a count of the plugin's own, shown
 //! with the consumer's (`unreadable_batches`, `oversized_records`, `own_records_skipped`) in
-//! `plugins.tsv`'s Notes column.
+//! `plugin_status.tsv`'s Notes column.
 
 mod consumer;
 mod producer;
