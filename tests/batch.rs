@@ -114,11 +114,13 @@ end
         60,
         "every event reaches the output"
     );
-    // Ticks at the first message, then every 60 s of message time; the final timer at the
-    // newest message's time — whatever the wall clock did meanwhile.
+    // Ticks at time 0 (as hindsight_cli's, before any message), at the first message, then
+    // every 60 s of message time; the final timer at the newest message's time — whatever the
+    // wall clock did meanwhile.
     assert!(
         lines.contains(
-            &"summary\tseen=60 ticks=0,60,120,180,240,300,360,420,480,540 final=590".to_owned()
+            &"summary\tseen=60 ticks=-1700000000,0,60,120,180,240,300,360,420,480,540 final=590"
+                .to_owned()
         ),
         "the analysis summary, injected at its final timer_event, is delivered: {lines:?}"
     );

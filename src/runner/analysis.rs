@@ -402,6 +402,10 @@ impl ThreadState<'_> {
             };
             match reader.next_record() {
                 Ok(Some(record)) => {
+                    if batch && self.clock.now_ns() == 0 {
+                        // Before the first message: the timers' tick at time 0 (clock.rs).
+                        self.run_timers();
+                    }
                     self.process(record);
                     if batch {
                         // Message time moved: timers follow it message by message.

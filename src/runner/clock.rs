@@ -63,8 +63,10 @@ pub(super) enum Ticker {
     Off,
     /// Live: at this instant, then every interval.
     Wall { next: Instant, interval: Duration },
-    /// Batch: once the clock reaches this second (at the first message, as hindsight_cli
-    /// starts its tickers at 0), then every interval of message time.
+    /// Batch: once the clock reaches this second, then every interval of message time.
+    /// hindsight_cli starts its tickers at 0 and its readers ahead of its inputs, so every
+    /// timer fires once at time 0, before the first message, then at the first message; the
+    /// runners do the same (a plugin counting its timer events lines up with Hindsight's).
     Messages { next_s: i64, interval_s: i64 },
 }
 
@@ -102,7 +104,7 @@ impl Ticker {
                 true
             }
             Ticker::Messages { next_s, interval_s } => {
-                if clock.latest_s < *next_s || clock.latest_s == 0 {
+                if clock.latest_s < *next_s {
                     return false;
                 }
                 *next_s = clock.latest_s.saturating_add(*interval_s);
@@ -147,10 +149,11 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_ticker_fires_at_the_first_message_then_every_interval_of_message_time() {
+    fn a_batch_ticker_fires_at_0_and_the_first_message_then_every_interval_of_message_time() {
         let mut clock = Clock::new(Mode::Batch);
         let mut ticker = Ticker::new(Mode::Batch, 60);
-        assert!(!ticker.due(&clock), "no message yet");
+        assert!(ticker.due(&clock), "at time 0, before any message");
+        assert!(!ticker.due(&clock));
         let start = 1_700_000_000;
         let mut fired = Vec::new();
         // One message every 10 s for 5 minutes.

@@ -235,6 +235,14 @@ fn run_output(
             notifier.wait_past(generation, wait.min(IDLE_WAIT));
             continue;
         };
+        if batch
+            && clock.now_ns() == 0
+            && ticker.due(&clock)
+            && let Err(t) = sandbox.timer_event(0, false)
+        {
+            // Before the first message: the timer's tick at time 0 (clock.rs).
+            return ctx.terminated(config, &t.0);
+        }
         let record = sources[index].next.take().expect("peeked");
         let value = record.value.unwrap_or_default();
         // Queue records were validated when written (Blink encodes injects itself; a Kafka
