@@ -12,6 +12,8 @@
 //! - `cjson`: JSON `decode`/`encode`, lua-cjson's call shape (every plugin type).
 //! - `cuckoo_filter`, `cuckoo_filter_expire`: approximate set membership with deletion, the
 //!   second with entries expiring by message time (every plugin type).
+//! - `gzfile`: line-by-line reading of files that may be gzip-compressed, following a growing
+//!   file too (input and output).
 //! - `hyperloglog`: distinct counts as Redis keeps them (every plugin type).
 //! - `lfs`: LuaFileSystem's `attributes`, `dir`, `currentdir` (every plugin type), `mkdir`,
 //!   `rmdir`, `touch` (input and output).
@@ -21,6 +23,8 @@
 //! - `re`: LPeg's regex-like syntax over `lpeg` (every plugin type).
 //! - `rjson`: JSON documents walked by handles, with JSON Schema validation (every plugin
 //!   type).
+//! - `sax`: symbolic approximation of time series, words and sliding windows compared by
+//!   `mindist` (every plugin type).
 //! - `socket`: LuaSocket's TCP and UDP calls that heka's inputs and outputs make (input and
 //!   output).
 //! - `streaming_algorithms.cm_sketch`, `.p2`, `.time_series`: a count-min sketch, P² quantiles,
@@ -36,6 +40,7 @@ mod cjson;
 mod cm_sketch;
 mod cuckoo_filter;
 mod cuckoo_filter_expire;
+mod gzfile;
 mod hyperloglog;
 mod kafka;
 mod lfs;
@@ -45,6 +50,7 @@ mod p2;
 pub(crate) mod plain_error;
 mod re;
 mod rjson;
+mod sax;
 mod socket;
 mod time_series;
 mod zlib;
@@ -225,6 +231,11 @@ pub static MODULES: &[HostModule] = &[
         open: cuckoo_filter_expire::open,
     },
     HostModule {
+        name: "gzfile",
+        kinds: &[Input, Output],
+        open: gzfile::open,
+    },
+    HostModule {
         name: "hyperloglog",
         kinds: &[Input, Analysis, Output],
         open: hyperloglog::open,
@@ -253,6 +264,11 @@ pub static MODULES: &[HostModule] = &[
         name: "rjson",
         kinds: &[Input, Analysis, Output],
         open: rjson::open,
+    },
+    HostModule {
+        name: "sax",
+        kinds: &[Input, Analysis, Output],
+        open: sax::open,
     },
     HostModule {
         name: "socket",
