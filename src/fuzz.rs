@@ -31,6 +31,7 @@ pub const TARGETS: &[&str] = &[
     "sasl_exchange",
     "stream_frames",
     "json_document",
+    "injection",
 ];
 
 /// A broker over a log of its own, answering one frame at a time.
@@ -149,6 +150,11 @@ pub fn stream_frames(data: &[u8]) {
 /// A JSON document for `rjson`: parsed, written back, checked against a schema.
 pub fn json_document(data: &[u8]) {
     crate::sandbox::fuzz_json_document(data);
+}
+
+/// A request parameter for the `libinjection` module: SQL injection and XSS detection.
+pub fn injection(data: &[u8]) {
+    crate::sandbox::fuzz_injection(data);
 }
 
 /// Blink's own configuration file.

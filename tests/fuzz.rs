@@ -209,3 +209,8 @@ fn stream_frames() {
 fn json_documents() {
     fuzz("json_document", Vec::new(), fuzz::json_document);
 }
+
+#[test]
+fn injections() {
+    fuzz("injection", Vec::new(), fuzz::injection);
+}

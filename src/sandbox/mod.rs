@@ -613,3 +613,9 @@ pub fn fuzz_stream_frames(data: &[u8]) {
 pub fn fuzz_json_document(data: &[u8]) {
     modules::fuzz_json(data);
 }
+
+/// Fuzzing: SQL injection and XSS detection of the `libinjection` module (see `crate::fuzz`).
+#[doc(hidden)]
+pub fn fuzz_injection(data: &[u8]) {
+    modules::fuzz_injection(data);
+}

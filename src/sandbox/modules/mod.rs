@@ -17,6 +17,7 @@
 //! - `hyperloglog`: distinct counts as Redis keeps them (every plugin type).
 //! - `lfs`: LuaFileSystem's `attributes`, `dir`, `currentdir` (every plugin type), `mkdir`,
 //!   `rmdir`, `touch` (input and output).
+//! - `libinjection`: SQL-injection and XSS detection (every plugin type).
 //! - `lpeg`: LPeg 1.0's patterns, grammars and captures, paid from the instruction limit
 //!   (every plugin type).
 //! - `maxminddb`: GeoIP lookups in MaxMind DB files (input and output).
@@ -44,6 +45,7 @@ mod gzfile;
 mod hyperloglog;
 mod kafka;
 mod lfs;
+mod libinjection;
 mod lpeg;
 mod maxminddb;
 mod p2;
@@ -246,6 +248,11 @@ pub static MODULES: &[HostModule] = &[
         open: lfs::open,
     },
     HostModule {
+        name: "libinjection",
+        kinds: &[Input, Analysis, Output],
+        open: libinjection::open,
+    },
+    HostModule {
         name: "lpeg",
         kinds: &[Input, Analysis, Output],
         open: lpeg::open,
@@ -305,6 +312,11 @@ pub static MODULES: &[HostModule] = &[
 /// Fuzzing: an rjson document and schema check over `data` (see `crate::fuzz`).
 pub(crate) fn fuzz_json(data: &[u8]) {
     rjson::fuzz(data);
+}
+
+/// Fuzzing: SQL injection and XSS detection over `data` (see `crate::fuzz`).
+pub(crate) fn fuzz_injection(data: &[u8]) {
+    libinjection::fuzz(data);
 }
 
 /// The host module called `name`, if there is one.
