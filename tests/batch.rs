@@ -343,3 +343,97 @@ end
     assert!(status.success(), "exit {status}; log:\n{log}");
     assert_eq!(w.lines("out.txt"), ["count\t1000"]);
 }
+
+/// An analysis plugin keeping one object of every stateful module, with preserve_data.
+const KEEPER: &str = r#"
+require "circular_buffer"
+require "hyperloglog"
+require "bloom_filter"
+require "cuckoo_filter"
+require "cuckoo_filter_expire"
+require "sax"
+require "string"
+local cms = require "streaming_algorithms.cm_sketch"
+local p2 = require "streaming_algorithms.p2"
+local tsm = require "streaming_algorithms.time_series"
+
+runs, seen = 0, {}
+cb = circular_buffer.new(10, 1, 1)
+cb:set_header(1, "events", "count", "max")
+hll, bf, cf = hyperloglog.new(), bloom_filter.new(100, 0.01), cuckoo_filter.new(64)
+cfe, sketch = cuckoo_filter_expire.new(1024, 1), cms.new(0.01, 0.01)
+q, ts, win = p2.quantile(0.5), tsm.new(10, 1e9), sax.window.new(4, 2, 4)
+word = sax.word.new("AD", 4)
+nested = {buffers = {cb}}
+
+function process_message()
+    local ns, v = read_message("Timestamp"), read_message("Payload")
+    local n = tonumber(v)
+    seen[#seen + 1] = n
+    cb:add(ns, 1, n)
+    hll:add(v); bf:add(v); cf:add(v); cfe:add(v, ns); sketch:update(v)
+    q:add(n); ts:add(ns, 1); win:add(n)
+    return 0
+end
+
+function timer_event(ns, shutdown)
+    if not shutdown then return end
+    runs = runs + 1
+    local fresh_q, fresh_win = p2.quantile(0.5), sax.window.new(4, 2, 4)
+    for _, n in ipairs(seen) do fresh_q:add(n); fresh_win:add(n) end
+    local t0 = 1700000000e9
+    local report = string.format(
+        "runs=%d seen=%d cb=%s/%s/%s hll=%d bf=%d cf=%d cfe=%d/%s sketch=%d q=%s ts=%s win=%s word=%s nested=%s",
+        runs, #seen, tostring(cb:get(t0, 1)), cb:get_header(1), tostring(cb:get(t0 + 7e9, 1)),
+        hll:count(), bf:count(), cf:count(), cfe:count(), tostring(cfe:query("0")),
+        sketch:item_count(), tostring(q:estimate(2) == fresh_q:estimate(2)), tostring(ts:get(t0)),
+        tostring(tostring(win) == tostring(fresh_win)) .. ":" .. tostring(win), tostring(word),
+        tostring(nested.buffers[1]:get(t0, 1)))
+    inject_message({Type = "summary", Payload = report})
+end
+"#;
+
+#[test]
+fn module_objects_survive_a_clean_restart_with_preserve_data() {
+    let w = common::workspace();
+    let keeper_cfg = "message_matcher = \"Type == 'event'\"\npreserve_data = true\nticker_interval = 0\ntimer_event_inject_limit = 1";
+    w.plugin("analysis", "keeper", keeper_cfg, KEEPER);
+    w.plugin(
+        "output",
+        "record",
+        "message_matcher = \"Type == 'summary'\"",
+        RECORDING_OUTPUT,
+    );
+    // First run: values 0..3, one a second from 1,700,000,000 s.
+    w.plugin("input", "gen", "", &stepped_input(4, 1));
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let saved = std::fs::read_to_string(w.path().join("data/preserve/analysis.keeper.data"))
+        .unwrap_or_else(|e| panic!("{e}; log:\n{log}"));
+    assert!(
+        saved.contains("__blink_restore(\"circular_buffer\""),
+        "{saved}"
+    );
+
+    // Second run: values 4..7 go on from where the first left off.
+    let second = r#"
+function process_message()
+    for i = 4, 7 do
+        inject_message({Type = "event", Timestamp = (1700000000 + i) * 1e9, Payload = tostring(i)})
+    end
+    return 0
+end
+"#;
+    w.plugin("input", "gen", "", second);
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let lines = w.lines("out.txt");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(
+            "summary\truns=2 seen=8 cb=0/events/7 hll=8 bf=8 cf=8 cfe=8/true sketch=8 q=true ts=1 \
+             win=true:AD word=AD nested=0"
+        ),
+        "{lines:?}\nlog:\n{log}"
+    );
+}

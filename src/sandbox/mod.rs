@@ -578,12 +578,25 @@ impl Sandbox {
             return Ok(false);
         };
         self.arm();
-        self.lua
-            .load(source)
-            .set_name(format!("@{}", path.display()))
-            .set_mode(ChunkMode::Text)
-            .exec()
+        // Module objects in the file are rebuilt through this, present only while it loads.
+        let host = host::shared(&self.lua);
+        let rebuild = self
+            .lua
+            .create_function(move |lua, (module, state): (String, mlua::LuaString)| {
+                let env = host.borrow().module_env(&host);
+                modules::restore_object(lua, &env, &module, &state.to_str()?)
+            })
             .map_err(|e| self.terminated("lsb_init", &e))?;
+        let globals = self.lua.globals();
+        let loaded = globals.raw_set(preserve::RESTORE, rebuild).and_then(|()| {
+            self.lua
+                .load(source)
+                .set_name(format!("@{}", path.display()))
+                .set_mode(ChunkMode::Text)
+                .exec()
+        });
+        let _ = globals.raw_remove(preserve::RESTORE);
+        loaded.map_err(|e| self.terminated("lsb_init", &e))?;
         Ok(true)
     }
 

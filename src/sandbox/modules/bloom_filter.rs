@@ -6,7 +6,10 @@
 //! two halves of one 64-bit hash (Kirsch and Mitzenmacher's double hashing; Blink's hash, as
 //! the cuckoo filters). The bits are counted in the plugin's module memory.
 
-use mlua::{Lua, Table, UserData, UserDataMethods, Value};
+use mlua::{AnyUserData, Lua, Table, UserData, UserDataMethods, Value};
+use serde_json::json;
+
+use super::preserved::{bad, field};
 
 use super::cuckoo_filter::hash_key;
 
@@ -57,6 +60,38 @@ impl UserData for BloomFilter {
             Ok(())
         });
     }
+}
+
+/// `preserve_data`: the filter's size, hashes, count and bits.
+pub(super) fn save(object: &AnyUserData) -> Option<serde_json::Value> {
+    let bf = object.borrow::<BloomFilter>().ok()?;
+    Some(json!({"m": bf.m, "k": bf.k, "count": bf.count, "bits": bf.bits}))
+}
+
+/// `preserve_data`: a filter from what [`save`] wrote.
+pub(super) fn restore(
+    lua: &Lua,
+    env: &super::ModuleEnv,
+    state: &serde_json::Value,
+) -> mlua::Result<AnyUserData> {
+    const MODULE: &str = "bloom_filter";
+    let m: u64 = field(state, MODULE, "m")?;
+    let k: u32 = field(state, MODULE, "k")?;
+    let bits: Vec<u64> = field(state, MODULE, "bits")?;
+    if m == 0 || !m.is_multiple_of(64) || m > 1 << 40 || bits.len() as u64 != m / 64 {
+        return Err(bad(MODULE, "bits"));
+    }
+    if !(1..=32).contains(&k) {
+        return Err(bad(MODULE, "k"));
+    }
+    let memory = env.external.reserve(bits.len() * 8, "a bloom filter")?;
+    lua.create_userdata(BloomFilter {
+        bits,
+        m,
+        k,
+        count: field(state, MODULE, "count")?,
+        _memory: memory,
+    })
 }
 
 /// Opens the module.

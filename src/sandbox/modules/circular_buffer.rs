@@ -503,6 +503,128 @@ impl UserData for CircularBuffer {
     }
 }
 
+/// A buffer of `rows` × `columns` at `spr` seconds a row, its cells reserved in module memory.
+fn new_buffer(
+    external: &std::rc::Rc<super::ExternalMemory>,
+    rows: f64,
+    columns: f64,
+    spr: f64,
+) -> mlua::Result<CircularBuffer> {
+    if !(rows > 1.0 && rows.fract() == 0.0) {
+        return Err(error("bad argument #1 to 'new' (rows must be > 1)"));
+    }
+    if !(columns > 0.0 && columns <= 256.0 && columns.fract() == 0.0) {
+        return Err(error(
+            "bad argument #2 to 'new' (columns must be > 0 and <= 256)",
+        ));
+    }
+    if !(spr > 0.0 && spr.fract() == 0.0 && spr < i32::MAX as f64) {
+        return Err(error(
+            "bad argument #3 to 'new' (seconds_per_row is out of range)",
+        ));
+    }
+    if rows * columns * 16.0 > (1u64 << 40) as f64 {
+        return Err(error("bad argument #1 to 'new' (too many rows)"));
+    }
+    let (rows, columns, spr) = (rows as usize, columns as usize, spr as i64);
+    let memory = external.reserve(rows * columns * 16, "a circular buffer")?;
+    let headers = (1..=columns)
+        .map(|c| Header {
+            name: format!("Column_{c}"),
+            unit: "count".into(),
+            aggregation: Aggregation::Sum,
+        })
+        .collect();
+    Ok(CircularBuffer {
+        rows,
+        columns,
+        seconds_per_row: spr,
+        current_time: spr * (rows as i64 - 1),
+        current_row: rows - 1,
+        values: vec![f64::NAN; rows * columns * 2],
+        headers,
+        delta_output: false,
+        annotations: BTreeMap::new(),
+        _memory: memory,
+    })
+}
+
+/// `preserve_data`: the buffer's shape, headers, position, cells and annotations.
+pub(super) fn save(object: &mlua::AnyUserData) -> Option<serde_json::Value> {
+    let cb = object.borrow::<CircularBuffer>().ok()?;
+    let headers: Vec<(&str, &str, usize)> = cb
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.unit.as_str(), h.aggregation as usize))
+        .collect();
+    let annotations: Vec<(i64, usize, bool, &str, bool)> = cb
+        .annotations
+        .iter()
+        .flat_map(|(&time, columns)| {
+            columns
+                .iter()
+                .map(move |(&col, a)| (time, col, a.alert, a.text.as_str(), a.delta))
+        })
+        .collect();
+    Some(serde_json::json!({
+        "rows": cb.rows, "columns": cb.columns, "seconds_per_row": cb.seconds_per_row,
+        "current_time": cb.current_time, "current_row": cb.current_row,
+        "values": super::preserved::numbers(&cb.values), "headers": headers,
+        "delta_output": cb.delta_output, "annotations": annotations,
+    }))
+}
+
+/// `preserve_data`: a buffer from what [`save`] wrote.
+pub(super) fn restore(
+    lua: &Lua,
+    env: &super::ModuleEnv,
+    state: &serde_json::Value,
+) -> mlua::Result<mlua::AnyUserData> {
+    use super::preserved::{bad, field, read_numbers};
+    const MODULE: &str = "circular_buffer";
+    let rows: f64 = field(state, MODULE, "rows")?;
+    let columns: f64 = field(state, MODULE, "columns")?;
+    let spr: f64 = field(state, MODULE, "seconds_per_row")?;
+    let mut cb = new_buffer(&env.external, rows, columns, spr)?;
+    let values = read_numbers(state, MODULE, "values")?;
+    if values.len() != cb.values.len() {
+        return Err(bad(MODULE, "values"));
+    }
+    cb.values = values;
+    cb.current_time = field(state, MODULE, "current_time")?;
+    cb.current_row = field(state, MODULE, "current_row")?;
+    if cb.current_row >= cb.rows {
+        return Err(bad(MODULE, "current_row"));
+    }
+    let headers: Vec<(String, String, usize)> = field(state, MODULE, "headers")?;
+    if headers.len() != cb.columns {
+        return Err(bad(MODULE, "headers"));
+    }
+    for (header, (name, unit, aggregation)) in cb.headers.iter_mut().zip(headers) {
+        header.name = name;
+        header.unit = unit;
+        header.aggregation = match aggregation {
+            0 => Aggregation::Sum,
+            1 => Aggregation::Min,
+            2 => Aggregation::Max,
+            3 => Aggregation::None,
+            _ => return Err(bad(MODULE, "headers")),
+        };
+    }
+    cb.delta_output = field(state, MODULE, "delta_output")?;
+    let annotations: Vec<(i64, usize, bool, String, bool)> = field(state, MODULE, "annotations")?;
+    for (time, col, alert, text, delta) in annotations {
+        if col >= cb.columns {
+            return Err(bad(MODULE, "annotations"));
+        }
+        cb.annotations
+            .entry(time)
+            .or_default()
+            .insert(col, Annotation { alert, text, delta });
+    }
+    lua.create_userdata(cb)
+}
+
 /// Opens the module.
 pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     let external = env.external.clone();
@@ -510,43 +632,7 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     module.raw_set(
         "new",
         lua.create_function(move |_, (rows, columns, spr): (f64, f64, f64)| {
-            if !(rows > 1.0 && rows.fract() == 0.0) {
-                return Err(error("bad argument #1 to 'new' (rows must be > 1)"));
-            }
-            if !(columns > 0.0 && columns <= 256.0 && columns.fract() == 0.0) {
-                return Err(error(
-                    "bad argument #2 to 'new' (columns must be > 0 and <= 256)",
-                ));
-            }
-            if !(spr > 0.0 && spr.fract() == 0.0 && spr < i32::MAX as f64) {
-                return Err(error(
-                    "bad argument #3 to 'new' (seconds_per_row is out of range)",
-                ));
-            }
-            if rows * columns * 16.0 > (1u64 << 40) as f64 {
-                return Err(error("bad argument #1 to 'new' (too many rows)"));
-            }
-            let (rows, columns, spr) = (rows as usize, columns as usize, spr as i64);
-            let memory = external.reserve(rows * columns * 16, "a circular buffer")?;
-            let headers = (1..=columns)
-                .map(|c| Header {
-                    name: format!("Column_{c}"),
-                    unit: "count".into(),
-                    aggregation: Aggregation::Sum,
-                })
-                .collect();
-            Ok(CircularBuffer {
-                rows,
-                columns,
-                seconds_per_row: spr,
-                current_time: spr * (rows as i64 - 1),
-                current_row: rows - 1,
-                values: vec![f64::NAN; rows * columns * 2],
-                headers,
-                delta_output: false,
-                annotations: BTreeMap::new(),
-                _memory: memory,
-            })
+            new_buffer(&external, rows, columns, spr)
         })?,
     )?;
     module.raw_set("version", lua.create_function(|_, ()| Ok("1.1.0"))?)?;

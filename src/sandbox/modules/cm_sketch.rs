@@ -92,6 +92,42 @@ impl UserData for CmSketch {
     }
 }
 
+/// `preserve_data`: the sketch's shape, counters and counts.
+pub(super) fn save(object: &mlua::AnyUserData) -> Option<serde_json::Value> {
+    let s = object.borrow::<CmSketch>().ok()?;
+    Some(serde_json::json!({
+        "width": s.width, "depth": s.depth, "counters": s.counters,
+        "items": s.items, "unique": s.unique,
+    }))
+}
+
+/// `preserve_data`: a sketch from what [`save`] wrote.
+pub(super) fn restore(
+    lua: &Lua,
+    env: &super::ModuleEnv,
+    state: &serde_json::Value,
+) -> mlua::Result<mlua::AnyUserData> {
+    use super::preserved::{bad, field};
+    const MODULE: &str = "streaming_algorithms.cm_sketch";
+    let width: usize = field(state, MODULE, "width")?;
+    let depth: usize = field(state, MODULE, "depth")?;
+    let counters: Vec<u32> = field(state, MODULE, "counters")?;
+    if width == 0 || depth == 0 || counters.len() != width.saturating_mul(depth) {
+        return Err(bad(MODULE, "counters"));
+    }
+    let memory = env
+        .external
+        .reserve(counters.len() * 4, "a count-min sketch")?;
+    lua.create_userdata(CmSketch {
+        width,
+        depth,
+        counters,
+        items: field(state, MODULE, "items")?,
+        unique: field(state, MODULE, "unique")?,
+        _memory: memory,
+    })
+}
+
 /// Opens the module.
 pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     let external = env.external.clone();

@@ -167,6 +167,39 @@ impl UserData for CuckooFilter {
     }
 }
 
+/// `preserve_data`: the filter's buckets, count and fingerprints.
+pub(super) fn save(object: &mlua::AnyUserData) -> Option<serde_json::Value> {
+    let cf = object.borrow::<CuckooFilter>().ok()?;
+    Some(serde_json::json!({"buckets": cf.buckets, "count": cf.count, "slots": cf.slots}))
+}
+
+/// `preserve_data`: a filter from what [`save`] wrote.
+pub(super) fn restore(
+    lua: &Lua,
+    env: &super::ModuleEnv,
+    state: &serde_json::Value,
+) -> mlua::Result<mlua::AnyUserData> {
+    use super::preserved::{bad, field};
+    const MODULE: &str = "cuckoo_filter";
+    let buckets: usize = field(state, MODULE, "buckets")?;
+    let count: usize = field(state, MODULE, "count")?;
+    let slots: Vec<u16> = field(state, MODULE, "slots")?;
+    if !buckets.is_power_of_two() || slots.len() != buckets.saturating_mul(BUCKET_SIZE) {
+        return Err(bad(MODULE, "slots"));
+    }
+    if count > slots.len() {
+        return Err(bad(MODULE, "count"));
+    }
+    let memory = env.external.reserve(slots.len() * 2, "a cuckoo filter")?;
+    lua.create_userdata(CuckooFilter {
+        slots,
+        buckets,
+        count,
+        random: Xorshift(0x9e37_79b9_7f4a_7c15),
+        _memory: memory,
+    })
+}
+
 /// Opens the module.
 pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     let external = env.external.clone();

@@ -223,6 +223,70 @@ impl UserData for ExpiringFilter {
     }
 }
 
+/// `preserve_data`: the filter's shape, position in time and entries.
+pub(super) fn save(object: &mlua::AnyUserData) -> Option<serde_json::Value> {
+    let cf = object.borrow::<ExpiringFilter>().ok()?;
+    let fingerprints: Vec<u32> = cf.entries.iter().map(|e| e.fingerprint).collect();
+    let intervals: Vec<u8> = cf.entries.iter().map(|e| e.interval).collect();
+    Some(serde_json::json!({
+        "buckets": cf.buckets, "count": cf.count, "interval_seconds": cf.interval_seconds,
+        "interval": cf.interval, "start": cf.start, "lru": cf.lru,
+        "fingerprints": fingerprints, "intervals": intervals,
+    }))
+}
+
+/// `preserve_data`: a filter from what [`save`] wrote.
+pub(super) fn restore(
+    lua: &Lua,
+    env: &super::ModuleEnv,
+    state: &serde_json::Value,
+) -> mlua::Result<mlua::AnyUserData> {
+    use super::preserved::{bad, field};
+    const MODULE: &str = "cuckoo_filter_expire";
+    let buckets: usize = field(state, MODULE, "buckets")?;
+    let count: usize = field(state, MODULE, "count")?;
+    let interval_seconds: i64 = field(state, MODULE, "interval_seconds")?;
+    let interval: usize = field(state, MODULE, "interval")?;
+    let lru: Option<usize> = field(state, MODULE, "lru")?;
+    let fingerprints: Vec<u32> = field(state, MODULE, "fingerprints")?;
+    let intervals: Vec<u8> = field(state, MODULE, "intervals")?;
+    let slots = buckets.saturating_mul(BUCKET_SIZE);
+    if !buckets.is_power_of_two() || fingerprints.len() != slots || intervals.len() != slots {
+        return Err(bad(MODULE, "fingerprints"));
+    }
+    if count > slots {
+        return Err(bad(MODULE, "count"));
+    }
+    if !(60..=86_400).contains(&interval_seconds) {
+        return Err(bad(MODULE, "interval_seconds"));
+    }
+    if interval >= INTERVALS || lru.is_some_and(|l| l >= INTERVALS) {
+        return Err(bad(MODULE, "interval"));
+    }
+    let memory = env
+        .external
+        .reserve(slots * std::mem::size_of::<Entry>(), "a cuckoo filter")?;
+    let entries = fingerprints
+        .into_iter()
+        .zip(intervals)
+        .map(|(fingerprint, interval)| Entry {
+            fingerprint,
+            interval,
+        })
+        .collect();
+    lua.create_userdata(ExpiringFilter {
+        entries,
+        buckets,
+        count,
+        interval_seconds,
+        interval,
+        start: field(state, MODULE, "start")?,
+        lru,
+        random: Xorshift(0x9e37_79b9_7f4a_7c15),
+        _memory: memory,
+    })
+}
+
 /// Opens the module.
 pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     let external = env.external.clone();

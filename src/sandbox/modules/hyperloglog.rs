@@ -196,6 +196,33 @@ impl UserData for HyperLogLog {
     }
 }
 
+/// `preserve_data`: the registers, as `tostring` writes them (base64).
+pub(super) fn save(object: &AnyUserData) -> Option<serde_json::Value> {
+    use base64::Engine as _;
+    let hll = object.borrow::<HyperLogLog>().ok()?;
+    let dense = base64::engine::general_purpose::STANDARD.encode(hll.dense());
+    Some(serde_json::json!({ "dense": dense }))
+}
+
+/// `preserve_data`: a sketch from what [`save`] wrote.
+pub(super) fn restore(
+    lua: &Lua,
+    _env: &super::ModuleEnv,
+    state: &serde_json::Value,
+) -> mlua::Result<AnyUserData> {
+    use base64::Engine as _;
+    const MODULE: &str = "hyperloglog";
+    let text: String = super::preserved::field(state, MODULE, "dense")?;
+    let dense = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| super::preserved::bad(MODULE, "dense"))?;
+    let mut hll = HyperLogLog {
+        registers: [0; REGISTERS],
+    };
+    hll.load_dense(&dense)?;
+    lua.create_userdata(hll)
+}
+
 /// Opens the module.
 pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     let module = lua.create_table()?;

@@ -50,6 +50,7 @@ mod lpeg;
 mod maxminddb;
 mod p2;
 pub(crate) mod plain_error;
+mod preserved;
 mod re;
 mod rjson;
 mod sax;
@@ -317,6 +318,21 @@ pub(crate) fn fuzz_json(data: &[u8]) {
 /// Fuzzing: SQL injection and XSS detection over `data` (see `crate::fuzz`).
 pub(crate) fn fuzz_injection(data: &[u8]) {
     libinjection::fuzz(data);
+}
+
+/// `preserve_data`: the module and saved state of a module object, if it keeps one.
+pub fn preserve_object(object: &mlua::AnyUserData) -> Option<(&'static str, String)> {
+    preserved::save(object)
+}
+
+/// `preserve_data`: a module object rebuilt from what [`preserve_object`] saved.
+pub fn restore_object(
+    lua: &Lua,
+    env: &ModuleEnv,
+    module: &str,
+    state: &str,
+) -> mlua::Result<mlua::AnyUserData> {
+    preserved::restore(lua, env, module, state)
 }
 
 /// The host module called `name`, if there is one.

@@ -132,6 +132,38 @@ impl UserData for Quantile {
     }
 }
 
+/// `preserve_data`: the quantile, its markers and the observations counted.
+pub(super) fn save(object: &mlua::AnyUserData) -> Option<serde_json::Value> {
+    let q = object.borrow::<Quantile>().ok()?;
+    Some(serde_json::json!({
+        "p": q.p,
+        "q": super::preserved::numbers(&q.q),
+        "n": q.n, "desired": q.desired, "count": q.count,
+    }))
+}
+
+/// `preserve_data`: a quantile from what [`save`] wrote.
+pub(super) fn restore(
+    lua: &Lua,
+    _env: &super::ModuleEnv,
+    state: &serde_json::Value,
+) -> mlua::Result<mlua::AnyUserData> {
+    use super::preserved::{bad, field, read_numbers};
+    const MODULE: &str = "streaming_algorithms.p2";
+    let p: f64 = field(state, MODULE, "p")?;
+    if !(p > 0.0 && p < 1.0) {
+        return Err(bad(MODULE, "p"));
+    }
+    let mut quantile = Quantile::new(p);
+    quantile.q = read_numbers(state, MODULE, "q")?
+        .try_into()
+        .map_err(|_| bad(MODULE, "q"))?;
+    quantile.n = field(state, MODULE, "n")?;
+    quantile.desired = field(state, MODULE, "desired")?;
+    quantile.count = field(state, MODULE, "count")?;
+    lua.create_userdata(quantile)
+}
+
 /// Opens the module.
 pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     let module = lua.create_table()?;

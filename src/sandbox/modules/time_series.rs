@@ -79,6 +79,28 @@ impl TimeSeries {
         Ok(Some(out))
     }
 
+    /// Takes the time, row and values `to_text` wrote (`fromstring`).
+    fn load_text(&mut self, text: &str) -> mlua::Result<()> {
+        let mut words = text.split_ascii_whitespace().map(|w| w.parse::<i64>());
+        let (Some(Ok(time)), Some(Ok(row))) = (words.next(), words.next()) else {
+            return Err(error("fromstring() invalid time or row"));
+        };
+        let values: Vec<i64> = words
+            .take(self.rows() + 1)
+            .collect::<Result<_, _>>()
+            .map_err(|_| error("fromstring() invalid value"))?;
+        if values.len() != self.rows() || row < 0 || row as usize >= self.rows() {
+            return Err(error(format!(
+                "fromstring() expected {} values",
+                self.rows()
+            )));
+        }
+        self.current_time = time;
+        self.current_row = row as usize;
+        self.values = values;
+        Ok(())
+    }
+
     fn to_text(&self) -> String {
         let mut out = format!("{} {}", self.current_time, self.current_row);
         for v in &self.values {
@@ -210,27 +232,59 @@ impl UserData for TimeSeries {
                 Ok(())
             },
         );
-        methods.add_method_mut("fromstring", |_, ts, text: String| {
-            let mut words = text.split_ascii_whitespace().map(|w| w.parse::<i64>());
-            let (Some(Ok(time)), Some(Ok(row))) = (words.next(), words.next()) else {
-                return Err(error("fromstring() invalid time or row"));
-            };
-            let values: Vec<i64> = words
-                .collect::<Result<_, _>>()
-                .map_err(|_| error("fromstring() invalid value"))?;
-            if values.len() != ts.rows() || row < 0 || row as usize >= ts.rows() {
-                return Err(error(format!("fromstring() expected {} values", ts.rows())));
-            }
-            ts.current_time = time;
-            ts.current_row = row as usize;
-            ts.values = values;
-            Ok(())
-        });
+        methods.add_method_mut("fromstring", |_, ts, text: String| ts.load_text(&text));
         methods.add_meta_method(MetaMethod::ToString, |_, ts, ()| Ok(ts.to_text()));
         methods.add_method("matrix_profile", |_, _, ()| -> mlua::Result<()> {
             Err(error("matrix_profile is not provided by Blink"))
         });
     }
+}
+
+/// A series of `rows` rows of `ns_per_row`, its rows reserved in module memory.
+fn new_series(
+    external: &std::rc::Rc<super::ExternalMemory>,
+    rows: f64,
+    ns_per_row: f64,
+) -> mlua::Result<TimeSeries> {
+    if !(rows > 1.0 && rows.fract() == 0.0 && rows < (1u64 << 32) as f64) {
+        return Err(error("bad argument #1 to 'new' (rows must be > 1)"));
+    }
+    if !(1.0..9.2e18).contains(&ns_per_row) {
+        return Err(error("bad argument #2 to 'new' (ns_per_row must be > 0)"));
+    }
+    let rows = rows as usize;
+    let memory = external.reserve(rows * 8, "a time series")?;
+    let ns_per_row = ns_per_row as i64;
+    Ok(TimeSeries {
+        ns_per_row,
+        current_time: ns_per_row * (rows as i64 - 1),
+        current_row: rows - 1,
+        values: vec![0; rows],
+        _memory: memory,
+    })
+}
+
+/// `preserve_data`: the series' shape and `tostring` text.
+pub(super) fn save(object: &AnyUserData) -> Option<serde_json::Value> {
+    let ts = object.borrow::<TimeSeries>().ok()?;
+    Some(serde_json::json!({
+        "rows": ts.rows(), "ns_per_row": ts.ns_per_row, "text": ts.to_text(),
+    }))
+}
+
+/// `preserve_data`: a series from what [`save`] wrote.
+pub(super) fn restore(
+    lua: &Lua,
+    env: &super::ModuleEnv,
+    state: &serde_json::Value,
+) -> mlua::Result<AnyUserData> {
+    use super::preserved::field;
+    const MODULE: &str = "streaming_algorithms.time_series";
+    let rows: f64 = field(state, MODULE, "rows")?;
+    let ns_per_row: f64 = field(state, MODULE, "ns_per_row")?;
+    let mut ts = new_series(&env.external, rows, ns_per_row)?;
+    ts.load_text(&field::<String>(state, MODULE, "text")?)?;
+    lua.create_userdata(ts)
 }
 
 /// Opens the module.
@@ -240,22 +294,7 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     module.raw_set(
         "new",
         lua.create_function(move |_, (rows, ns_per_row): (f64, f64)| {
-            if !(rows > 1.0 && rows.fract() == 0.0 && rows < (1u64 << 32) as f64) {
-                return Err(error("bad argument #1 to 'new' (rows must be > 1)"));
-            }
-            if !(1.0..9.2e18).contains(&ns_per_row) {
-                return Err(error("bad argument #2 to 'new' (ns_per_row must be > 0)"));
-            }
-            let rows = rows as usize;
-            let memory = external.reserve(rows * 8, "a time series")?;
-            let ns_per_row = ns_per_row as i64;
-            Ok(TimeSeries {
-                ns_per_row,
-                current_time: ns_per_row * (rows as i64 - 1),
-                current_row: rows - 1,
-                values: vec![0; rows],
-                _memory: memory,
-            })
+            new_series(&external, rows, ns_per_row)
         })?,
     )?;
     Ok(Some(module))

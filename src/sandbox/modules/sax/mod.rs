@@ -190,6 +190,53 @@ impl UserData for Sax {
     }
 }
 
+/// `preserve_data`: a word's text and shape, or a window's shape and values.
+pub(super) fn save(object: &AnyUserData) -> Option<serde_json::Value> {
+    let sax = object.borrow::<Sax>().ok()?;
+    Some(match &sax.shape {
+        Shape::Word(word) => serde_json::json!({
+            "word": word.text(), "n": word.n, "c": word.c,
+        }),
+        Shape::Window(window) => serde_json::json!({
+            "window": super::preserved::numbers(window.values()),
+            "w": window.word.symbols.len(), "c": window.word.c,
+        }),
+    })
+}
+
+/// `preserve_data`: a word or window from what [`save`] wrote.
+pub(super) fn restore(
+    lua: &Lua,
+    env: &super::ModuleEnv,
+    state: &serde_json::Value,
+) -> mlua::Result<AnyUserData> {
+    use super::preserved::{bad, field, read_numbers};
+    const MODULE: &str = "sax";
+    let sax_env = Rc::new(Env {
+        external: env.external.clone(),
+        steps: env.steps.clone(),
+    });
+    let c: i64 = field(state, MODULE, "c")?;
+    let shape = if state.get("window").is_some() {
+        let values = read_numbers(state, MODULE, "window")?;
+        let w: i64 = field(state, MODULE, "w")?;
+        check_shape(values.len() as i64, w, c, 1).map_err(|_| bad(MODULE, "window"))?;
+        let mut window = Window::new(values.len(), w as usize, c as usize);
+        window.add(&values);
+        Shape::Window(window)
+    } else {
+        let text: String = field(state, MODULE, "word")?;
+        let mut word = usize::try_from(c)
+            .ok()
+            .filter(|c| (MIN_CARDINALITY..=MAX_CARDINALITY).contains(c))
+            .and_then(|c| Word::from_text(text.as_bytes(), c))
+            .ok_or_else(|| bad(MODULE, "word"))?;
+        word.n = field(state, MODULE, "n")?;
+        Shape::Word(word)
+    };
+    lua.create_userdata(new_sax(&sax_env, shape)?)
+}
+
 /// Opens the module.
 pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     let sax_env = Rc::new(Env {

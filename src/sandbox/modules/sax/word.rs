@@ -154,7 +154,6 @@ impl Window {
     }
 
     /// The values, oldest first.
-    #[cfg(test)]
     pub fn values(&self) -> &[f64] {
         &self.values
     }
