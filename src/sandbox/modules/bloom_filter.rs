@@ -136,18 +136,13 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
 
 #[cfg(test)]
 mod tests {
-    use mlua::Lua;
 
     use crate::plugin::PluginKind;
-    use crate::sandbox::modules::ModuleEnv;
 
     #[test]
     fn membership_with_the_asked_error_rate() {
-        let lua = Lua::new();
-        let m = super::open(&lua, &ModuleEnv::for_tests(PluginKind::Analysis))
-            .unwrap()
-            .unwrap();
-        lua.globals().set("bloom_filter", m).unwrap();
+        let lua =
+            crate::sandbox::modules::lua_with(super::open, PluginKind::Analysis, "bloom_filter");
         lua.load(
             r#"
             local bf = bloom_filter.new(1000, 0.01)

@@ -166,18 +166,12 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
 
 #[cfg(test)]
 mod tests {
-    use mlua::Lua;
 
     use crate::plugin::PluginKind;
-    use crate::sandbox::modules::ModuleEnv;
 
     #[test]
     fn counts_items_and_uniques() {
-        let lua = Lua::new();
-        let m = super::open(&lua, &ModuleEnv::for_tests(PluginKind::Analysis))
-            .unwrap()
-            .unwrap();
-        lua.globals().set("cm_sketch", m).unwrap();
+        let lua = crate::sandbox::modules::lua_with(super::open, PluginKind::Analysis, "cm_sketch");
         lua.load(
             r#"
             local cms = cm_sketch.new(0.01, 0.01)

@@ -328,18 +328,12 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
 
 #[cfg(test)]
 mod tests {
-    use mlua::Lua;
 
     use crate::plugin::PluginKind;
-    use crate::sandbox::modules::ModuleEnv;
 
     #[test]
     fn entries_expire_with_message_time() {
-        let lua = Lua::new();
-        let m = super::open(&lua, &ModuleEnv::for_tests(PluginKind::Input))
-            .unwrap()
-            .unwrap();
-        lua.globals().set("cfe", m).unwrap();
+        let lua = crate::sandbox::modules::lua_with(super::open, PluginKind::Input, "cfe");
         lua.load(
             r##"
             local minute = 60e9

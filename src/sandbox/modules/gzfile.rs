@@ -302,19 +302,7 @@ fn file_arg(args: &MultiValue, most: usize) -> mlua::Result<AnyUserData> {
 
 /// Argument `index` as an integer, as `luaL_checkint` takes it (a numeric string too).
 fn integer(lua: &Lua, value: &Value, index: usize, function: &str) -> mlua::Result<i64> {
-    let number = match value {
-        Value::Integer(i) => Some(*i as f64),
-        Value::Number(n) => Some(*n),
-        Value::String(_) => lua.coerce_number(value.clone())?,
-        _ => None,
-    };
-    match number {
-        Some(n) if n.is_finite() => Ok(n as i64),
-        _ => Err(error(format!(
-            "bad argument #{index} to '{function}' (number expected, got {})",
-            value.type_name()
-        ))),
-    }
+    super::lua_args::check_integer(lua, Some(value), index, function)
 }
 
 /// The name, mode and buffer size `open` and `string` take first.
@@ -451,11 +439,7 @@ mod tests {
     }
 
     fn lua_with_module(dir: &std::path::Path) -> Lua {
-        let lua = Lua::new();
-        let module = super::open(&lua, &ModuleEnv::for_tests(PluginKind::Input))
-            .unwrap()
-            .unwrap();
-        lua.globals().set("gzfile", module).unwrap();
+        let lua = crate::sandbox::modules::lua_with(super::open, PluginKind::Input, "gzfile");
         lua.globals()
             .set("dir", dir.to_str().unwrap().to_owned())
             .unwrap();

@@ -253,10 +253,8 @@ pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
 
 #[cfg(test)]
 mod tests {
-    use mlua::Lua;
 
     use crate::plugin::PluginKind;
-    use crate::sandbox::modules::ModuleEnv;
 
     #[test]
     fn murmur64a_reads_every_byte() {
@@ -277,11 +275,8 @@ mod tests {
 
     #[test]
     fn counts_are_close_and_exact_when_small() {
-        let lua = Lua::new();
-        let m = super::open(&lua, &ModuleEnv::for_tests(PluginKind::Analysis))
-            .unwrap()
-            .unwrap();
-        lua.globals().set("hyperloglog", m).unwrap();
+        let lua =
+            crate::sandbox::modules::lua_with(super::open, PluginKind::Analysis, "hyperloglog");
         lua.load(
             r#"
             local hll = hyperloglog.new()

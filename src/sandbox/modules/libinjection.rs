@@ -196,18 +196,12 @@ pub(crate) fn fuzz(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use mlua::Lua;
 
     use crate::plugin::PluginKind;
-    use crate::sandbox::modules::ModuleEnv;
 
     #[test]
     fn flags_sql_injection_and_xss_as_the_original_does() {
-        let lua = Lua::new();
-        let module = super::open(&lua, &ModuleEnv::for_tests(PluginKind::Analysis))
-            .unwrap()
-            .unwrap();
-        lua.globals().set("libi", module).unwrap();
+        let lua = crate::sandbox::modules::lua_with(super::open, PluginKind::Analysis, "libi");
         lua.load(
             r#"
             local sqli = "1 UNION SELECT * FROM TABLE"

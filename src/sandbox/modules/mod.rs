@@ -47,6 +47,7 @@ mod kafka;
 mod lfs;
 mod libinjection;
 mod lpeg;
+mod lua_args;
 mod maxminddb;
 mod p2;
 pub(crate) mod plain_error;
@@ -189,6 +190,22 @@ impl ModuleEnv {
             external: ExternalMemory::new(0),
         }
     }
+}
+
+/// A Lua state with a module opened as a plugin of `kind` opens it, as global `name`: how the
+/// modules' own tests start.
+#[cfg(test)]
+pub fn lua_with(
+    open: fn(&Lua, &ModuleEnv) -> mlua::Result<Option<Table>>,
+    kind: PluginKind,
+    name: &str,
+) -> Lua {
+    let lua = Lua::new();
+    let module = open(&lua, &ModuleEnv::for_tests(kind))
+        .unwrap()
+        .expect("the module opens for this plugin kind");
+    lua.globals().set(name, module).unwrap();
+    lua
 }
 
 /// A host module: `open` returns its table, or `None` when it cannot work in this sandbox.

@@ -183,18 +183,12 @@ pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
 
 #[cfg(test)]
 mod tests {
-    use mlua::Lua;
 
     use crate::plugin::PluginKind;
-    use crate::sandbox::modules::ModuleEnv;
 
     #[test]
     fn the_median_of_a_stream() {
-        let lua = Lua::new();
-        let m = super::open(&lua, &ModuleEnv::for_tests(PluginKind::Analysis))
-            .unwrap()
-            .unwrap();
-        lua.globals().set("p2", m).unwrap();
+        let lua = crate::sandbox::modules::lua_with(super::open, PluginKind::Analysis, "p2");
         lua.load(
             r#"
             local q = p2.quantile(0.5)

@@ -302,18 +302,12 @@ pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
 
 #[cfg(test)]
 mod tests {
-    use mlua::Lua;
 
     use crate::plugin::PluginKind;
-    use crate::sandbox::modules::ModuleEnv;
 
     #[test]
     fn a_window_of_counts() {
-        let lua = Lua::new();
-        let m = super::open(&lua, &ModuleEnv::for_tests(PluginKind::Analysis))
-            .unwrap()
-            .unwrap();
-        lua.globals().set("sats", m).unwrap();
+        let lua = crate::sandbox::modules::lua_with(super::open, PluginKind::Analysis, "sats");
         lua.load(
             r#"
             local ts = sats.new(1440, 60e9)

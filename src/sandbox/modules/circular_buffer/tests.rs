@@ -1,16 +1,10 @@
 //! The module's documented behaviour and output, checked in Lua.
 
-use mlua::Lua;
-
 use crate::plugin::PluginKind;
-use crate::sandbox::modules::ModuleEnv;
 
 fn run(code: &str) {
-    let lua = Lua::new();
-    let m = super::open(&lua, &ModuleEnv::for_tests(PluginKind::Analysis))
-        .unwrap()
-        .unwrap();
-    lua.globals().set("circular_buffer", m).unwrap();
+    let lua =
+        crate::sandbox::modules::lua_with(super::open, PluginKind::Analysis, "circular_buffer");
     if let Err(e) = lua.load(code).set_name("=t").exec() {
         panic!("{e}");
     }

@@ -6,11 +6,7 @@ use crate::plugin::PluginKind;
 use crate::sandbox::modules::ModuleEnv;
 
 fn run(code: &str) {
-    let lua = Lua::new();
-    let rjson = super::open(&lua, &ModuleEnv::for_tests(PluginKind::Input))
-        .unwrap()
-        .unwrap();
-    lua.globals().set("rjson", rjson).unwrap();
+    let lua = crate::sandbox::modules::lua_with(super::open, PluginKind::Input, "rjson");
     if let Err(e) = lua.load(code).set_name("=t").exec() {
         panic!("{e}");
     }

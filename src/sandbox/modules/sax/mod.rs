@@ -72,20 +72,7 @@ fn error(message: impl Into<String>) -> mlua::Error {
 /// Argument `index` of `function` as an integer (a number or numeric string, truncated, as
 /// `luaL_checkint` takes it).
 fn int_arg(lua: &Lua, args: &MultiValue, index: usize, function: &str) -> mlua::Result<i64> {
-    let value = args.get(index - 1).cloned().unwrap_or(Value::Nil);
-    let number = match &value {
-        Value::Integer(i) => Some(*i as f64),
-        Value::Number(n) => Some(*n),
-        Value::String(_) => lua.coerce_number(value.clone())?,
-        _ => None,
-    };
-    match number {
-        Some(n) if n.is_finite() => Ok(n as i64),
-        _ => Err(error(format!(
-            "bad argument #{index} to '{function}' (number expected, got {})",
-            value.type_name()
-        ))),
-    }
+    super::lua_args::check_integer(lua, args.get(index - 1), index, function)
 }
 
 /// The checks the original makes of a shape, reported against argument `index`.

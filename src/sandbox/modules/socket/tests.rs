@@ -1,16 +1,9 @@
 //! LuaSocket's behaviour for the calls heka's inputs and outputs make, over loopback.
 
-use mlua::Lua;
-
 use crate::plugin::PluginKind;
-use crate::sandbox::modules::ModuleEnv;
 
 fn run(code: &str) {
-    let lua = Lua::new();
-    let socket = super::open(&lua, &ModuleEnv::for_tests(PluginKind::Input))
-        .unwrap()
-        .unwrap();
-    lua.globals().set("socket", socket).unwrap();
+    let lua = crate::sandbox::modules::lua_with(super::open, PluginKind::Input, "socket");
     if let Err(e) = lua.load(code).set_name("=t").exec() {
         panic!("{e}");
     }
