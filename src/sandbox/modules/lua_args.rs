@@ -36,9 +36,15 @@ mod tests {
         let lua = Lua::new();
         let s = Value::String(lua.create_string(" 12 ").unwrap());
         assert_eq!(check_integer(&lua, Some(&s), 1, "f").unwrap(), 12);
-        assert_eq!(check_integer(&lua, Some(&Value::Number(7.9)), 1, "f").unwrap(), 7);
+        assert_eq!(
+            check_integer(&lua, Some(&Value::Number(7.9)), 1, "f").unwrap(),
+            7
+        );
         let e = check_integer(&lua, None, 2, "f").unwrap_err().to_string();
-        assert!(e.contains("bad argument #2 to 'f' (number expected, got no value)"), "{e}");
+        assert!(
+            e.contains("bad argument #2 to 'f' (number expected, got no value)"),
+            "{e}"
+        );
         let t = Value::Table(lua.create_table().unwrap());
         assert!(check_integer(&lua, Some(&t), 1, "f").is_err());
     }

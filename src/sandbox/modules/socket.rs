@@ -74,6 +74,16 @@ struct Socket {
     _slot: Option<Slot>,
 }
 
+/// A new socket object, or LuaSocket's `nil, message` when the plugin holds too many.
+fn new_object(lua: &Lua, inner: Inner, count: &Count) -> mlua::Result<MultiValue> {
+    match Socket::new(inner, count) {
+        Ok(s) => Ok(MultiValue::from_vec(vec![Value::UserData(
+            lua.create_userdata(s)?,
+        )])),
+        Err(e) => fail(lua, e),
+    }
+}
+
 fn fail(lua: &Lua, message: impl Into<String>) -> mlua::Result<MultiValue> {
     let message = lua.create_string(message.into())?;
     Ok(MultiValue::from_vec(vec![
@@ -260,12 +270,7 @@ impl UserData for Socket {
                         if stream.set_nonblocking(true).is_err() {
                             return fail(lua, "cannot use the connection");
                         }
-                        return match Socket::new(Inner::Stream(stream), &s.count) {
-                            Ok(client) => Ok(MultiValue::from_vec(vec![Value::UserData(
-                                lua.create_userdata(client)?,
-                            )])),
-                            Err(e) => fail(lua, e),
-                        };
+                        return new_object(lua, Inner::Stream(stream), &s.count);
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         let left = deadline.saturating_duration_since(Instant::now());
@@ -475,22 +480,12 @@ pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     let c = count.clone();
     socket.raw_set(
         "tcp",
-        lua.create_function(move |lua, ()| match Socket::new(Inner::Fresh, &c) {
-            Ok(s) => Ok(MultiValue::from_vec(vec![Value::UserData(
-                lua.create_userdata(s)?,
-            )])),
-            Err(e) => fail(lua, e),
-        })?,
+        lua.create_function(move |lua, ()| new_object(lua, Inner::Fresh, &c))?,
     )?;
     let c = count.clone();
     socket.raw_set(
         "udp",
-        lua.create_function(move |lua, ()| match Socket::new(Inner::Fresh, &c) {
-            Ok(s) => Ok(MultiValue::from_vec(vec![Value::UserData(
-                lua.create_userdata(s)?,
-            )])),
-            Err(e) => fail(lua, e),
-        })?,
+        lua.create_function(move |lua, ()| new_object(lua, Inner::Fresh, &c))?,
     )?;
     let c = count.clone();
     socket.raw_set(
@@ -505,12 +500,7 @@ pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
                     Ok(l) => l,
                     Err(e) => return fail(lua, e.to_string()),
                 };
-            match Socket::new(Inner::Listener(listener), &c) {
-                Ok(s) => Ok(MultiValue::from_vec(vec![Value::UserData(
-                    lua.create_userdata(s)?,
-                )])),
-                Err(e) => fail(lua, e),
-            }
+            new_object(lua, Inner::Listener(listener), &c)
         })?,
     )?;
     let c = count;
@@ -527,12 +517,7 @@ pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
                 Ok(t) => t,
                 Err(e) => return fail(lua, e.to_string()),
             };
-            match Socket::new(Inner::Stream(stream), &c) {
-                Ok(s) => Ok(MultiValue::from_vec(vec![Value::UserData(
-                    lua.create_userdata(s)?,
-                )])),
-                Err(e) => fail(lua, e),
-            }
+            new_object(lua, Inner::Stream(stream), &c)
         })?,
     )?;
     socket.raw_set("select", lua.create_function(select)?)?;

@@ -199,6 +199,27 @@ impl Validator<'_> {
         self.get(s, name).and_then(number_of)
     }
 
+    /// A count (of members or items) against the schema's `[minimum, maximum]` keywords.
+    fn count_bounds(
+        &self,
+        s: usize,
+        schema_ptr: &str,
+        doc_ptr: &str,
+        count: f64,
+        [min_key, max_key]: [&'static str; 2],
+    ) -> Result<(), Violation> {
+        for (keyword, broken) in [
+            (min_key, self.number(s, min_key).filter(|&min| count < min)),
+            (max_key, self.number(s, max_key).filter(|&max| count > max)),
+        ] {
+            if let Some(bound) = broken {
+                let detail = format!("\"actual\":{count},\"expected\":{bound},");
+                return self.fail(schema_ptr, keyword, doc_ptr, detail);
+            }
+        }
+        Ok(())
+    }
+
     fn check(
         &mut self,
         node: usize,
@@ -364,26 +385,13 @@ impl Validator<'_> {
             }
         }
         let count = members.len() as f64;
-        if let Some(min) = self.number(s, "minProperties")
-            && count < min
-        {
-            return self.fail(
-                schema_ptr,
-                "minProperties",
-                doc_ptr,
-                format!("\"actual\":{count},\"expected\":{min},"),
-            );
-        }
-        if let Some(max) = self.number(s, "maxProperties")
-            && count > max
-        {
-            return self.fail(
-                schema_ptr,
-                "maxProperties",
-                doc_ptr,
-                format!("\"actual\":{count},\"expected\":{max},"),
-            );
-        }
+        self.count_bounds(
+            s,
+            schema_ptr,
+            doc_ptr,
+            count,
+            ["minProperties", "maxProperties"],
+        )?;
         if let Some(Node::Object(dependencies)) = self.get(s, "dependencies").cloned() {
             for (name, dep) in dependencies {
                 if !members.iter().any(|(k, _)| *k == name) {
@@ -461,26 +469,7 @@ impl Validator<'_> {
             }
         }
         let count = items.len() as f64;
-        if let Some(min) = self.number(s, "minItems")
-            && count < min
-        {
-            return self.fail(
-                schema_ptr,
-                "minItems",
-                doc_ptr,
-                format!("\"actual\":{count},\"expected\":{min},"),
-            );
-        }
-        if let Some(max) = self.number(s, "maxItems")
-            && count > max
-        {
-            return self.fail(
-                schema_ptr,
-                "maxItems",
-                doc_ptr,
-                format!("\"actual\":{count},\"expected\":{max},"),
-            );
-        }
+        self.count_bounds(s, schema_ptr, doc_ptr, count, ["minItems", "maxItems"])?;
         if let Some(Node::Bool(true)) = self.get(s, "uniqueItems") {
             let texts: Vec<String> = items
                 .iter()
