@@ -6,7 +6,7 @@ pub mod clients;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -211,4 +211,34 @@ fn strip_colours(line: &str) -> String {
         }
     }
     plain
+}
+
+/// Runs `blink run --batch` in `w` and returns its status and stderr; killed after 60 s.
+pub fn run_batch(w: &Workspace) -> (ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blink"))
+        .args(["run", "--batch", "--config", "blink.toml"])
+        .current_dir(w.path())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("blink run --batch did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap())
 }

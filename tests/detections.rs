@@ -1,0 +1,199 @@
+//! Detections written with `blink.rule` (lua_modules/blink/rule.lua): the rule API, dedup,
+//! thresholds, merging and errors, run with `blink run --batch` so time is the events' own.
+
+mod common;
+
+use common::{Workspace, run_batch};
+
+/// A workspace whose `lua_modules` holds the shipped `blink.rule`.
+fn workspace() -> Workspace {
+    let w = common::workspace();
+    let dir = w.path().join("lua_modules/blink");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/lua_modules/blink/rule.lua");
+    std::fs::copy(shipped, dir.join("rule.lua")).unwrap();
+    w
+}
+
+/// An input injecting auth events: `(seconds after 1,700,000,000, outcome, src_ip, user)`.
+fn auth_events(events: &[(u32, &str, &str, &str)]) -> String {
+    let rows: Vec<String> = events
+        .iter()
+        .map(|(s, outcome, ip, user)| format!("{{{s}, {outcome:?}, {ip:?}, {user:?}}}"))
+        .collect();
+    format!(
+        r#"
+local events = {{{}}}
+function process_message()
+    for _, e in ipairs(events) do
+        inject_message({{Type = "auth", Timestamp = (1700000000 + e[1]) * 1e9,
+            Payload = '{{"method": "ssh"}}',
+            Fields = {{outcome = e[2], src_ip = e[3], user = e[4], host = "h1"}}}})
+    end
+    return 0
+end
+"#,
+        rows.join(", ")
+    )
+}
+
+/// An output writing each alert's fields of interest to `alerts.txt`, a line each.
+const ALERTS_OUTPUT: &str = r#"
+require "io"
+local out = assert(io.open("alerts.txt", "a"))
+local names = {"status", "alert_id", "title", "severity", "count", "first_seen", "last_seen",
+               "merged_by", "common", "context", "errors"}
+function process_message()
+    local parts = {}
+    for _, name in ipairs(names) do
+        local v = read_message("Fields[" .. name .. "]")
+        if v ~= nil then
+            if name == "first_seen" or name == "last_seen" then v = math.floor(v / 1e9) - 1700000000 end
+            parts[#parts + 1] = name .. "=" .. tostring(v)
+        end
+    end
+    out:write(table.concat(parts, " "), "\n")
+    out:flush()
+    return 0
+end
+function timer_event() end
+"#;
+
+fn alerts_output(w: &Workspace) {
+    w.plugin(
+        "output",
+        "alerts",
+        "message_matcher = \"Type == 'blink.alert'\"",
+        ALERTS_OUTPUT,
+    );
+}
+
+#[test]
+fn a_threshold_alerts_once_per_dedup_key_and_reports_the_final_count_when_the_period_ends() {
+    let w = workspace();
+    w.plugin(
+        "analysis",
+        "ssh_brute_force",
+        "message_matcher = \"Type == 'auth'\"\nticker_interval = 60\nthreshold = 3\n\
+         process_message_inject_limit = 1\n\
+         dedup_period = 3600\nseverity = \"high\"\ntimer_event_inject_limit = 10",
+        r#"
+require "blink.rule"
+function rule(e) return e.Fields.outcome == "failure" end
+function dedup(e) return e.Fields.src_ip end
+function title(e) return "failed logins from " .. e.Fields.src_ip end
+function alert_context(e) return {login = e.Fields.user .. " via " .. e.json.method} end
+"#,
+    );
+    alerts_output(&w);
+    let mut events = Vec::new();
+    for s in 0..6 {
+        events.push((s, "failure", "10.0.0.1", "root"));
+    }
+    events.push((10, "failure", "10.0.0.2", "bob"));
+    events.push((11, "failure", "10.0.0.2", "bob"));
+    events.push((12, "success", "10.0.0.3", "eve"));
+    // An hour later: time moves past the first address's period.
+    events.push((4000, "success", "10.0.0.3", "eve"));
+    w.plugin("input", "auth", "", &auth_events(&events));
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let alerts = w.lines("alerts.txt");
+    assert_eq!(
+        alerts,
+        [
+            "status=new alert_id=ssh_brute_force/10.0.0.1/1700000000 title=failed logins from 10.0.0.1 \
+             severity=high count=3 first_seen=0 last_seen=2 context={\"login\":\"root via ssh\"}",
+            "status=updated alert_id=ssh_brute_force/10.0.0.1/1700000000 title=failed logins from 10.0.0.1 \
+             severity=high count=6 first_seen=0 last_seen=5 context={\"login\":\"root via ssh\"}",
+        ],
+        "10.0.0.2 stays under the threshold; log:\n{log}"
+    );
+}
+
+#[test]
+fn an_error_in_an_optional_function_travels_with_the_alert() {
+    let w = workspace();
+    w.plugin(
+        "analysis",
+        "noisy",
+        "message_matcher = \"Type == 'auth'\"\nrule_id = \"root_login\"\nprocess_message_inject_limit = 1",
+        r#"
+require "blink.rule"
+function rule(e) return e.Fields.user == "root" end
+function title(e) error("no title today") end
+function severity(e) return "critical" end
+"#,
+    );
+    alerts_output(&w);
+    w.plugin(
+        "input",
+        "auth",
+        "",
+        &auth_events(&[(0, "success", "10.0.0.9", "root")]),
+    );
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let alerts = w.lines("alerts.txt");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].starts_with(
+            "status=new alert_id=root_login/root_login/1700000000 title=root_login severity=critical count=1"
+        ),
+        "the title falls back to the rule id: {alerts:?}"
+    );
+    assert!(
+        alerts[0].contains("errors=title: ") && alerts[0].contains("no title today"),
+        "{alerts:?}"
+    );
+}
+
+#[test]
+fn merge_by_keys_sends_one_alert_per_group_when_its_window_closes() {
+    let w = workspace();
+    w.plugin(
+        "analysis",
+        "logins",
+        "message_matcher = \"Type == 'auth'\"\nticker_interval = 60\nmerge_by_keys = {\"user\"}\n\
+         merge_window = 300\ntimer_event_inject_limit = 10",
+        r#"
+require "blink.rule"
+function rule(e) return e.Fields.outcome == "success" end
+function title(e) return "logins of " .. e.Fields.user end
+"#,
+    );
+    alerts_output(&w);
+    w.plugin(
+        "input",
+        "auth",
+        "",
+        &auth_events(&[
+            (0, "success", "10.0.0.1", "alice"),
+            (10, "success", "10.0.0.2", "alice"),
+            (20, "success", "10.0.0.1", "alice"),
+            (30, "success", "10.0.0.7", "bob"),
+            (1000, "failure", "10.0.0.7", "bob"),
+        ]),
+    );
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let mut alerts = w.lines("alerts.txt");
+    alerts.sort();
+    assert_eq!(alerts.len(), 2, "{alerts:?}\n{log}");
+    assert!(
+        alerts[0].starts_with(
+            "status=merged alert_id=logins/alice/1700000000 title=logins of alice severity=medium \
+             count=3 first_seen=0 last_seen=20 merged_by={\"user\":\"alice\"}"
+        ),
+        "{alerts:?}"
+    );
+    // Common to all three of alice's events: her name, the outcome and the host, not the address.
+    assert!(alerts[0].contains("\"host\":\"h1\""), "{alerts:?}");
+    assert!(alerts[0].contains("\"outcome\":\"success\""), "{alerts:?}");
+    assert!(!alerts[0].contains("src_ip"), "{alerts:?}");
+    assert!(
+        alerts[1].starts_with("status=merged alert_id=logins/bob/1700000030"),
+        "{alerts:?}"
+    );
+    assert!(alerts[1].contains("count=1"), "{alerts:?}");
+}
