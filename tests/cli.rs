@@ -60,6 +60,50 @@ fn hindsight_file_decodes_exactly_as_hindsight_printed_it() {
 }
 
 #[test]
+fn match_filters_a_hindsight_file_and_a_queue_with_a_message_matcher() {
+    let count = run(blink()
+        .args([
+            "cat",
+            "--count",
+            "--match",
+            "Type =~ '^t%.[abu]'",
+            "--hindsight",
+        ])
+        .arg(fixture("varied.log")));
+    assert!(count.status.success());
+    // t.bool, t.arrays, t.utf8 of the eight.
+    assert_eq!(stdout(&count), "Processed: 8, matched: 3 messages\n");
+
+    let t = test_log();
+    {
+        let log = t.open();
+        let appender = log.appender(INPUT_TOPIC, 0, None).unwrap();
+        for n in 0..10 {
+            appender.append(n, &heka(n)).unwrap();
+        }
+    }
+    let some = t.cat(&["blink.input", "--json", "--match", "Fields[n] >= 7"]);
+    assert!(some.status.success());
+    let ns: Vec<i64> = json_lines(&some)
+        .iter()
+        .map(|m| m["Fields"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ns, [7, 8, 9]);
+    assert_eq!(
+        String::from_utf8_lossy(&some.stderr),
+        "blink cat: 3 matched \"Fields[n] >= 7\", 7 did not\n"
+    );
+
+    let bad = t.cat(&["blink.input", "--match", "Type == "]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("--match \"Type == \" is not a message matcher") && err.contains("column 9"),
+        "{err}"
+    );
+}
+
+#[test]
 fn hindsight_file_as_json() {
     let output = run(blink()
         .args(["cat", "--json", "--hindsight"])

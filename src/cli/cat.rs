@@ -1,4 +1,6 @@
-//! `blink cat`: print a topic's records, or a Hindsight stream file's messages.
+//! `blink cat`: print a topic's records, or a Hindsight stream file's messages, all of them or
+//! those a message matcher accepts (`--match`: how a detection's matcher is tried on stored data
+//! before it is deployed).
 //!
 //! The log is opened read-only, so `cat` works beside a running `blink run` and never repairs or
 //! changes anything; with `--follow` it keeps printing what the writer appends.
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use blink::log::{self, Log, PartitionReader};
+use blink::matcher::Matcher;
 use blink::message::MessageView;
 use blink::message::stream::StreamReader;
 
@@ -41,6 +44,10 @@ pub struct CatArgs {
     /// With --hindsight: print only the summary line, on stdout (lsb_heka_cat -c).
     #[arg(long, requires = "hindsight")]
     count: bool,
+    /// Print only the messages this message matcher accepts (as a plugin's `message_matcher`);
+    /// records of a plain topic that are not Heka messages never match.
+    #[arg(long = "match", value_name = "EXPR")]
+    matcher: Option<String>,
 }
 
 /// Counts what could not be shown, so the exit status tells a script something was wrong.
@@ -48,14 +55,34 @@ pub struct CatArgs {
 struct Outcome {
     printed: u64,
     bad: u64,
+    /// With `--match`: messages the matcher turned down, and plain records that are not
+    /// messages at all.
+    unmatched: u64,
+    not_messages: u64,
+}
+
+/// Whether `view` is to be printed under `matcher`; counts it if not.
+fn accepted(matcher: Option<&Matcher>, view: &MessageView, outcome: &mut Outcome) -> bool {
+    let ok = matcher.is_none_or(|m| m.matches(view));
+    if !ok {
+        outcome.unmatched += 1;
+    }
+    ok
 }
 
 pub fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
+    let matcher = match &args.matcher {
+        Some(expression) => Some(
+            Matcher::new(expression)
+                .with_context(|| format!("--match {expression:?} is not a message matcher"))?,
+        ),
+        None => None,
+    };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let result = match &args.hindsight {
-        Some(file) => cat_hindsight(file, args.json, args.count, &mut out),
-        None => cat_topic(&args, &mut out),
+        Some(file) => cat_hindsight(file, args.json, args.count, matcher.as_ref(), &mut out),
+        None => cat_topic(&args, matcher.as_ref(), &mut out),
     };
     let flushed = out.flush();
     let outcome = match result {
@@ -65,6 +92,18 @@ pub fn cat(args: CatArgs) -> anyhow::Result<ExitCode> {
     match flushed {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
         other => other?,
+    }
+    if let Some(expression) = &args.matcher
+        && args.hindsight.is_none()
+    {
+        let not_messages = match outcome.not_messages {
+            0 => String::new(),
+            n => format!(", {n} records that are not Heka messages"),
+        };
+        eprintln!(
+            "blink cat: {} matched {expression:?}, {} did not{not_messages}",
+            outcome.printed, outcome.unmatched
+        );
     }
     if outcome.bad > 0 {
         eprintln!(
@@ -102,6 +141,7 @@ fn cat_hindsight(
     file: &PathBuf,
     json: bool,
     count_only: bool,
+    matcher: Option<&Matcher>,
     out: &mut impl Write,
 ) -> anyhow::Result<Outcome> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
@@ -109,8 +149,11 @@ fn cat_hindsight(
     for frame in StreamReader::new(&bytes) {
         match frame {
             Ok((_, message)) => {
+                let view = MessageView::parse(message).expect("the stream reader validated it");
+                if !accepted(matcher, &view, &mut outcome) {
+                    continue;
+                }
                 if !count_only {
-                    let view = MessageView::parse(message).expect("the stream reader validated it");
                     write_message(out, &view, json, None)?;
                 }
                 outcome.printed += 1;
@@ -122,8 +165,12 @@ fn cat_hindsight(
         }
     }
     // lsb_heka_cat's summary, where it puts it: on stdout when it is all that is printed (-c),
-    // else on stderr with a blank line after it. Every message matches: there is no matcher.
-    let summary = format!("Processed: {0}, matched: {0} messages", outcome.printed);
+    // else on stderr with a blank line after it.
+    let summary = format!(
+        "Processed: {}, matched: {} messages",
+        outcome.printed + outcome.unmatched,
+        outcome.printed
+    );
     if count_only {
         writeln!(out, "{summary}")?;
     } else {
@@ -132,7 +179,11 @@ fn cat_hindsight(
     Ok(outcome)
 }
 
-fn cat_topic(args: &CatArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
+fn cat_topic(
+    args: &CatArgs,
+    matcher: Option<&Matcher>,
+    out: &mut impl Write,
+) -> anyhow::Result<Outcome> {
     let topic = args
         .topic
         .as_deref()
@@ -190,7 +241,7 @@ fn cat_topic(args: &CatArgs, out: &mut impl Write) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
     loop {
         for reader in &mut readers {
-            drain(reader, heka, args.json, out, &mut outcome)?;
+            drain(reader, heka, args.json, matcher, out, &mut outcome)?;
         }
         if !args.follow {
             return Ok(outcome);
@@ -210,12 +261,26 @@ fn drain(
     reader: &mut PartitionReader,
     heka: bool,
     json: bool,
+    matcher: Option<&Matcher>,
     out: &mut impl Write,
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let id = reader.partition().id();
     while let Some(record) = reader.next_record()? {
         let value = record.value.as_deref().unwrap_or_default();
+        if !heka && matcher.is_some() {
+            // A plain topic under a matcher: its records that are Heka messages (a topic a
+            // Kafka output forwards them to) are matched; the others cannot be.
+            match MessageView::parse(value) {
+                Ok(view) if accepted(matcher, &view, outcome) => {
+                    write_message(out, &view, json, Some(record.offset))?;
+                    outcome.printed += 1;
+                }
+                Ok(_) => {}
+                Err(_) => outcome.not_messages += 1,
+            }
+            continue;
+        }
         if !heka {
             if json {
                 serde_json::to_writer(&mut *out, &render::record_json(id, &record))?;
@@ -228,6 +293,9 @@ fn drain(
         }
         match MessageView::parse(value) {
             Ok(view) => {
+                if !accepted(matcher, &view, outcome) {
+                    continue;
+                }
                 write_message(out, &view, json, Some(record.offset))?;
                 outcome.printed += 1;
             }
