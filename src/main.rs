@@ -3,7 +3,6 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
-    cli::init_tracing();
     match cli::run() {
         Ok(code) => code,
         Err(e) => {

@@ -490,7 +490,7 @@ impl<'a> Parser<'a> {
         if header == NumericHeader::Timestamp
             && let Some(text) = self.string()?
         {
-            let ns = parse_rfc3339(&text).ok_or_else(|| {
+            let ns = crate::time::parse_rfc3339(&text).ok_or_else(|| {
                 self.error_at(
                     at,
                     "expected an RFC 3339 time such as '2015-04-11T17:30:26Z'",
@@ -590,71 +590,6 @@ impl<'a> Parser<'a> {
             }
         }
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to nanoseconds since the epoch.
-fn parse_rfc3339(text: &[u8]) -> Option<f64> {
-    let s = std::str::from_utf8(text).ok()?;
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        part.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if s.get(4..5)? != "-"
-        || s.get(7..8)? != "-"
-        || s.get(10..11)? != "T"
-        || s.get(13..14)? != ":"
-        || s.get(16..17)? != ":"
-    {
-        return None;
-    }
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut frac = 0.0;
-    if let Some(after) = rest.strip_prefix('.') {
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        frac = format!("0.{}", &after[..digits]).parse().ok()?;
-        rest = &after[digits..];
-    }
-    let offset = match rest.as_bytes() {
-        b"Z" => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] | [sign @ (b'+' | b'-'), h1, h2, m1, m2]
-            if [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()) =>
-        {
-            let h = ((h1 - b'0') * 10 + (h2 - b'0')) as i64;
-            let m = ((m1 - b'0') * 10 + (m2 - b'0')) as i64;
-            let seconds = h * 3600 + m * 60;
-            if *sign == b'-' { -seconds } else { seconds }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month as u32, day as u32);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    Some((seconds as f64 + frac) * 1e9)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (month as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 pub(crate) mod pattern;

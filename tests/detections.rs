@@ -197,3 +197,117 @@ function title(e) return "logins of " .. e.Fields.user end
     );
     assert!(alerts[1].contains("count=1"), "{alerts:?}");
 }
+
+const BRUTE_FORCE: &str = r#"
+require "blink.rule"
+function rule(e) return e.Fields.outcome == "failure" end
+function dedup(e) return e.Fields.src_ip end
+function title(e) return "failed logins from " .. e.Fields.src_ip end
+"#;
+
+const BRUTE_FORCE_CASES: &str = r#"
+[[case]]
+name = "three failures from one address alert once, then report the final count"
+start = "2026-01-05T03:00:00Z"
+until = 4000
+events = [
+  {at = 0, Type = "auth", Fields = {outcome = "failure", src_ip = "10.0.0.1"}},
+  {at = 1, Type = "auth", Fields = {outcome = "failure", src_ip = "10.0.0.1"}},
+  {at = 2, Type = "auth", Fields = {outcome = "failure", src_ip = "10.0.0.1"}},
+  {at = 3, Type = "auth", Fields = {outcome = "failure", src_ip = "10.0.0.1"}},
+]
+expect = [
+  {status = "new", title = "failed logins from 10.0.0.1", count = 3, first_seen = 0, last_seen = 2,
+   alert_id = "brute/10.0.0.1/1767582000", severity = "high", Severity = 3},
+  {status = "updated", count = 4, last_seen = 3},
+]
+
+[[case]]
+name = "two failures stay quiet"
+events = [
+  {at = 0, Type = "auth", Fields = {outcome = "failure", src_ip = "10.0.0.2"}},
+  {at = 5, Type = "auth", Fields = {outcome = "failure", src_ip = "10.0.0.2"}},
+]
+expect = []
+
+[[case]]
+name = "a wrong expectation"
+events = [
+  {at = 0, Type = "auth", Fields = {outcome = "failure", src_ip = "10.0.0.3"}},
+  {at = 1, Type = "auth", Fields = {outcome = "failure", src_ip = "10.0.0.3"}},
+  {at = 2, Type = "auth", Fields = {outcome = "failure", src_ip = "10.0.0.3"}},
+]
+expect = [{status = "new", count = 5}]
+"#;
+
+#[test]
+fn blink_test_runs_case_files_and_says_what_differs() {
+    let w = workspace();
+    w.plugin(
+        "analysis",
+        "brute",
+        "message_matcher = \"Type == 'auth'\"\nticker_interval = 60\nthreshold = 3\n\
+         severity = \"high\"\nprocess_message_inject_limit = 1",
+        BRUTE_FORCE,
+    );
+    let cases = w.path().join("hs_run/analysis/brute.test.toml");
+    std::fs::write(&cases, BRUTE_FORCE_CASES).unwrap();
+    let blink_test = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_blink"))
+            .arg("test")
+            .args(args)
+            .current_dir(w.path())
+            .output()
+            .unwrap()
+    };
+    let out = blink_test(&["--config", "blink.toml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "  ok    three failures from one address alert once, then report the final count\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  ok    two failures stay quiet\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  FAIL  a wrong expectation\n        alert 1: count: expected 5, got 3\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("3 cases: 2 passed, 1 failed\n"),
+        "{stdout}"
+    );
+
+    // Fixed, and named by path: all pass.
+    std::fs::write(&cases, BRUTE_FORCE_CASES.replace("count = 5", "count = 3")).unwrap();
+    let out = blink_test(&["--config", "blink.toml", "hs_run/analysis/brute.test.toml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.ends_with("3 cases: 3 passed, 0 failed\n"),
+        "{stdout}"
+    );
+
+    // A case file beside no detection is an error naming it.
+    std::fs::write(
+        w.path().join("hs_run/analysis/orphan.test.toml"),
+        "[[case]]\nname = \"x\"\nevents = []\nexpect = []\n",
+    )
+    .unwrap();
+    let out = blink_test(&["--config", "blink.toml", "hs_run/analysis/orphan.test.toml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("ERROR") && stdout.contains("orphan.cfg"),
+        "{stdout}"
+    );
+}

@@ -11,6 +11,8 @@ mod config_file;
 mod credential;
 mod init;
 mod render;
+mod rule_cases;
+mod rule_test;
 mod run;
 
 use std::path::PathBuf;
@@ -52,6 +54,16 @@ enum Command {
     },
     /// Print the records of a topic, or the messages of a Hindsight stream file.
     Cat(cat::CatArgs),
+    /// Run detections against the cases in their NAME.test.toml files (default: every case
+    /// file in hs_run/ and hs_load/), in-process with the events' own time; exits 1 if a case
+    /// fails.
+    Test {
+        /// Case files, or directories to look for them in.
+        paths: Vec<PathBuf>,
+        /// Global config (TOML); defaults to cfg/blink.toml when it exists.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Read a password from stdin and print the `[[kafka.users]]` entry for USER: SCRAM-SHA-256
     /// and SCRAM-SHA-512 credentials (salted, hashed), which also serve PLAIN. The password
     /// itself is kept nowhere.
@@ -70,6 +82,12 @@ enum Command {
 
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    // `blink test` runs a pipeline per case: only warnings and errors are worth showing.
+    init_tracing(if matches!(cli.command, Command::Test { .. }) {
+        "warn"
+    } else {
+        "info"
+    });
     match cli.command {
         Command::Run { config, batch } => {
             let mode = if batch {
@@ -81,17 +99,20 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Init { dir } => init::init(&dir),
         Command::Cat(args) => cat::cat(args),
+        Command::Test { paths, config } => {
+            rule_test::test(&paths, &config_file::load_config(config.as_deref())?)
+        }
         Command::Credential { user, iterations } => credential::credential(&user, iterations),
         Command::Bench { what } => bench::bench(what),
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` filters them (default `info`). Colours only on a terminal (and
+/// Logs go to stderr; `RUST_LOG` filters them (default `default_level`). Colours only on a terminal (and
 /// never with `NO_COLOR` set): a log file or a pipe gets plain text.
-pub fn init_tracing() {
+fn init_tracing(default_level: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()

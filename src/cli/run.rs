@@ -28,6 +28,12 @@ pub fn run(config: &Config, mode: Mode) -> anyhow::Result<ExitCode> {
     // Blink's own stop: a signal or a plugin's shutdown_on_terminate stops it, and the main
     // thread then stops everything in data-flow order.
     let stop = StopToken::new();
+    stop_on_signals(&stop)?;
+    run_until_stopped(config, mode, &stop).map(ExitCode::from)
+}
+
+/// SIGINT and SIGTERM stop `stop`; a second one exits at once (status 130).
+fn stop_on_signals(stop: &StopToken) -> anyhow::Result<()> {
     let signalled = Arc::new(AtomicBool::new(false));
     // A signal writes a byte into this socket (the only thing a signal handler may safely do);
     // a thread waiting on it stops the token.
@@ -51,6 +57,14 @@ pub fn run(config: &Config, mode: Mode) -> anyhow::Result<ExitCode> {
             }
         })
         .context("starting the signal thread")?;
+    Ok(())
+}
+
+/// Runs the pipeline of `config` until `stop` (live) or until its inputs have finished and
+/// everything is processed (batch); returns hindsight_cli's status in batch mode, else 0.
+/// `blink test` runs each case through this, in-process.
+pub fn run_until_stopped(config: &Config, mode: Mode, stop: &StopToken) -> anyhow::Result<u8> {
+    let stop = stop.clone();
     // What can fail without touching the disk is checked first: a wrong directory or a busy
     // port leaves nothing behind.
     if !config.sandbox_run_path.is_dir() {
@@ -172,7 +186,7 @@ pub fn run(config: &Config, mode: Mode) -> anyhow::Result<ExitCode> {
     log.close().context("closing the log")?;
     tracing::info!("stopped cleanly");
     Ok(match mode {
-        Mode::Live => ExitCode::SUCCESS,
+        Mode::Live => 0,
         Mode::Batch => {
             let status = stats.batch_status();
             if status != 0 {
@@ -181,7 +195,7 @@ pub fn run(config: &Config, mode: Mode) -> anyhow::Result<ExitCode> {
                     "plugins failed (2: an input, 4: an analysis plugin, 8: an output; summed)"
                 );
             }
-            ExitCode::from(status)
+            status
         }
     })
 }
