@@ -466,10 +466,20 @@ fn init_writes_a_deployment_that_runs_and_refuses_to_overwrite_one() {
         "cfg/blink.toml",
         "hs_run/input/auth_events.cfg",
         "hs_run/analysis/ssh_brute_force.lua",
+        "hs_run/analysis/ssh_brute_force.test.toml",
         "hs_run/output/alerts_file.cfg",
+        "lua_modules/blink/rule.lua",
     ] {
         assert!(deployment.join(file).is_file(), "{file}");
     }
+    // The shipped detection's cases pass in the user's deployment.
+    let tested = run(blink().arg("test").current_dir(&deployment));
+    assert!(
+        tested.status.success() && stdout(&tested).ends_with("3 cases: 3 passed, 0 failed\n"),
+        "{}{}",
+        stdout(&tested),
+        String::from_utf8_lossy(&tested.stderr)
+    );
     for dir in [
         "hs_load/input",
         "hs_load/analysis",

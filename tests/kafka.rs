@@ -1456,6 +1456,13 @@ fn the_shipped_pipeline_forwards_detections_to_a_topic_as_json() {
             std::fs::copy(shipped, w.path().join("hs_run").join(kind).join(&file)).unwrap();
         }
     }
+    // The detection is written with blink.rule.
+    std::fs::create_dir_all(w.path().join("lua_modules/blink")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/lua_modules/blink/rule.lua"),
+        w.path().join("lua_modules/blink/rule.lua"),
+    )
+    .unwrap();
     let mut blink = w.start();
     let mut detections = Vec::new();
     wait_for(
@@ -1475,10 +1482,12 @@ fn the_shipped_pipeline_forwards_detections_to_a_topic_as_json() {
         },
     );
     let d = &detections[0];
-    assert_eq!(d["Type"], "detection", "{d}");
-    assert_eq!(d["Fields"]["rule"], "ssh_brute_force", "{d}");
+    assert_eq!(d["Type"], "blink.alert", "{d}");
+    assert_eq!(d["Fields"]["rule_id"], "ssh_brute_force", "{d}");
+    assert_eq!(d["Fields"]["status"], "new", "{d}");
+    assert_eq!(d["Fields"]["count"], 5, "{d}");
     // The simulated attacker, usually; now and then a normal address fails five times too.
-    let src_ip = d["Fields"]["src_ip"].as_str().unwrap();
+    let src_ip = d["Fields"]["dedup"].as_str().unwrap();
     assert!(
         d["Payload"]
             .as_str()

@@ -1,29 +1,22 @@
--- Example detection: too many failed SSH logins from one address within a window.
--- Injects one "detection" message per address and window when the threshold is crossed.
-local threshold = read_config("threshold") or 5
-failures = {}   -- src_ip -> failures in the current window (global: kept by preserve_data)
-alerted = {}    -- src_ip -> true once alerted in this window
+-- Example detection: repeated failed SSH logins from one address, written with blink.rule
+-- (docs/detections.md). Five failures from an address within ten minutes raise one alert; more
+-- failures in those ten minutes only count, and the final count follows when they end.
+-- ssh_brute_force.test.toml beside it holds its cases: `blink test` runs them.
+require "blink.rule"
+require "string"
 
-function process_message()
-    local ip = read_message("Fields[src_ip]")
-    if not ip then return -1, "no src_ip" end
-    local n = (failures[ip] or 0) + 1
-    failures[ip] = n
-    if n >= threshold and not alerted[ip] then
-        alerted[ip] = true
-        inject_message({
-            Type = "detection",
-            Severity = 2,
-            Payload = string.format("%d failed SSH logins from %s (last user %s)",
-                                    n, ip, read_message("Fields[user]") or "?"),
-            Fields = {rule = "ssh_brute_force", src_ip = ip, failures = n},
-        })
-    end
-    return 0
+function rule(e)
+    return e.Fields.outcome == "failure"
 end
 
-function timer_event(ns, shutdown)
-    -- A new window every ticker_interval.
-    failures = {}
-    alerted = {}
+function dedup(e)
+    return e.Fields.src_ip
+end
+
+function title(e)
+    return string.format("failed SSH logins from %s", e.Fields.src_ip)
+end
+
+function alert_context(e)
+    return {last_user = e.Fields.user, program = e.Fields.program}
 end

@@ -1,4 +1,5 @@
--- Example output: detections appended to a file, one JSON object per line.
+-- Example output: alerts (blink.alert messages, docs/detections.md) appended to a file, one
+-- JSON object per line.
 require "io"
 require "os"
 
@@ -14,11 +15,14 @@ local function quote(s)
 end
 
 function process_message()
-    local line = string.format('{"time":%s,"rule":%s,"severity":%d,"src_ip":%s,"summary":%s}\n',
+    local line = string.format(
+        '{"time":%s,"alert_id":%s,"status":%s,"rule":%s,"severity":%s,"count":%d,"title":%s}\n',
         quote(os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(read_message("Timestamp") / 1e9))),
-        quote(read_message("Fields[rule]") or "?"),
-        read_message("Severity"),
-        quote(read_message("Fields[src_ip]") or ""),
+        quote(read_message("Fields[alert_id]") or ""),
+        quote(read_message("Fields[status]") or ""),
+        quote(read_message("Fields[rule_id]") or "?"),
+        quote(read_message("Fields[severity]") or ""),
+        read_message("Fields[count]") or 1,
         quote(read_message("Payload") or ""))
     local ok, err = file:write(line)
     if not ok then return -1, err end

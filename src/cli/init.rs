@@ -1,6 +1,7 @@
 //! `blink init DIR`: writes a deployment Blink can run from — the shipped `cfg/blink.toml`, the
-//! example pipeline in `hs_run/`, empty `hs_load/` and `lua_modules/` — for users who installed
-//! the binary and have no repository to start from. The files are the repository's own,
+//! example pipeline in `hs_run/` (with its detection's test cases), `lua_modules/blink/rule.lua`
+//! that the detection is written with, and an empty `hs_load/` — for users who installed the
+//! binary and have no repository to start from. The files are the repository's own,
 //! compiled in.
 
 use std::path::Path;
@@ -34,6 +35,14 @@ const FILES: &[(&str, &str)] = &[
     (
         "hs_run/analysis/ssh_brute_force.lua",
         include_str!("../../hs_run/analysis/ssh_brute_force.lua"),
+    ),
+    (
+        "hs_run/analysis/ssh_brute_force.test.toml",
+        include_str!("../../hs_run/analysis/ssh_brute_force.test.toml"),
+    ),
+    (
+        "lua_modules/blink/rule.lua",
+        include_str!("../../lua_modules/blink/rule.lua"),
     ),
     (
         "hs_run/output/alerts_file.cfg",

@@ -1,8 +1,8 @@
 //! The matcher against a fixed message: expressions that must match, must not, or must not parse.
 
 use super::*;
-use crate::time::parse_rfc3339;
 use crate::message::{Field, FieldValues, Message};
+use crate::time::parse_rfc3339;
 
 /// The message most tests run against (the shape of lua_sandbox's matcher test message).
 fn message() -> Vec<u8> {
