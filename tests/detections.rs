@@ -311,3 +311,57 @@ fn blink_test_runs_case_files_and_says_what_differs() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_shadow_rule_alerts_apart_and_blink_shadow_compares_it_with_the_live_one() {
+    let w = workspace();
+    let cfg = |extra: &str| {
+        format!(
+            "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\n\
+             rule_id = \"brute\"\n{extra}"
+        )
+    };
+    w.plugin("analysis", "brute", &cfg("threshold = 3"), BRUTE_FORCE);
+    // The change on trial: two failures are enough.
+    w.plugin(
+        "analysis",
+        "brute_v2",
+        &cfg("threshold = 2\nmode = \"shadow\""),
+        BRUTE_FORCE,
+    );
+    alerts_output(&w);
+    w.plugin(
+        "input",
+        "auth",
+        "",
+        &auth_events(&[
+            (0, "failure", "10.0.0.1", "root"),
+            (1, "failure", "10.0.0.1", "root"),
+            (2, "failure", "10.0.0.1", "root"),
+            (3, "failure", "10.0.0.2", "bob"),
+            (4, "failure", "10.0.0.2", "bob"),
+        ]),
+    );
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    // Only the live rule's alert reaches an output taking blink.alert.
+    let alerts = w.lines("alerts.txt");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].contains("alert_id=brute/10.0.0.1/1700000000 "),
+        "{alerts:?}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blink"))
+        .args(["shadow", "--list", "--config", "blink.toml"])
+        .current_dir(w.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "rule\tlive\tshadow\tboth\tonly live\tonly shadow\n\
+         brute\t1\t2\t1\t0\t1\n\
+         brute\tonly shadow\tbrute/10.0.0.2/1700000003\n"
+    );
+}

@@ -9,7 +9,9 @@
 -- `severity` ("info", "low", "medium", "high", "critical"; default "medium"), `dedup_period`
 -- (seconds an alert keeps absorbing matches with its dedup key; default 3600), `threshold`
 -- (matches within the period before anything fires; default 1), `merge_by_keys` (field names)
--- with `merge_window` (seconds), `tags`, `references`, `description`, `runbook`.
+-- with `merge_window` (seconds), `tags`, `references`, `description`, `runbook`, and `mode`:
+-- "live" (the default) or "shadow", where the alerts are `blink.shadow` messages that no
+-- alert output takes, to trial a changed rule beside the live one (`blink shadow`).
 --
 -- Time is the events' own (their Timestamp); windows close at the first timer_event past their
 -- end, so `ticker_interval` bounds how late an update or merged alert is sent.
@@ -41,7 +43,10 @@ local settings = {
     references    = config("references", nil),
     description   = config("description", nil),
     runbook       = config("runbook", nil),
+    mode          = config("mode", "live"),
 }
+assert(settings.mode == "live" or settings.mode == "shadow", 'mode must be "live" or "shadow"')
+local alert_type = settings.mode == "shadow" and "blink.shadow" or "blink.alert"
 assert(SEVERITIES[settings.severity], "severity must be info, low, medium, high or critical")
 assert(type(settings.dedup_period) == "number" and settings.dedup_period > 0,
        "dedup_period must be a number of seconds > 0")
@@ -116,7 +121,7 @@ local function inject_alert(a, status)
     local severity = a.severity
     if not SEVERITIES[severity] then severity = settings.severity end
     inject_message({
-        Type     = "blink.alert",
+        Type     = alert_type,
         Severity = SEVERITIES[severity],
         Payload  = a.title,
         Fields   = {

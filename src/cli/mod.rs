@@ -14,6 +14,7 @@ mod render;
 mod rule_cases;
 mod rule_test;
 mod run;
+mod shadow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,16 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Compare each detection running in shadow mode with the live one of the same rule id:
+    /// alerts both raised, and those only one of them did (read from blink.analysis).
+    Shadow {
+        /// Global config (TOML); defaults to cfg/blink.toml when it exists.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Also list the alert ids only one of them raised.
+        #[arg(long)]
+        list: bool,
+    },
     /// Read a password from stdin and print the `[[kafka.users]]` entry for USER: SCRAM-SHA-256
     /// and SCRAM-SHA-512 credentials (salted, hashed), which also serve PLAIN. The password
     /// itself is kept nowhere.
@@ -99,6 +110,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Init { dir } => init::init(&dir),
         Command::Cat(args) => cat::cat(args),
+        Command::Shadow { config, list } => shadow::shadow(config.as_deref(), list),
         Command::Test { paths, config } => {
             rule_test::test(&paths, &config_file::load_config(config.as_deref())?)
         }
