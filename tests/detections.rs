@@ -365,3 +365,61 @@ fn a_shadow_rule_alerts_apart_and_blink_shadow_compares_it_with_the_live_one() {
          brute\tonly shadow\tbrute/10.0.0.2/1700000003\n"
     );
 }
+
+#[test]
+fn suppressions_drop_or_downgrade_matches_and_the_counts_show_in_plugin_status() {
+    let w = workspace();
+    std::fs::write(
+        w.path().join("lua_modules/blink/suppressions.lua"),
+        "return {{rule = \"*\", field = \"src_ip\", equals = \"10.0.0.8\"},\n\
+         {rule = \"someone_else\", field = \"src_ip\", equals = \"10.0.0.5\"}}\n",
+    )
+    .unwrap();
+    w.plugin(
+        "analysis",
+        "logins",
+        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\n\
+         severity = \"high\"\n\
+         suppress = {{field = \"src_ip\", equals = \"10.0.0.9\"},\n\
+                     {field = \"user\", equals = \"scanner\", severity = \"low\"}}",
+        r#"
+require "blink.rule"
+function rule(e) return true end
+function dedup(e) return e.Fields.src_ip end
+function suppress(e) return e.Fields.user == "svc" end
+"#,
+    );
+    alerts_output(&w);
+    w.plugin(
+        "input",
+        "auth",
+        "",
+        &auth_events(&[
+            (0, "success", "10.0.0.9", "alice"),
+            (1, "success", "10.0.0.8", "alice"),
+            (2, "success", "10.0.0.7", "scanner"),
+            (3, "success", "10.0.0.6", "svc"),
+            (4, "success", "10.0.0.5", "root"),
+        ]),
+    );
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let alerts = w.lines("alerts.txt");
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert!(
+        alerts[0].contains("alert_id=logins/10.0.0.7/1700000002 ")
+            && alerts[0].contains("severity=low"),
+        "downgraded: {alerts:?}"
+    );
+    assert!(
+        alerts[1].contains("alert_id=logins/10.0.0.5/1700000004 ")
+            && alerts[1].contains("severity=high"),
+        "another rule's suppression does not apply: {alerts:?}"
+    );
+    let status_tsv = std::fs::read_to_string(w.path().join("data/plugin_status.tsv")).unwrap();
+    let row = status_tsv
+        .lines()
+        .find(|l| l.starts_with("analysis.logins\t"))
+        .unwrap_or_else(|| panic!("{status_tsv}"));
+    assert!(row.ends_with("\talerts=2; suppressed=3"), "{row}");
+}

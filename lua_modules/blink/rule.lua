@@ -13,6 +13,12 @@
 -- "live" (the default) or "shadow", where the alerts are `blink.shadow` messages that no
 -- alert output takes, to trial a changed rule beside the live one (`blink shadow`).
 --
+-- Suppressions drop a match (it neither alerts nor counts) or downgrade its alert's severity:
+-- the cfg's `suppress` list (`{field = "src_ip", equals = "10.0.0.5"}`, with `severity = "low"`
+-- to downgrade instead of drop), the plugin's own `suppress(event)` (true drops, a severity
+-- name downgrades), and the global list a deployment may keep in `blink/suppressions.lua` on the
+-- Lua path (the same entries, each with `rule = "<rule_id>"` or `rule = "*"`).
+--
 -- Time is the events' own (their Timestamp); windows close at the first timer_event past their
 -- end, so `ticker_interval` bounds how late an update or merged alert is sent.
 
@@ -44,9 +50,34 @@ local settings = {
     description   = config("description", nil),
     runbook       = config("runbook", nil),
     mode          = config("mode", "live"),
+    suppress      = config("suppress", {}),
 }
 assert(settings.mode == "live" or settings.mode == "shadow", 'mode must be "live" or "shadow"')
 local alert_type = settings.mode == "shadow" and "blink.shadow" or "blink.alert"
+
+-- The suppressions that apply to this rule: its cfg's, then the deployment's global ones.
+local suppressions = {}
+local function add_suppression(s, where)
+    assert(type(s) == "table" and type(s.field) == "string" and s.equals ~= nil,
+           where .. ": a suppression is {field = NAME, equals = VALUE [, severity = NAME]}")
+    assert(s.severity == nil or SEVERITIES[s.severity],
+           where .. ": severity must be info, low, medium, high or critical")
+    suppressions[#suppressions + 1] = s
+end
+assert(type(settings.suppress) == "table", "suppress must be a list of suppressions")
+for _, s in ipairs(settings.suppress) do add_suppression(s, "suppress") end
+local found, global = pcall(require, "blink.suppressions")
+if found and type(global) == "table" then
+    for _, s in ipairs(global) do
+        if s.rule == "*" or s.rule == settings.id then
+            add_suppression(s, "blink/suppressions.lua")
+        end
+    end
+end
+
+local function count(name)
+    if add_count then add_count(name) end
+end
 assert(SEVERITIES[settings.severity], "severity must be info, low, medium, high or critical")
 assert(type(settings.dedup_period) == "number" and settings.dedup_period > 0,
        "dedup_period must be a number of seconds > 0")
@@ -118,6 +149,7 @@ _blink_rule_alerts = _blink_rule_alerts or {}
 _blink_rule_groups = _blink_rule_groups or {}
 
 local function inject_alert(a, status)
+    if status ~= "updated" then count("alerts") end
     local severity = a.severity
     if not SEVERITIES[severity] then severity = settings.severity end
     inject_message({
@@ -168,7 +200,7 @@ local function alert_id(key, first_ns)
     return string.format("%s/%s/%d", settings.id, key, math.floor(first_ns / 1e9))
 end
 
-local function on_dedup(ns, errors)
+local function on_dedup(ns, errors, downgrade)
     local dedup = optional("dedup", errors)
     local key = tostring(dedup == nil and (optional("title", errors) or settings.id) or dedup)
     local a = _blink_rule_alerts[key]
@@ -185,12 +217,13 @@ local function on_dedup(ns, errors)
     if a.fired_count == 0 and a.count >= settings.threshold then
         a.id = alert_id(key, a.first_ns)
         describe(a, errors)
+        if downgrade then a.severity = downgrade end
         a.fired_count = a.count
         inject_alert(a, "new")
     end
 end
 
-local function on_merge(ns, errors)
+local function on_merge(ns, errors, downgrade)
     local values, parts = {}, {}
     for i, name in ipairs(settings.merge_by_keys) do
         local v = fields[name]
@@ -208,6 +241,7 @@ local function on_merge(ns, errors)
         g = {key = key, first_ns = ns, last_ns = ns, count = 0, values = values, common = common}
         _blink_rule_groups[key] = g
         describe(g, errors)
+        if downgrade then g.severity = downgrade end
     else
         for name, v in pairs(g.common) do
             if fields[name] ~= v then g.common[name] = nil end
@@ -235,6 +269,17 @@ local function close_group(g)
     _blink_rule_groups[g.key] = nil
 end
 
+-- "drop", a severity to downgrade to, or nil.
+local function suppression(errors)
+    for _, s in ipairs(suppressions) do
+        if fields[s.field] == s.equals then return s.severity or "drop" end
+    end
+    local verdict = optional("suppress", errors)
+    if verdict == true then return "drop" end
+    if SEVERITIES[verdict] then return verdict end
+    return nil
+end
+
 function process_message()
     if type(rule) ~= "function" then return -1, "the plugin defines no rule(event)" end
     payload_json = nil
@@ -243,11 +288,17 @@ function process_message()
     if not hit then return 0 end
     local ns = read_message("Timestamp") or 0
     local errors = {}
-    if settings.merge_by_keys then
-        on_merge(ns, errors)
-    else
-        on_dedup(ns, errors)
+    local verdict = suppression(errors)
+    if verdict == "drop" then
+        count("suppressed")
+        return 0
     end
+    if settings.merge_by_keys then
+        on_merge(ns, errors, verdict)
+    else
+        on_dedup(ns, errors, verdict)
+    end
+    if #errors > 0 then count("alert_errors") end
     return 0
 end
 

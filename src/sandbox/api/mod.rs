@@ -147,6 +147,32 @@ pub(super) fn install(
         })?,
     )?;
 
+    // Blink's: a count of the plugin's own in plugin_status.tsv's Notes (a detection's alerts,
+    // suppressions, errors in its optional functions).
+    g.raw_set(
+        "add_count",
+        lua.create_function(|lua, (name, n): (String, Option<f64>)| {
+            let n = n.unwrap_or(1.0);
+            if !(0.0..=1e15).contains(&n) || n.fract() != 0.0 {
+                return Err(mlua::Error::runtime(
+                    "bad argument #2 to 'add_count' (a whole number from 0)",
+                ));
+            }
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+            {
+                return Err(mlua::Error::runtime(
+                    "bad argument #1 to 'add_count' (a name of 1 to 64 letters, digits, '_' or '.')",
+                ));
+            }
+            shared(lua).borrow().stats.count(&name, n as u64);
+            Ok(())
+        })?,
+    )?;
+
     g.raw_set(
         "print",
         lua.create_function(|lua, values: MultiValue| {
