@@ -423,3 +423,47 @@ function suppress(e) return e.Fields.user == "svc" end
         .unwrap_or_else(|| panic!("{status_tsv}"));
     assert!(row.ends_with("\talerts=2; suppressed=3"), "{row}");
 }
+
+#[test]
+fn enrichment_adds_a_lookup_tables_entry_to_the_alert_context() {
+    let w = workspace();
+    std::fs::create_dir_all(w.path().join("lookups")).unwrap();
+    std::fs::write(
+        w.path().join("lookups/owners.csv"),
+        "network,team\n10.0.0.0/8,corp\n10.1.0.0/16,lab\n",
+    )
+    .unwrap();
+    w.plugin(
+        "analysis",
+        "owned",
+        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\n\
+         enrich = {{field = \"src_ip\", table = \"lookups/owners.csv\", match = \"cidr\", as = \"owner\"}}",
+        r#"
+require "blink.rule"
+function rule(e) return true end
+function dedup(e) return e.Fields.src_ip end
+"#,
+    );
+    alerts_output(&w);
+    w.plugin(
+        "input",
+        "auth",
+        "",
+        &auth_events(&[
+            (0, "success", "10.1.2.3", "alice"),
+            (1, "success", "192.0.2.1", "bob"),
+        ]),
+    );
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let alerts = w.lines("alerts.txt");
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert!(
+        alerts[0].contains("context={\"owner\":{") && alerts[0].contains("\"team\":\"lab\""),
+        "the most specific network: {alerts:?}"
+    );
+    assert!(
+        !alerts[1].contains("context="),
+        "no entry, no context: {alerts:?}"
+    );
+}

@@ -19,6 +19,10 @@
 -- name downgrades), and the global list a deployment may keep in `blink/suppressions.lua` on the
 -- Lua path (the same entries, each with `rule = "<rule_id>"` or `rule = "*"`).
 --
+-- Enrichment: the cfg's `enrich` list, `{field = "src_ip", table = "lookups/owners.csv",
+-- match = "cidr" (or "exact"), as = "owner"}`, adds the matching entry of a lookup table (the
+-- `lookup` module) to the alert's context under `as`.
+--
 -- Time is the events' own (their Timestamp); windows close at the first timer_event past their
 -- end, so `ticker_interval` bounds how late an update or merged alert is sent.
 
@@ -51,6 +55,7 @@ local settings = {
     runbook       = config("runbook", nil),
     mode          = config("mode", "live"),
     suppress      = config("suppress", {}),
+    enrich        = config("enrich", {}),
 }
 assert(settings.mode == "live" or settings.mode == "shadow", 'mode must be "live" or "shadow"')
 local alert_type = settings.mode == "shadow" and "blink.shadow" or "blink.alert"
@@ -73,6 +78,17 @@ if found and type(global) == "table" then
             add_suppression(s, "blink/suppressions.lua")
         end
     end
+end
+
+-- The enrichment tables, opened once (they follow their files).
+local enrichments = {}
+assert(type(settings.enrich) == "table", "enrich must be a list of enrichments")
+for i, e in ipairs(settings.enrich) do
+    assert(type(e) == "table" and type(e.field) == "string" and type(e.table) == "string"
+           and type(e.as) == "string" and (e.match == nil or e.match == "exact" or e.match == "cidr"),
+           string.format("enrich[%d]: {field = NAME, table = PATH, as = NAME [, match = \"exact\"|\"cidr\"]}", i))
+    local lookup = require "lookup"
+    enrichments[i] = {field = e.field, as = e.as, cidr = e.match == "cidr", table = lookup.open(e.table)}
 end
 
 local function count(name)
@@ -185,6 +201,15 @@ local function describe(a, errors)
     a.title = tostring(optional("title", errors) or settings.id)
     a.severity = optional("severity", errors) or settings.severity
     local context = optional("alert_context", errors)
+    for _, e in ipairs(enrichments) do
+        local v = fields[e.field]
+        local entry
+        if v ~= nil and e.cidr then entry = e.table:cidr(tostring(v)) elseif v ~= nil then entry = e.table:get(v) end
+        if entry ~= nil then
+            if type(context) ~= "table" then context = {} end
+            context[e.as] = entry
+        end
+    end
     if context ~= nil then
         local ok, text = pcall(cjson.encode, context)
         if ok then a.context = text else errors[#errors + 1] = "alert_context: " .. tostring(text) end

@@ -18,6 +18,8 @@
 //! - `lfs`: LuaFileSystem's `attributes`, `dir`, `currentdir` (every plugin type), `mkdir`,
 //!   `rmdir`, `touch` (input and output).
 //! - `libinjection`: SQL-injection and XSS detection (every plugin type).
+//! - `lookup`: enrichment tables from CSV and JSON files, by exact key or IP network, following
+//!   their files (every plugin type).
 //! - `lpeg`: LPeg 1.0's patterns, grammars and captures, paid from the instruction limit
 //!   (every plugin type).
 //! - `maxminddb`: GeoIP lookups in MaxMind DB files (input and output).
@@ -46,6 +48,7 @@ mod hyperloglog;
 mod kafka;
 mod lfs;
 mod libinjection;
+mod lookup;
 mod lpeg;
 mod lua_args;
 mod maxminddb;
@@ -130,6 +133,13 @@ pub struct ExternalMemory {
 pub struct Reservation {
     memory: Rc<ExternalMemory>,
     bytes: usize,
+}
+
+impl Reservation {
+    /// The bytes it holds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 impl Drop for Reservation {
@@ -269,6 +279,11 @@ pub static MODULES: &[HostModule] = &[
         name: "libinjection",
         kinds: &[Input, Analysis, Output],
         open: libinjection::open,
+    },
+    HostModule {
+        name: "lookup",
+        kinds: &[Input, Analysis, Output],
+        open: lookup::open,
     },
     HostModule {
         name: "lpeg",
