@@ -467,3 +467,137 @@ function dedup(e) return e.Fields.src_ip end
         "no entry, no context: {alerts:?}"
     );
 }
+
+/// A webhook on 127.0.0.1 standing in for Slack: by the alert's title, "ok" is taken at once,
+/// "busy" answered 429 (Retry-After: 1) first, "down" 500 first, "bad" always 400. It records
+/// the titles it took (answered 200).
+fn fake_webhook() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let taken = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = taken.clone();
+    std::thread::spawn(move || {
+        let mut refused: std::collections::HashSet<String> = Default::default();
+        for stream in listener.incoming().take(200) {
+            let Ok(mut s) = stream else { continue };
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then Content-Length bytes of body.
+            let body = loop {
+                let Ok(n) = s.read(&mut buf) else { break None };
+                if n == 0 {
+                    break None;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_owned)
+                        })
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if got.len() >= end + 4 + length {
+                        break Some(text[end + 4..].to_owned());
+                    }
+                }
+            };
+            let Some(body) = body else { continue };
+            let title = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["text"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let first = refused.insert(title.clone());
+            let answer = match title.as_str() {
+                "busy" if first => "429 Too Many Requests\r\nRetry-After: 1",
+                "down" if first => "500 Internal Server Error",
+                "bad" => "400 Bad Request",
+                _ => {
+                    record.lock().unwrap().push(title.clone());
+                    "200 OK"
+                }
+            };
+            let _ = s.write_all(
+                format!("HTTP/1.1 {answer}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno")
+                    .as_bytes(),
+            );
+        }
+    });
+    (port, taken)
+}
+
+#[test]
+fn alerts_reach_a_webhook_once_each_through_429_and_500_and_a_400_goes_to_the_dead_letter_topic() {
+    let w = workspace();
+    let (port, taken) = fake_webhook();
+    // The shipped output, as the Slack template configures it, pointed at the fake.
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/hs_run/output/alert_webhook.lua"
+    );
+    w.plugin(
+        "output",
+        "slack",
+        &format!(
+            "message_matcher = \"Type == 'blink.alert'\"\nformat = \"slack\"\n\
+             url = \"http://127.0.0.1:{port}/services/T/B/X\"\ntimeout = 5"
+        ),
+        &std::fs::read_to_string(shipped).unwrap(),
+    );
+    let alerts = r#"
+function process_message()
+    for i, title in ipairs({"ok", "busy", "down", "bad"}) do
+        inject_message({Type = "blink.alert", Timestamp = (1700000000 + i) * 1e9, Payload = title,
+            Fields = {alert_id = "r/" .. title .. "/1700000000", status = "new", rule_id = "r",
+                      title = title, severity = "high", count = 1}})
+    end
+    return 0
+end
+"#;
+    w.plugin("input", "alerts", "", alerts);
+    let (status, log) = run_batch(&w);
+    // The 400 is a failed message (-1), which does not terminate the output.
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let mut got = taken.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(
+        got,
+        ["busy", "down", "ok"],
+        "each delivered once; log:\n{log}"
+    );
+    let dlq = std::process::Command::new(env!("CARGO_BIN_EXE_blink"))
+        .args(["cat", "--config", "blink.toml", "blink.dlq", "--json"])
+        .current_dir(w.path())
+        .output()
+        .unwrap();
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&dlq.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let letter: serde_json::Value =
+        serde_json::from_str(records[0]["value"].as_str().unwrap()).unwrap();
+    assert!(
+        letter["reason"].as_str().unwrap().starts_with("HTTP 400"),
+        "{letter}"
+    );
+    assert_eq!(letter["alert"]["title"], "bad", "{letter}");
+
+    // Run again with the same alerts (as a replay after a crash would offer them): the
+    // delivered ones are not sent twice.
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let mut again = taken.lock().unwrap().clone();
+    again.sort();
+    assert_eq!(
+        again,
+        ["busy", "down", "ok"],
+        "nothing delivered twice; log:\n{log}"
+    );
+}

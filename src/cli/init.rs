@@ -53,6 +53,18 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../hs_run/output/alerts_file.lua"),
     ),
     (
+        "hs_run/output/alert_webhook.lua",
+        include_str!("../../hs_run/output/alert_webhook.lua"),
+    ),
+    (
+        "hs_run/output/slack_alerts.cfg.off",
+        include_str!("../../hs_run/output/slack_alerts.cfg.off"),
+    ),
+    (
+        "hs_run/output/webhook_alerts.cfg.off",
+        include_str!("../../hs_run/output/webhook_alerts.cfg.off"),
+    ),
+    (
         "hs_run/output/detections_kafka.cfg",
         include_str!("../../hs_run/output/detections_kafka.cfg"),
     ),

@@ -301,7 +301,10 @@ fn run_output(
                     // them to make progress.
                     let until = Instant::now() + RETRY_WAIT;
                     loop {
-                        if stop.is_stopped() {
+                        // Live, a stop leaves the message for the next run (the checkpoint is
+                        // before it); a batch run delivers everything first, as hindsight_cli
+                        // does (a second signal still exits at once).
+                        if stop.is_stopped() && !batch {
                             break 'run;
                         }
                         if ticker.due(&clock) {
@@ -319,7 +322,13 @@ fn run_output(
                             break;
                         }
                         let wake = ticker.next_wall().map_or(until, |next| next.min(until));
-                        stop.wait_timeout(wake.saturating_duration_since(now));
+                        let pause = wake.saturating_duration_since(now);
+                        if stop.is_stopped() {
+                            // A stopped token no longer waits (batch mode retrying after it).
+                            std::thread::sleep(pause);
+                        } else {
+                            stop.wait_timeout(pause);
+                        }
                     }
                     continue;
                 }

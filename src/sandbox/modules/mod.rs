@@ -14,6 +14,7 @@
 //!   second with entries expiring by message time (every plugin type).
 //! - `gzfile`: line-by-line reading of files that may be gzip-compressed, following a growing
 //!   file too (input and output).
+//! - `http`: HTTP(S) requests with timeouts, and HMAC-SHA256 signatures (input and output).
 //! - `hyperloglog`: distinct counts as Redis keeps them (every plugin type).
 //! - `lfs`: LuaFileSystem's `attributes`, `dir`, `currentdir` (every plugin type), `mkdir`,
 //!   `rmdir`, `touch` (input and output).
@@ -44,6 +45,7 @@ mod cm_sketch;
 mod cuckoo_filter;
 mod cuckoo_filter_expire;
 mod gzfile;
+mod http;
 mod hyperloglog;
 mod kafka;
 mod lfs;
@@ -264,6 +266,11 @@ pub static MODULES: &[HostModule] = &[
         name: "gzfile",
         kinds: &[Input, Output],
         open: gzfile::open,
+    },
+    HostModule {
+        name: "http",
+        kinds: &[Input, Output],
+        open: http::open,
     },
     HostModule {
         name: "hyperloglog",
