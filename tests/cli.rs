@@ -469,13 +469,14 @@ fn init_writes_a_deployment_that_runs_and_refuses_to_overwrite_one() {
         "hs_run/analysis/ssh_brute_force.test.toml",
         "hs_run/output/alerts_file.cfg",
         "lua_modules/blink/rule.lua",
+        "lookups/ip_countries.csv",
     ] {
         assert!(deployment.join(file).is_file(), "{file}");
     }
     // The shipped detection's cases pass in the user's deployment.
     let tested = run(blink().arg("test").current_dir(&deployment));
     assert!(
-        tested.status.success() && stdout(&tested).ends_with("3 cases: 3 passed, 0 failed\n"),
+        tested.status.success() && stdout(&tested).ends_with("8 cases: 8 passed, 0 failed\n"),
         "{}{}",
         stdout(&tested),
         String::from_utf8_lossy(&tested.stderr)
@@ -506,13 +507,13 @@ fn init_writes_a_deployment_that_runs_and_refuses_to_overwrite_one() {
     let stats = deployment.join("data/plugin_status.tsv");
     let deadline = Instant::now() + Duration::from_secs(60);
     let running = || running_in(&std::fs::read_to_string(&stats).unwrap_or_default());
-    while running() < 5 && Instant::now() < deadline {
+    while running() < 7 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     let seen = std::fs::read_to_string(&stats).unwrap_or_default();
     sigterm(child.id());
     assert!(child.wait().unwrap().success());
-    assert_eq!(running_in(&seen), 5, "{seen}");
+    assert_eq!(running_in(&seen), 7, "{seen}");
 }
 
 /// Asks process `pid` to stop, as Ctrl-C or a service manager would.

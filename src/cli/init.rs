@@ -1,7 +1,8 @@
 //! `blink init DIR`: writes a deployment Blink can run from — the shipped `cfg/blink.toml`, the
-//! example pipeline in `hs_run/` (with its detection's test cases), `lua_modules/blink/rule.lua`
-//! that the detection is written with, and an empty `hs_load/` — for users who installed the
-//! binary and have no repository to start from. The files are the repository's own,
+//! example pipeline in `hs_run/` (with its detections' test cases), `lua_modules/blink/rule.lua`
+//! that the detections are written with, the lookup table one of them reads (`lookups/`), and
+//! an empty `hs_load/` — for users who installed the binary and have no repository to start
+//! from. The files are the repository's own,
 //! compiled in.
 
 use std::path::Path;
@@ -40,6 +41,31 @@ const FILES: &[(&str, &str)] = &[
         "hs_run/analysis/ssh_brute_force.test.toml",
         include_str!("../../hs_run/analysis/ssh_brute_force.test.toml"),
     ),
+    (
+        "hs_run/analysis/new_country_login.cfg",
+        include_str!("../../hs_run/analysis/new_country_login.cfg"),
+    ),
+    (
+        "hs_run/analysis/new_country_login.lua",
+        include_str!("../../hs_run/analysis/new_country_login.lua"),
+    ),
+    (
+        "hs_run/analysis/new_country_login.test.toml",
+        include_str!("../../hs_run/analysis/new_country_login.test.toml"),
+    ),
+    (
+        "hs_run/analysis/privileged_off_hours.cfg",
+        include_str!("../../hs_run/analysis/privileged_off_hours.cfg"),
+    ),
+    (
+        "hs_run/analysis/privileged_off_hours.lua",
+        include_str!("../../hs_run/analysis/privileged_off_hours.lua"),
+    ),
+    (
+        "hs_run/analysis/privileged_off_hours.test.toml",
+        include_str!("../../hs_run/analysis/privileged_off_hours.test.toml"),
+    ),
+    ("lookups/ip_countries.csv", include_str!("../../lookups/ip_countries.csv")),
     (
         "lua_modules/blink/rule.lua",
         include_str!("../../lua_modules/blink/rule.lua"),
