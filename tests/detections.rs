@@ -601,3 +601,50 @@ end
         "nothing delivered twice; log:\n{log}"
     );
 }
+
+#[test]
+fn the_alerts_file_rotates_by_size() {
+    let w = workspace();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/hs_run/output/alerts_file.lua");
+    w.plugin(
+        "output",
+        "alerts_file",
+        "message_matcher = \"Type == 'blink.alert'\"\npath = \"alerts.log\"\nmax_bytes = 400",
+        &std::fs::read_to_string(shipped).unwrap(),
+    );
+    let alerts = r#"
+function process_message()
+    for i = 1, 6 do
+        inject_message({Type = "blink.alert", Timestamp = (1700000000 + i) * 1e9, Payload = "alert " .. i,
+            Fields = {alert_id = "r/" .. i .. "/1700000000", status = "new", rule_id = "r",
+                      severity = "low", count = 1}})
+    end
+    return 0
+end
+"#;
+    w.plugin("input", "alerts", "", alerts);
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let current = w.lines("alerts.log");
+    let rotated = w.lines("alerts.log.1");
+    assert!(
+        !rotated.is_empty() && !current.is_empty(),
+        "{rotated:?} {current:?}"
+    );
+    assert!(
+        std::fs::metadata(w.path().join("alerts.log"))
+            .unwrap()
+            .len()
+            <= 400
+    );
+    assert!(
+        current.last().unwrap().contains("\"title\":\"alert 6\""),
+        "the newest alert is in the current file: {current:?}"
+    );
+    let all: Vec<String> = rotated.iter().chain(&current).cloned().collect();
+    assert!(
+        all.iter()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{all:?}"
+    );
+}

@@ -1,10 +1,21 @@
 -- Example output: alerts (blink.alert messages, docs/detections.md) appended to a file, one
--- JSON object per line.
+-- JSON object per line. When the file reaches `max_bytes` it is renamed to PATH.1 (replacing
+-- the previous one) and a new file is started.
 require "io"
 require "os"
 
 local path = read_config("path") or "data/alerts.log"
+local max_bytes = read_config("max_bytes") or 64 * 1024 * 1024
 local file = assert(io.open(path, "a"))
+local size = file:seek("end")
+
+local function rotate()
+    file:close()
+    os.remove(path .. ".1")
+    assert(os.rename(path, path .. ".1"))
+    file = assert(io.open(path, "a"))
+    size = 0
+end
 
 local function quote(s)
     s = tostring(s):gsub('[%c"\\]', function(c)
@@ -24,9 +35,11 @@ function process_message()
         quote(read_message("Fields[severity]") or ""),
         read_message("Fields[count]") or 1,
         quote(read_message("Payload") or ""))
+    if size > 0 and size + #line > max_bytes then rotate() end
     local ok, err = file:write(line)
     if not ok then return -1, err end
     file:flush()
+    size = size + #line
     return 0
 end
 

@@ -65,7 +65,10 @@ const FILES: &[(&str, &str)] = &[
         "hs_run/analysis/privileged_off_hours.test.toml",
         include_str!("../../hs_run/analysis/privileged_off_hours.test.toml"),
     ),
-    ("lookups/ip_countries.csv", include_str!("../../lookups/ip_countries.csv")),
+    (
+        "lookups/ip_countries.csv",
+        include_str!("../../lookups/ip_countries.csv"),
+    ),
     (
         "lua_modules/blink/rule.lua",
         include_str!("../../lua_modules/blink/rule.lua"),
