@@ -155,6 +155,7 @@ fn merge_by_keys_sends_one_alert_per_group_when_its_window_closes() {
         "analysis",
         "logins",
         "message_matcher = \"Type == 'auth'\"\nticker_interval = 60\nmerge_by_keys = {\"user\"}\n\
+         process_message_inject_limit = 1\n\
          merge_window = 300\ntimer_event_inject_limit = 10",
         r#"
 require "blink.rule"
@@ -647,4 +648,31 @@ end
             .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
         "{all:?}"
     );
+}
+
+#[test]
+fn open_windows_are_bounded_and_evictions_counted() {
+    let w = workspace();
+    w.plugin(
+        "analysis",
+        "flood",
+        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\nmax_open = 2",
+        BRUTE_FORCE,
+    );
+    alerts_output(&w);
+    let events: Vec<(u32, &str, &str, &str)> = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, ip)| (i as u32, "failure", ip, "x"))
+        .collect();
+    w.plugin("input", "auth", "", &auth_events(&events));
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    assert_eq!(w.lines("alerts.txt").len(), 4, "every key still alerts");
+    let status_tsv = std::fs::read_to_string(w.path().join("data/plugin_status.tsv")).unwrap();
+    let row = status_tsv
+        .lines()
+        .find(|l| l.starts_with("analysis.flood\t"))
+        .unwrap_or_else(|| panic!("{status_tsv}"));
+    assert!(row.ends_with("\talerts=4; evicted=2"), "{row}");
 }

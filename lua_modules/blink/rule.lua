@@ -54,6 +54,7 @@ local settings = {
     description   = config("description", nil),
     runbook       = config("runbook", nil),
     mode          = config("mode", "live"),
+    max_open      = config("max_open", 100000),
     suppress      = config("suppress", {}),
     enrich        = config("enrich", {}),
 }
@@ -105,10 +106,10 @@ if settings.merge_by_keys then
     assert(type(settings.merge_window) == "number" and settings.merge_window > 0,
            "merge_window must be a number of seconds > 0 when merge_by_keys is set")
 end
-if not settings.merge_by_keys then
-    assert((read_config("process_message_inject_limit") or 0) >= 1,
-           "blink.rule alerts as events arrive: set process_message_inject_limit = 1 in the cfg")
-end
+assert((read_config("process_message_inject_limit") or 0) >= 1,
+       "blink.rule alerts as events arrive: set process_message_inject_limit = 1 in the cfg")
+assert(type(settings.max_open) == "number" and settings.max_open >= 1,
+       "max_open must be a number >= 1")
 M.settings = settings
 
 -- The event: headers and Fields read on demand; `event.json` is the Payload decoded as JSON.
@@ -225,6 +226,18 @@ local function alert_id(key, first_ns)
     return string.format("%s/%s/%d", settings.id, key, math.floor(first_ns / 1e9))
 end
 
+-- Open windows are bounded (`max_open`): keys come from events, so a flood of distinct ones
+-- (an attacker's spoofed addresses) must not grow the plugin until it runs out of memory. At the
+-- bound the window of some other key ends early (an alert that fired keeps the count it was
+-- sent with; a merge group sends its merged alert now); `evicted` counts them.
+local function open_count(t)
+    local n = 0
+    for _ in pairs(t) do n = n + 1 end
+    return n
+end
+local open_alerts = open_count(_blink_rule_alerts)
+local open_groups = open_count(_blink_rule_groups)
+
 local function on_dedup(ns, errors, downgrade)
     local dedup = optional("dedup", errors)
     local key = tostring(dedup == nil and (optional("title", errors) or settings.id) or dedup)
@@ -234,8 +247,16 @@ local function on_dedup(ns, errors, downgrade)
         a = nil
     end
     if not a then
+        if open_alerts >= settings.max_open then
+            -- Not M.close: this call may inject only the new alert.
+            local victim = next(_blink_rule_alerts)
+            _blink_rule_alerts[victim] = nil
+            open_alerts = open_alerts - 1
+            count("evicted")
+        end
         a = {key = key, first_ns = ns, last_ns = ns, count = 0, fired_count = 0}
         _blink_rule_alerts[key] = a
+        open_alerts = open_alerts + 1
     end
     a.count = a.count + 1
     if ns > a.last_ns then a.last_ns = ns end
@@ -263,8 +284,14 @@ local function on_merge(ns, errors, downgrade)
         for _, f in ipairs(ok and msg.Fields or {}) do
             if type(f.value) == "table" and #f.value == 1 then common[f.name] = f.value[1] end
         end
+        if open_groups >= settings.max_open then
+            local _, victim = next(_blink_rule_groups)
+            M.close_group(victim)
+            count("evicted")
+        end
         g = {key = key, first_ns = ns, last_ns = ns, count = 0, values = values, common = common}
         _blink_rule_groups[key] = g
+        open_groups = open_groups + 1
         describe(g, errors)
         if downgrade then g.severity = downgrade end
     else
@@ -284,14 +311,16 @@ function M.close(a)
         inject_alert(a, "updated")
     end
     _blink_rule_alerts[a.key] = nil
+    open_alerts = open_alerts - 1
 end
 
-local function close_group(g)
+function M.close_group(g)
     g.id = alert_id(g.key, g.first_ns)
     g.merged_by = cjson.encode(g.values)
     g.common = cjson.encode(g.common)
     inject_alert(g, "merged")
     _blink_rule_groups[g.key] = nil
+    open_groups = open_groups - 1
 end
 
 -- "drop", a severity to downgrade to, or nil.
@@ -335,7 +364,7 @@ function timer_event(ns, shutdown)
     end
     if settings.merge_by_keys then
         for _, g in pairs(_blink_rule_groups) do
-            if ns >= g.first_ns + settings.merge_window * 1e9 then close_group(g) end
+            if ns >= g.first_ns + settings.merge_window * 1e9 then M.close_group(g) end
         end
     end
 end
