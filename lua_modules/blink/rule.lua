@@ -113,8 +113,14 @@ assert(type(settings.max_open) == "number" and settings.max_open >= 1,
 M.settings = settings
 
 -- The event: headers and Fields read on demand; `event.json` is the Payload decoded as JSON.
+-- The `Fields[name]` strings, made once per name (not once per event).
+local field_keys = setmetatable({}, {__index = function(t, name)
+    local key = "Fields[" .. name .. "]"
+    t[name] = key
+    return key
+end})
 local fields = setmetatable({}, {__index = function(_, name)
-    return read_message("Fields[" .. name .. "]")
+    return read_message(field_keys[name])
 end})
 local payload_json
 local event = setmetatable({}, {__index = function(_, key)
