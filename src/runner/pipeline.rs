@@ -414,7 +414,17 @@ impl Pipeline {
             readers_deadline,
         );
         tick("analysis");
-        stop_all("output", running.outputs.values(), readers_deadline);
+        match self.context.mode {
+            Mode::Live => stop_all("output", running.outputs.values(), readers_deadline),
+            // As hindsight_cli: one after another, in name order, each done (its queues read,
+            // its final timer_event run) before the next is asked to stop. A batch's last
+            // output may check what an earlier one wrote (the telemetry monitors' tests do).
+            Mode::Batch => {
+                for output in running.outputs.values() {
+                    stop_all("output", std::iter::once(output), readers_deadline);
+                }
+            }
+        }
         tick("outputs");
     }
 }
