@@ -59,6 +59,15 @@ end
 function timer_event() end
 "#;
 
+/// The row of `plugin` in `plugin_status.tsv` (its Notes last).
+fn status_row(w: &Workspace, plugin: &str) -> String {
+    let text = std::fs::read_to_string(w.path().join("data/plugin_status.tsv")).unwrap();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{plugin}\t")))
+        .unwrap_or_else(|| panic!("no row for {plugin}: {text}"))
+        .to_owned()
+}
+
 fn alerts_output(w: &Workspace) {
     w.plugin(
         "output",
@@ -417,11 +426,7 @@ function suppress(e) return e.Fields.user == "svc" end
             && alerts[1].contains("severity=high"),
         "another rule's suppression does not apply: {alerts:?}"
     );
-    let status_tsv = std::fs::read_to_string(w.path().join("data/plugin_status.tsv")).unwrap();
-    let row = status_tsv
-        .lines()
-        .find(|l| l.starts_with("analysis.logins\t"))
-        .unwrap_or_else(|| panic!("{status_tsv}"));
+    let row = status_row(&w, "analysis.logins");
     assert!(row.ends_with("\talerts=2; suppressed=3"), "{row}");
 }
 
@@ -669,10 +674,6 @@ fn open_windows_are_bounded_and_evictions_counted() {
     let (status, log) = run_batch(&w);
     assert!(status.success(), "exit {status}; log:\n{log}");
     assert_eq!(w.lines("alerts.txt").len(), 4, "every key still alerts");
-    let status_tsv = std::fs::read_to_string(w.path().join("data/plugin_status.tsv")).unwrap();
-    let row = status_tsv
-        .lines()
-        .find(|l| l.starts_with("analysis.flood\t"))
-        .unwrap_or_else(|| panic!("{status_tsv}"));
+    let row = status_row(&w, "analysis.flood");
     assert!(row.ends_with("\talerts=4; evicted=2"), "{row}");
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use blink::log::{self, Log, PartitionReader};
+use blink::log::{self, PartitionReader};
 use blink::matcher::Matcher;
 use blink::message::MessageView;
 use blink::message::stream::StreamReader;
@@ -189,15 +189,7 @@ fn cat_topic(
         .as_deref()
         .expect("clap requires a topic without --hindsight");
     let config = super::config_file::load_config(args.config.as_deref())?;
-    if !config.output_path.is_dir() {
-        bail!(
-            "no log at {} (output_path of {}): has `blink run` been started?",
-            config.output_path.display(),
-            config.source.display()
-        );
-    }
-    let log = Log::open_read_only(config.log())
-        .with_context(|| format!("opening the log in {}", config.output_path.display()))?;
+    let log = super::config_file::open_log_read_only(&config)?;
     let Some(partitions) = log.partitions(topic) else {
         let known: Vec<String> = log.topics().into_iter().map(|(name, _)| name).collect();
         bail!("unknown topic {topic:?}; the log has: {}", known.join(", "));

@@ -14,3 +14,17 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
         None => Ok(Config::parse("", Path::new("<defaults>"))?),
     }
 }
+
+/// The log of `config`, read-only (beside a running Blink, changing nothing), or an error
+/// saying there is none yet.
+pub fn open_log_read_only(config: &Config) -> anyhow::Result<blink::log::Log> {
+    if !config.output_path.is_dir() {
+        anyhow::bail!(
+            "no log at {} (output_path of {}): has `blink run` been started?",
+            config.output_path.display(),
+            config.source.display()
+        );
+    }
+    blink::log::Log::open_read_only(config.log())
+        .with_context(|| format!("opening the log in {}", config.output_path.display()))
+}

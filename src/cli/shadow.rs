@@ -12,8 +12,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use blink::log::{ANALYSIS_TOPIC, Log, PartitionReader};
+use blink::log::{ANALYSIS_TOPIC, PartitionReader};
 use blink::message::{MessageView, Value};
 
 /// The alert ids one rule raised, live and in shadow.
@@ -25,15 +24,7 @@ struct RuleAlerts {
 
 pub fn shadow(config_path: Option<&Path>, list: bool) -> anyhow::Result<ExitCode> {
     let config = super::config_file::load_config(config_path)?;
-    if !config.output_path.is_dir() {
-        bail!(
-            "no log at {} (output_path of {}): has `blink run` been started?",
-            config.output_path.display(),
-            config.source.display()
-        );
-    }
-    let log = Log::open_read_only(config.log())
-        .with_context(|| format!("opening the log in {}", config.output_path.display()))?;
+    let log = super::config_file::open_log_read_only(&config)?;
     let mut rules: BTreeMap<String, RuleAlerts> = BTreeMap::new();
     for partition in log.partitions(ANALYSIS_TOPIC).unwrap_or_default() {
         let start = partition.log_start();
