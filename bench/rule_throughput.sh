@@ -28,7 +28,7 @@ end
 LUA
     printf 'filename = "gen.lua"\ninstruction_limit = 0\n' > "$1/hs_run/input/gen.cfg"
     printf '%s\n' "$2" > "$1/hs_run/analysis/rule.lua"
-    printf 'filename = "rule.lua"\nmessage_matcher = "Type == '"'"'auth'"'"'"\nprocess_message_inject_limit = 1\ntimer_event_inject_limit = 1000\nticker_interval = 60\nthreshold = 5\ndedup_period = 600\ninstruction_limit = 0\nmemory_limit = 67108864\n' > "$1/hs_run/analysis/rule.cfg"
+    printf 'filename = "rule.lua"\nmessage_matcher = "Type == '"'"'auth'"'"'"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\ntimer_event_inject_limit = 1000\nticker_interval = 60\nthreshold = 5\ndedup_period = 600\ninstruction_limit = 0\nmemory_limit = 67108864\n' > "$1/hs_run/analysis/rule.cfg"
 }
 
 rule='require "blink.rule"

@@ -84,7 +84,7 @@ fn a_threshold_alerts_once_per_dedup_key_and_reports_the_final_count_when_the_pe
         "analysis",
         "ssh_brute_force",
         "message_matcher = \"Type == 'auth'\"\nticker_interval = 60\nthreshold = 3\n\
-         process_message_inject_limit = 1\n\
+         process_message_inject_limit = 1\ncheckpoint_data = true\n\
          dedup_period = 3600\nseverity = \"high\"\ntimer_event_inject_limit = 10",
         r#"
 require "blink.rule"
@@ -126,7 +126,7 @@ fn an_error_in_an_optional_function_travels_with_the_alert() {
     w.plugin(
         "analysis",
         "noisy",
-        "message_matcher = \"Type == 'auth'\"\nrule_id = \"root_login\"\nprocess_message_inject_limit = 1",
+        "message_matcher = \"Type == 'auth'\"\nrule_id = \"root_login\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true",
         r#"
 require "blink.rule"
 function rule(e) return e.Fields.user == "root" end
@@ -164,7 +164,7 @@ fn merge_by_keys_sends_one_alert_per_group_when_its_window_closes() {
         "analysis",
         "logins",
         "message_matcher = \"Type == 'auth'\"\nticker_interval = 60\nmerge_by_keys = {\"user\"}\n\
-         process_message_inject_limit = 1\n\
+         process_message_inject_limit = 1\ncheckpoint_data = true\n\
          merge_window = 300\ntimer_event_inject_limit = 10",
         r#"
 require "blink.rule"
@@ -257,7 +257,7 @@ fn blink_test_runs_case_files_and_says_what_differs() {
         "analysis",
         "brute",
         "message_matcher = \"Type == 'auth'\"\nticker_interval = 60\nthreshold = 3\n\
-         severity = \"high\"\nprocess_message_inject_limit = 1",
+         severity = \"high\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true",
         BRUTE_FORCE,
     );
     let cases = w.path().join("hs_run/analysis/brute.test.toml");
@@ -327,7 +327,7 @@ fn a_shadow_rule_alerts_apart_and_blink_shadow_compares_it_with_the_live_one() {
     let w = workspace();
     let cfg = |extra: &str| {
         format!(
-            "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\n\
+            "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\n\
              rule_id = \"brute\"\n{extra}"
         )
     };
@@ -388,7 +388,7 @@ fn suppressions_drop_or_downgrade_matches_and_the_counts_show_in_plugin_status()
     w.plugin(
         "analysis",
         "logins",
-        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\n\
+        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\n\
          severity = \"high\"\n\
          suppress = {{field = \"src_ip\", equals = \"10.0.0.9\"},\n\
                      {field = \"user\", equals = \"scanner\", severity = \"low\"}}",
@@ -442,7 +442,7 @@ fn enrichment_adds_a_lookup_tables_entry_to_the_alert_context() {
     w.plugin(
         "analysis",
         "owned",
-        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\n\
+        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\n\
          enrich = {{field = \"src_ip\", table = \"lookups/owners.csv\", match = \"cidr\", as = \"owner\"}}",
         r#"
 require "blink.rule"
@@ -661,7 +661,7 @@ fn open_windows_are_bounded_and_evictions_counted() {
     w.plugin(
         "analysis",
         "flood",
-        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\nmax_open = 2",
+        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\nmax_open = 2",
         BRUTE_FORCE,
     );
     alerts_output(&w);
@@ -676,4 +676,159 @@ fn open_windows_are_bounded_and_evictions_counted() {
     assert_eq!(w.lines("alerts.txt").len(), 4, "every key still alerts");
     let row = status_row(&w, "analysis.flood");
     assert!(row.ends_with("\talerts=4; evicted=2"), "{row}");
+}
+
+/// The messages of `topic`, as `blink cat --json` prints them.
+fn topic_messages(w: &Workspace, topic: &str) -> Vec<serde_json::Value> {
+    let out = common::clients::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_blink"))
+            .args(["cat", "--config", "blink.toml", topic, "--json"])
+            .current_dir(w.path()),
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Produces auth failures straight into `blink.input` (one acknowledged batch):
+/// `(seconds since the epoch, src_ip)`.
+fn produce_failures(blink: &common::Blink, events: &[(i64, String)]) {
+    use blink::message::{Field, FieldValues, Message};
+    let mut builder = blink::log::batch::BatchBuilder::new();
+    for (i, (s, ip)) in events.iter().enumerate() {
+        let mut m = Message::new([i as u8; 16], s * 1_000_000_000);
+        m.r#type = Some(b"auth".to_vec());
+        for (name, value) in [("outcome", "failure"), ("src_ip", ip.as_str())] {
+            m.fields.push(Field::new(
+                name,
+                FieldValues::String(vec![value.as_bytes().to_vec()]),
+            ));
+        }
+        builder.push(0, None, &m.to_bytes());
+    }
+    let frame = common::clients::produce_frame("blink.input", builder.finish());
+    let answer = common::clients::exchange(&blink.1, &frame).expect("a produce answer");
+    assert_eq!(common::clients::produced(&answer).0, 0, "produced");
+}
+
+/// Item 3 of issue 15: a rule's windows are saved with its checkpoint, so `kill -9` at any
+/// moment neither loses an alert or a count nor raises an alert twice. Each round produces
+/// events and kills Blink a moment later (some rounds before the rule's next state snapshot,
+/// after it injected an alert); at the end every key has exactly one `new` alert, and one
+/// `updated` alert whose count is exactly the events produced for it if there were more than
+/// the threshold.
+#[test]
+fn kill_9_at_any_moment_neither_loses_nor_repeats_an_alert() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    let w = workspace();
+    w.plugin(
+        "analysis",
+        "brute",
+        "message_matcher = \"Type == 'auth'\"\nthreshold = 3\ndedup_period = 3600\n\
+         process_message_inject_limit = 1\ncheckpoint_data = true\n\
+         ticker_interval = 1\ntimer_event_inject_limit = 100",
+        r#"
+require "blink.rule"
+function rule(e) return e.Fields.outcome == "failure" end
+function dedup(e) return e.Fields.src_ip end
+"#,
+    );
+    let mut expected: BTreeMap<String, u32> = BTreeMap::new();
+    let mut replays = 0;
+    // Live, the rule's timers close windows by the wall clock: the events are of now.
+    let mut second = common::clients::unix_now() as i64;
+    // (events per key in the first batch, pause, events in the second, pause before the kill)
+    let rounds: [(u32, u64, u32, u64); 6] = [
+        (2, 400, 1, 30),
+        (1, 0, 2, 0),
+        (2, 300, 2, 60),
+        (3, 0, 0, 700),
+        (2, 400, 1, 30),
+        (1, 1500, 3, 1200),
+    ];
+    for (round, (first, pause, then, before_kill)) in rounds.into_iter().enumerate() {
+        let mut blink = w.start();
+        // Keys of this round, and one key every round shares.
+        let keys = [
+            format!("10.0.{round}.1"),
+            format!("10.0.{round}.2"),
+            "10.9.9.9".into(),
+        ];
+        for (n, wait) in [(first, pause), (then, before_kill)] {
+            let mut events = Vec::new();
+            for key in &keys {
+                for _ in 0..n {
+                    second += 1;
+                    events.push((second, key.clone()));
+                    *expected.entry(key.clone()).or_default() += 1;
+                }
+            }
+            if !events.is_empty() {
+                produce_failures(&blink, &events);
+            }
+            std::thread::sleep(Duration::from_millis(wait));
+        }
+        replays += blink
+            .logged("replaying what the plugin processed before a crash")
+            .len();
+        blink.kill_9();
+    }
+    // Last: one event per key past its period closes every window (the `updated` alerts).
+    let mut blink = w.start();
+    let closing: Vec<(i64, String)> = expected
+        .keys()
+        .map(|k| (second + 4000, k.clone()))
+        .collect();
+    produce_failures(&blink, &closing);
+    let alerts = |w: &Workspace| -> Vec<serde_json::Value> {
+        topic_messages(w, "blink.analysis")
+            .into_iter()
+            .filter(|m| m["Type"] == "blink.alert")
+            .collect()
+    };
+    let counts: BTreeMap<String, Vec<u64>> = expected
+        .iter()
+        .filter(|(_, n)| **n > 3)
+        .map(|(k, n)| (k.clone(), vec![u64::from(*n)]))
+        .collect();
+    assert!(
+        counts.len() >= 3,
+        "the rounds give several windows an update"
+    );
+    common::wait_for("the updated alerts", Duration::from_secs(60), || {
+        alerts(&w)
+            .iter()
+            .filter(|m| m["Fields"]["status"] == "updated")
+            .count()
+            >= counts.len()
+    });
+    replays += blink
+        .logged("replaying what the plugin processed before a crash")
+        .len();
+    common::sigterm(&mut blink);
+
+    let mut new: BTreeMap<String, u32> = BTreeMap::new();
+    let mut updated: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for m in alerts(&w) {
+        let key = m["Fields"]["dedup"].as_str().unwrap().to_owned();
+        match m["Fields"]["status"].as_str().unwrap() {
+            "new" => *new.entry(key).or_default() += 1,
+            "updated" => updated
+                .entry(key)
+                .or_default()
+                .push(m["Fields"]["count"].as_f64().unwrap() as u64),
+            other => panic!("status {other}"),
+        }
+    }
+    let once: BTreeMap<String, u32> = expected.keys().map(|k| (k.clone(), 1)).collect();
+    assert_eq!(new, once, "one new alert per key, none lost, none twice");
+    assert_eq!(
+        updated, counts,
+        "each window's final count is every event, once"
+    );
+    eprintln!("{replays} restarts replayed what the rule had processed before the kill");
+    assert!(replays > 0, "no round exercised the replay after a crash");
 }

@@ -1,7 +1,7 @@
 -- Example detection: a user logs in from a country they have not logged in from before
 -- (docs/detections.md). The country comes from the lookup table lookups/ip_countries.csv
 -- (IP networks → country; replace it with your own, or a GeoIP export); the countries each user
--- has been seen in are kept in `seen`, which preserve_data saves across restarts.
+-- has been seen in are kept in `seen`, which checkpoint_data saves with the checkpoint.
 require "blink.rule"
 local lookup = require "lookup"
 

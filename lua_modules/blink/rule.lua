@@ -108,6 +108,8 @@ if settings.merge_by_keys then
 end
 assert((read_config("process_message_inject_limit") or 0) >= 1,
        "blink.rule alerts as events arrive: set process_message_inject_limit = 1 in the cfg")
+assert(read_config("checkpoint_data") == true,
+       "blink.rule keeps its windows with its checkpoint: set checkpoint_data = true in the cfg")
 assert(type(settings.max_open) == "number" and settings.max_open >= 1,
        "max_open must be a number >= 1")
 M.settings = settings
@@ -167,9 +169,12 @@ local function list_text(v)
     return tostring(v)
 end
 
--- Open alerts by dedup key, and merge groups by their key (globals: preserve_data keeps them).
+-- Open alerts by dedup key, merge groups by their key, and how many of each are open: globals,
+-- which checkpoint_data saves with the plugin's checkpoint (and restores after this file ran,
+-- so they are always read through _G, never kept in locals).
 _blink_rule_alerts = _blink_rule_alerts or {}
 _blink_rule_groups = _blink_rule_groups or {}
+_blink_rule_open = _blink_rule_open or {alerts = 0, groups = 0}
 
 local function inject_alert(a, status)
     if status ~= "updated" then count("alerts") end
@@ -236,13 +241,6 @@ end
 -- (an attacker's spoofed addresses) must not grow the plugin until it runs out of memory. At the
 -- bound the window of some other key ends early (an alert that fired keeps the count it was
 -- sent with; a merge group sends its merged alert now); `evicted` counts them.
-local function open_count(t)
-    local n = 0
-    for _ in pairs(t) do n = n + 1 end
-    return n
-end
-local open_alerts = open_count(_blink_rule_alerts)
-local open_groups = open_count(_blink_rule_groups)
 
 local function on_dedup(ns, errors, downgrade)
     local dedup = optional("dedup", errors)
@@ -253,16 +251,17 @@ local function on_dedup(ns, errors, downgrade)
         a = nil
     end
     if not a then
-        if open_alerts >= settings.max_open then
+        local open = _blink_rule_open
+        if open.alerts >= settings.max_open then
             -- Not M.close: this call may inject only the new alert.
             local victim = next(_blink_rule_alerts)
             _blink_rule_alerts[victim] = nil
-            open_alerts = open_alerts - 1
+            open.alerts = open.alerts - 1
             count("evicted")
         end
         a = {key = key, first_ns = ns, last_ns = ns, count = 0, fired_count = 0}
         _blink_rule_alerts[key] = a
-        open_alerts = open_alerts + 1
+        open.alerts = open.alerts + 1
     end
     a.count = a.count + 1
     if ns > a.last_ns then a.last_ns = ns end
@@ -290,14 +289,14 @@ local function on_merge(ns, errors, downgrade)
         for _, f in ipairs(ok and msg.Fields or {}) do
             if type(f.value) == "table" and #f.value == 1 then common[f.name] = f.value[1] end
         end
-        if open_groups >= settings.max_open then
+        if _blink_rule_open.groups >= settings.max_open then
             local _, victim = next(_blink_rule_groups)
             M.close_group(victim)
             count("evicted")
         end
         g = {key = key, first_ns = ns, last_ns = ns, count = 0, values = values, common = common}
         _blink_rule_groups[key] = g
-        open_groups = open_groups + 1
+        _blink_rule_open.groups = _blink_rule_open.groups + 1
         describe(g, errors)
         if downgrade then g.severity = downgrade end
     else
@@ -317,7 +316,7 @@ function M.close(a)
         inject_alert(a, "updated")
     end
     _blink_rule_alerts[a.key] = nil
-    open_alerts = open_alerts - 1
+    _blink_rule_open.alerts = _blink_rule_open.alerts - 1
 end
 
 function M.close_group(g)
@@ -326,7 +325,7 @@ function M.close_group(g)
     g.common = cjson.encode(g.common)
     inject_alert(g, "merged")
     _blink_rule_groups[g.key] = nil
-    open_groups = open_groups - 1
+    _blink_rule_open.groups = _blink_rule_open.groups - 1
 end
 
 -- "drop", a severity to downgrade to, or nil.
@@ -364,7 +363,7 @@ end
 
 function timer_event(ns, shutdown)
     -- Windows that ended by now: a deduplicated alert sends its final count, a merge group its
-    -- merged alert. At shutdown the open ones stay (preserve_data keeps them).
+    -- merged alert. At shutdown the open ones stay (checkpoint_data keeps them).
     for _, a in pairs(_blink_rule_alerts) do
         if ns >= a.first_ns + settings.dedup_period * 1e9 then M.close(a) end
     end

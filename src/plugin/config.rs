@@ -76,6 +76,9 @@ pub struct PluginConfig {
     /// Analysis thread to run on (modulo the thread count); `None` spreads plugins out.
     pub thread: Option<usize>,
     pub preserve_data: bool,
+    /// Analysis (Blink's): the plugin's globals are saved with its checkpoint, so a crash
+    /// resumes it with the state it had where it resumes reading (implies `preserve_data`).
+    pub checkpoint_data: bool,
     pub memory_limit: usize,
     /// Instructions per call; 0 = no limit.
     pub instruction_limit: u32,
@@ -104,6 +107,7 @@ const KNOWN_KEYS: &[&str] = &[
     "ticker_interval",
     "thread",
     "preserve_data",
+    "checkpoint_data",
     "memory_limit",
     "instruction_limit",
     "output_limit",
@@ -337,6 +341,13 @@ impl PluginConfig {
                 ));
             }
         };
+        let checkpoint_data = boolean("checkpoint_data")?;
+        if checkpoint_data && kind != PluginKind::Analysis {
+            return Err(key_error(
+                "checkpoint_data",
+                "is for analysis plugins (inputs and outputs keep their own checkpoints)".into(),
+            ));
+        }
         Ok(PluginConfig {
             kind,
             name: format!("{}.{stem}", kind.dir()),
@@ -348,7 +359,8 @@ impl PluginConfig {
             thread: get("thread")
                 .map(|_| number("thread", 0).map(|t| t as usize))
                 .transpose()?,
-            preserve_data: boolean("preserve_data")?,
+            preserve_data: checkpoint_data || boolean("preserve_data")?,
+            checkpoint_data,
             memory_limit,
             instruction_limit: limit("instruction_limit", 1_000_000, u32::MAX as u64)? as u32,
             output_limit: limit("output_limit", 64 << 10, 64 << 20)? as usize,

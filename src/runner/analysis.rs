@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::clock::{Clock, Mode, Ticker};
 use super::instance::{Instance, StartError};
+use super::state_snapshot::{Mark, Replay, SavedState};
 use super::worker::Worker;
 use super::{Context, Runner};
 use crate::log::{ANALYSIS_TOPIC, INPUT_TOPIC, Partition, PartitionReader};
@@ -72,6 +73,10 @@ struct Loaded {
     from: i64,
     /// Terminated: removed from the thread after the current message.
     dead: bool,
+    /// A `checkpoint_data` plugin's last saved state.
+    snapshot: Option<SavedState>,
+    /// After a crash: the plugin catching up on what it had processed before.
+    replay: Option<Replay>,
 }
 
 impl Loaded {
@@ -97,7 +102,12 @@ pub fn start_position(
     let Ok(partition) = ctx.log.partition(INPUT_TOPIC, 0) else {
         return 0;
     };
-    let own = ctx.checkpoints.position(&config.name, INPUT_TOPIC, 0);
+    // A checkpoint_data plugin resumes where its saved state belongs (unless its position was
+    // forgotten, as `.off` and removal forget them: then it starts afresh, as any plugin).
+    let own = ctx
+        .checkpoints
+        .position(&config.name, INPUT_TOPIC, 0)
+        .map(|p| ctx.snapshot_mark(config).map_or(p, |mark| mark.input));
     let thread = thread.and_then(|t| ctx.checkpoints.position(&reader_name(t), INPUT_TOPIC, 0));
     let position =
         own.or(thread)
@@ -222,6 +232,8 @@ fn load(
         ticker: Ticker::new(ctx.mode, config.ticker_interval),
         from,
         dead: false,
+        snapshot: config.checkpoint_data.then(|| SavedState::new(from)),
+        replay: None,
     })
 }
 
@@ -241,8 +253,14 @@ impl ThreadState<'_> {
     /// Adds a plugin that is not running here yet, reading from `from`.
     fn add(&mut self, config: Arc<PluginConfig>, from: i64) -> Result<(), StartError> {
         let from = from.max(self.input.log_start());
-        let plugin = load(self.ctx, &config, from, self.stop)?;
+        let mut plugin = load(self.ctx, &config, from, self.stop)?;
         plugin.instance.start(self.ctx)?;
+        self.prepare_replay(&mut plugin);
+        // A first snapshot at once: a crash before the next one must find where it started
+        // (if it cannot be written, the error is logged and the next checkpoint tries again).
+        if plugin.snapshot.is_some() {
+            self.save_state(&plugin, from);
+        }
         match &mut self.reader {
             Some(reader) if from < reader.position() => {
                 // Replay for the newcomer; the others skip what they have already seen.
@@ -284,6 +302,14 @@ impl ThreadState<'_> {
         let plugin = load(self.ctx, &config, position, self.stop)?;
         let old = std::mem::replace(&mut self.plugins[i], plugin);
         self.shut_down(&old);
+        if config.checkpoint_data {
+            // A replay in progress goes on in the new instance (the old one's snapshot kept
+            // its origin, and the new one restores that snapshot).
+            let new = &mut self.plugins[i];
+            new.replay = old.replay;
+            let replayed = old.instance.sandbox.take_replayed();
+            new.instance.sandbox.set_replayed(replayed);
+        }
         if let Err(e) = self.plugins[i].instance.start(self.ctx) {
             self.plugins.remove(i);
             return Err(e);
@@ -322,12 +348,81 @@ impl ThreadState<'_> {
             return;
         }
         if let Some(reader) = &self.reader {
+            let position = plugin.position(reader);
+            if plugin.snapshot.is_some() && !self.save_state(plugin, position) {
+                return;
+            }
             self.ctx.checkpoints.set_position(
                 &plugin.instance.config.name,
                 INPUT_TOPIC,
                 0,
-                plugin.position(reader),
+                position,
             );
+        }
+    }
+
+    /// Writes a `checkpoint_data` plugin's state for `position`, once what it injected has
+    /// been written; false if that failed.
+    fn save_state(&self, plugin: &Loaded, position: i64) -> bool {
+        let analysis = match plugin.replay {
+            Some(replay) => replay.origin,
+            None => match self.ctx.log.partition(ANALYSIS_TOPIC, 0) {
+                Ok(partition) => partition.next_offset(),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open {ANALYSIS_TOPIC}");
+                    return false;
+                }
+            },
+        };
+        let mark = Mark {
+            input: position,
+            analysis,
+        };
+        self.ctx
+            .snapshot(&plugin.instance.config, &plugin.instance.sandbox, mark)
+    }
+
+    /// After a crash, a `checkpoint_data` plugin resumes from its snapshot's mark: what it
+    /// injected after the mark is collected, so its repeats are dropped while it catches up.
+    fn prepare_replay(&self, plugin: &mut Loaded) {
+        let config = &plugin.instance.config;
+        let Some(mark) = self
+            .ctx
+            .snapshot_mark(config)
+            .filter(|mark| mark.input == plugin.from)
+        else {
+            return;
+        };
+        let Ok(analysis) = self.ctx.log.partition(ANALYSIS_TOPIC, 0) else {
+            return;
+        };
+        let until = self.input.next_offset();
+        if let Some((replay, replayed)) = Replay::after_crash(&analysis, mark, &config.name, until)
+        {
+            plugin.instance.sandbox.set_replayed(Some(replayed));
+            plugin.replay = Some(replay);
+        }
+    }
+
+    /// Ends the replays that are over: every earlier inject seen again, or the plugin caught
+    /// up (and, if it has a timer, that timer fired once since).
+    fn end_replays(&mut self) {
+        let Some(reader) = &self.reader else {
+            return;
+        };
+        for plugin in &mut self.plugins {
+            let Some(replay) = plugin.replay else {
+                continue;
+            };
+            let progress = plugin.instance.sandbox.replay_progress();
+            let timer = !matches!(plugin.ticker, Ticker::Off);
+            if !replay.is_over(plugin.position(reader), progress, timer) {
+                continue;
+            }
+            let (left, skipped) = progress.unwrap_or_default();
+            tracing::info!(plugin = %plugin.instance.config.name, skipped, left, "replay after the crash finished");
+            plugin.instance.sandbox.set_replayed(None);
+            plugin.replay = None;
         }
     }
 
@@ -413,14 +508,14 @@ impl ThreadState<'_> {
                     }
                     since_checkpoint += 1;
                     if since_checkpoint >= CHECKPOINT_EVERY {
-                        self.checkpoint();
+                        self.checkpoint(false);
                         self.run_timers();
                         since_checkpoint = 0;
                     }
                 }
                 Ok(None) => {
-                    if since_checkpoint > 0 {
-                        self.checkpoint();
+                    if since_checkpoint > 0 || self.state_changed() {
+                        self.checkpoint(false);
                         since_checkpoint = 0;
                     }
                     if stopping {
@@ -453,7 +548,7 @@ impl ThreadState<'_> {
         for plugin in &self.plugins {
             plugin.instance.finish(self.ctx, self.clock.now_ns());
         }
-        self.checkpoint();
+        self.checkpoint(true);
         tracing::info!("stopped");
     }
 
@@ -508,8 +603,10 @@ impl ThreadState<'_> {
     }
 
     /// Writes what the plugins injected, then records the positions of the thread and of each
-    /// plugin.
-    fn checkpoint(&self) {
+    /// plugin (a `checkpoint_data` plugin's with its state: at most once per `SNAPSHOT_EVERY`
+    /// unless `force`d).
+    fn checkpoint(&mut self, force: bool) {
+        self.end_replays();
         let Some(reader) = &self.reader else {
             return;
         };
@@ -525,22 +622,59 @@ impl ThreadState<'_> {
                 return;
             }
         }
-        for plugin in &self.plugins {
+        let now = Instant::now();
+        for i in 0..self.plugins.len() {
+            let plugin = &self.plugins[i];
+            let position = plugin.position(reader);
+            if let Some(saved) = &plugin.snapshot {
+                let injected = plugin.instance.sandbox.host().injected;
+                if !saved.wanted(position, injected, now, force)
+                    || !self.save_state(plugin, position)
+                {
+                    continue;
+                }
+                self.plugins[i].snapshot = Some(SavedState {
+                    at: now,
+                    position,
+                    injected,
+                });
+            }
             self.ctx.checkpoints.set_position(
-                &plugin.instance.config.name,
+                &self.plugins[i].instance.config.name,
                 INPUT_TOPIC,
                 0,
-                plugin.position(reader),
+                position,
             );
         }
         self.record_position();
     }
 
+    /// Whether a `checkpoint_data` plugin's state changed with no message read (its timer
+    /// injected), so an idle thread still saves it.
+    fn state_changed(&self) -> bool {
+        self.plugins.iter().any(|p| {
+            p.snapshot
+                .as_ref()
+                .is_some_and(|s| s.injected != p.instance.sandbox.host().injected)
+        })
+    }
+
     fn run_timers(&mut self) {
         let mut dead = false;
+        let reader = self.reader.as_ref();
         for plugin in self.plugins.iter_mut() {
+            if let (Some(replay), Some(reader)) = (&plugin.replay, reader)
+                && plugin.from.max(reader.position()) < replay.until
+            {
+                // Timers wait until the replay has caught up: a window closed by the clock
+                // in the middle of a replay would not be the window the crash interrupted.
+                continue;
+            }
             if !plugin.ticker.due(&self.clock) {
                 continue;
+            }
+            if let Some(replay) = &mut plugin.replay {
+                replay.timer_after = true;
             }
             if let Err(t) = plugin
                 .instance

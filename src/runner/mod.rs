@@ -12,6 +12,7 @@ mod input;
 mod instance;
 mod output;
 mod pipeline;
+mod state_snapshot;
 mod stats;
 mod worker;
 
@@ -188,13 +189,40 @@ impl Context {
         }
     }
 
-    /// Saves a `preserve_data` plugin's globals at a clean stop.
+    /// Saves a `preserve_data` plugin's globals at a clean stop (a `checkpoint_data` plugin's
+    /// are saved with its checkpoint: [`Context::snapshot`]).
     fn preserve(&self, config: &PluginConfig, sandbox: &crate::sandbox::Sandbox) {
         if config.preserve_data
-            && let Err(e) = sandbox.preserve(&self.preserve_path(config))
+            && !config.checkpoint_data
+            && let Err(e) = sandbox.preserve(&self.preserve_path(config), "")
         {
             tracing::error!(plugin = %config.name, error = %e, "cannot preserve data");
         }
+    }
+
+    /// Saves a `checkpoint_data` plugin's globals with the position they belong to; false
+    /// (and reported) if that failed, and the plugin's position must then stay where it was.
+    fn snapshot(
+        &self,
+        config: &PluginConfig,
+        sandbox: &crate::sandbox::Sandbox,
+        mark: state_snapshot::Mark,
+    ) -> bool {
+        match sandbox.preserve(&self.preserve_path(config), &mark.header()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(plugin = %config.name, error = %e, "cannot save the plugin's state; its position stays behind");
+                false
+            }
+        }
+    }
+
+    /// Where a `checkpoint_data` plugin's saved state says it resumes.
+    fn snapshot_mark(&self, config: &PluginConfig) -> Option<state_snapshot::Mark> {
+        if !config.checkpoint_data {
+            return None;
+        }
+        state_snapshot::Mark::read(&self.preserve_path(config))
     }
 
     /// Records a plugin's termination: `.err` file, log line, and Blink's shutdown if asked.

@@ -119,6 +119,8 @@ pub struct Host {
     pub throttle: Option<Box<dyn Fn() -> bool>>,
     /// Output plugins: the last `update_checkpoint(sequence_id, failures)` call.
     pub checkpoint_update: Option<(u64, u64)>,
+    /// While a `checkpoint_data` plugin replays after a crash: what it injected before.
+    pub(super) replayed: Option<super::replayed::ReplayedInjects>,
 }
 
 impl Host {
@@ -161,6 +163,7 @@ impl Host {
             max_message_size: settings.max_message_size,
             stop,
             checkpoint_update: None,
+            replayed: None,
             throttle: None,
         }
     }
@@ -306,7 +309,23 @@ impl Host {
         let analysis = self.config.kind == PluginKind::Analysis;
         let checkpoint = if analysis { None } else { checkpoint };
         let appender = self.appender.as_ref().ok_or(InjectError::NoQueue)?;
-        appender.append_encoded(timestamp_ms, len, checkpoint, write)?;
+        if let Some(replayed) = self.replayed.as_mut() {
+            // Rare (a replay after a crash): the message is built aside to be compared.
+            let mut bytes = Vec::with_capacity(len);
+            write(&mut bytes);
+            if replayed.take(&bytes) {
+                if analysis {
+                    self.inject_budget -= 1;
+                }
+                self.stats.count("replayed_duplicates", 1);
+                return Ok(());
+            }
+            appender.append_encoded(timestamp_ms, len, checkpoint, |out| {
+                out.extend_from_slice(&bytes)
+            })?;
+        } else {
+            appender.append_encoded(timestamp_ms, len, checkpoint, write)?;
+        }
         self.injected += 1;
         self.injected_bytes += len as u64;
         self.stats.injected(self.injected, self.injected_bytes);

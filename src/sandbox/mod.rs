@@ -22,6 +22,7 @@ mod lua_patterns;
 mod lua_values;
 mod modules;
 mod preserve;
+mod replayed;
 mod table_encoder;
 
 use std::path::PathBuf;
@@ -43,6 +44,7 @@ use crate::stop::StopToken;
 pub use config_values::Deployment;
 pub use host::{Host, SandboxSettings};
 pub use lua_values::{format_number, lua_type};
+pub use replayed::ReplayedInjects;
 
 /// Why a plugin's globals could not be saved (`preserve_data`).
 #[derive(Debug, thiserror::Error)]
@@ -552,24 +554,45 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Saves the plugin's globals to `path` (`preserve_data`, at a clean shutdown).
-    pub fn preserve(&self, path: &std::path::Path) -> Result<(), PreserveError> {
+    /// Saves the plugin's globals to `path` (`preserve_data`: at a clean shutdown, and with every
+    /// checkpoint of a `checkpoint_data` plugin), after `header` (Lua comment lines). The file
+    /// is replaced whole, so a crash while it is written leaves the previous one.
+    pub fn preserve(&self, path: &std::path::Path, header: &str) -> Result<(), PreserveError> {
         let (source, cut) = preserve::save(&self.lua)
             .map_err(|e| PreserveError::Save(crate::plugin::lua_error_text(&e)))?;
         if !cut.is_empty() {
             tracing::warn!(cycles = ?cut, "preserve_data: cyclic tables were cut");
         }
-        let failed = |path: &std::path::Path| {
-            let path = path.to_owned();
-            move |source| PreserveError::Write { path, source }
-        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(failed(dir))?;
+            std::fs::create_dir_all(dir).map_err(|source| PreserveError::Write {
+                path: dir.to_owned(),
+                source,
+            })?;
         }
-        let tmp = path.with_extension("data.tmp");
-        std::fs::write(&tmp, source)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(failed(path))
+        let mut bytes = Vec::with_capacity(header.len() + source.len());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(source.as_bytes());
+        crate::atomic_file::write(path, &bytes).map_err(|e| PreserveError::Write {
+            path: e.path,
+            source: e.source,
+        })
+    }
+
+    /// Drops injects equal to messages already in the stream while the plugin replays what it
+    /// processed before a crash (`None`: inject everything).
+    pub fn set_replayed(&self, replayed: Option<ReplayedInjects>) {
+        self.host().replayed = replayed;
+    }
+
+    /// Takes the replay's list away (to hand it to a replacing instance).
+    pub fn take_replayed(&self) -> Option<ReplayedInjects> {
+        self.host().replayed.take()
+    }
+
+    /// The injects still expected from a replay, and how many were dropped so far.
+    pub fn replay_progress(&self) -> Option<(usize, u64)> {
+        let host = self.host();
+        host.replayed.as_ref().map(|r| (r.len(), r.skipped()))
     }
 
     /// Restores globals saved by [`Sandbox::preserve`], after the plugin's code has run.

@@ -180,3 +180,42 @@ pub fn unix_now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// A Produce v7 request of one batch to partition 0 of `topic`, framed.
+pub fn produce_frame(topic: &str, batch: Vec<u8>) -> Vec<u8> {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let request = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(bytes::Bytes::from(batch))),
+                ]),
+        ]);
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Produce as i16)
+        .with_request_api_version(7)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("garbage-producer")));
+    let mut body = bytes::BytesMut::new();
+    header
+        .encode(&mut body, ApiKey::Produce.request_header_version(7))
+        .unwrap();
+    request.encode(&mut body, 7).unwrap();
+    frame(&body)
+}
+
+/// The (error code, base offset) of a produce answer for one partition.
+pub fn produced(answer: &[u8]) -> (i16, i64) {
+    use kafka_protocol::protocol::Decodable;
+    let mut body = bytes::Bytes::from(answer[4..].to_vec()); // after the correlation id
+    let response = kafka_protocol::messages::ProduceResponse::decode(&mut body, 7).unwrap();
+    let stored = &response.responses[0].partition_responses[0];
+    (stored.error_code, stored.base_offset)
+}
