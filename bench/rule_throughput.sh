@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Events per second through a blink.rule detection with dedup on one analysis thread, against
-# the same pipeline with a plugin that only counts (the cost of the rule layer alone), run with
-# `blink run --batch` so nothing but the pipeline is measured. Prints figures; asserts nothing.
+# a plugin that only counts (the cost of the rule layer alone): `blink run --batch` reads events
+# already in blink.input with the analysis plugin alone. Prints figures; asserts nothing.
 # Usage: [BLINK_BIN=path] bench/rule_throughput.sh [events] [runs]   (cargo build --release first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,11 +11,18 @@ blink_bin="${BLINK_BIN:-$PWD/target/release/blink}"
 [ -x "$blink_bin" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 repo=$PWD
 
-deployment() { # $1: dir, $2: analysis Lua
+# The events, written once into a deployment's blink.input by a generating input; every run
+# then copies that log and reads it with the analysis plugin alone, so the figure is the analysis
+# thread's, not the generator's.
+events_dir=$(mktemp -d)
+trap 'rm -rf "$events_dir"' EXIT
+layout() { # $1: dir
     mkdir -p "$1"/hs_run/{input,analysis,output} "$1"/hs_load/{input,analysis,output} "$1"/lua_modules/blink
     cp "$repo/lua_modules/blink/rule.lua" "$1/lua_modules/blink/"
     printf 'output_path = "data"\nsandbox_run_path = "hs_run"\nsandbox_load_path = "hs_load"\nlua_path = "lua_modules"\nanalysis_threads = 1\n' > "$1/blink.toml"
-    cat > "$1/hs_run/input/gen.lua" <<LUA
+}
+layout "$events_dir"
+cat > "$events_dir/hs_run/input/gen.lua" <<LUA
 local msg = {Type = "auth", Timestamp = 0, Fields = {outcome = "failure", src_ip = "", user = "root"}}
 function process_message()
     for i = 1, $events do
@@ -26,7 +33,13 @@ function process_message()
     return 0
 end
 LUA
-    printf 'filename = "gen.lua"\ninstruction_limit = 0\n' > "$1/hs_run/input/gen.cfg"
+printf 'filename = "gen.lua"\ninstruction_limit = 0\n' > "$events_dir/hs_run/input/gen.cfg"
+(cd "$events_dir" && RUST_LOG=warn "$blink_bin" run --batch --config blink.toml)
+rm "$events_dir"/hs_run/input/gen.*
+
+deployment() { # $1: dir, $2: analysis Lua
+    layout "$1"
+    cp -r "$events_dir/data" "$1/data"
     printf '%s\n' "$2" > "$1/hs_run/analysis/rule.lua"
     printf 'filename = "rule.lua"\nmessage_matcher = "Type == '"'"'auth'"'"'"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\ntimer_event_inject_limit = 1000\nticker_interval = 60\nthreshold = 5\ndedup_period = 600\ninstruction_limit = 0\nmemory_limit = 67108864\n' > "$1/hs_run/analysis/rule.cfg"
 }

@@ -33,6 +33,9 @@ require "table"
 
 local M = {}
 
+-- Locals, not globals, on the per-event path (a global is a table lookup each time).
+local pcall, tostring, type, next, read_message = pcall, tostring, type, next, read_message
+
 local SEVERITIES = {critical = 2, high = 3, medium = 4, low = 5, info = 6}
 
 local function config(name, default)
@@ -42,6 +45,11 @@ local function config(name, default)
 end
 
 local logger = read_config("Logger") or "analysis.rule"
+-- Open windows by default: one per KiB of the plugin's memory_limit. A window takes about 200
+-- bytes, 450 once its alert fired, and as much again waits for the collector; the rest is the
+-- plugin's own. With no memory limit (0), 100,000.
+local memory_limit = read_config("memory_limit") or 8388608
+local default_max_open = memory_limit > 0 and math.max(1, math.floor(memory_limit / 1024)) or 100000
 local settings = {
     id            = config("rule_id", (logger:gsub("^analysis%.", ""))),
     severity      = config("severity", "medium"),
@@ -54,7 +62,7 @@ local settings = {
     description   = config("description", nil),
     runbook       = config("runbook", nil),
     mode          = config("mode", "live"),
-    max_open      = config("max_open", 100000),
+    max_open      = config("max_open", default_max_open),
     suppress      = config("suppress", {}),
     enrich        = config("enrich", {}),
 }
@@ -125,8 +133,8 @@ local fields = setmetatable({}, {__index = function(_, name)
     return read_message(field_keys[name])
 end})
 local payload_json
-local event = setmetatable({}, {__index = function(_, key)
-    if key == "Fields" then return fields end
+-- `Fields` is a plain member: the common `e.Fields.x` costs one metamethod, not two.
+local event = setmetatable({Fields = fields}, {__index = function(_, key)
     if key == "json" then
         if payload_json == nil then
             local ok, doc = pcall(cjson.decode, read_message("Payload") or "")
@@ -169,9 +177,15 @@ local function list_text(v)
     return tostring(v)
 end
 
--- Open alerts by dedup key, merge groups by their key, and how many of each are open: globals,
--- which checkpoint_data saves with the plugin's checkpoint (and restores after this file ran,
--- so they are always read through _G, never kept in locals).
+-- Open dedup windows by dedup key, merge groups by their key, and how many of each are open:
+-- globals, which checkpoint_data saves with the plugin's checkpoint (and restores after this
+-- file ran, so they are always read through _G, never kept in locals).
+--
+-- A dedup window is an array, the smallest a Lua table gets (a flood of keys is what it must
+-- hold): first and last time, count; once its alert fired, the count it fired with, the alert's
+-- id, title and severity, and its rarer parts (context, destinations, description, runbook,
+-- errors) if it has any. The triggering event is not kept: it went out with the `new` alert.
+local W_FIRST, W_LAST, W_COUNT, W_FIRED, W_ID, W_TITLE, W_SEVERITY, W_EXTRA = 1, 2, 3, 4, 5, 6, 7, 8
 _blink_rule_alerts = _blink_rule_alerts or {}
 _blink_rule_groups = _blink_rule_groups or {}
 _blink_rule_open = _blink_rule_open or {alerts = 0, groups = 0}
@@ -242,15 +256,26 @@ end
 -- bound the window of some other key ends early (an alert that fired keeps the count it was
 -- sent with; a merge group sends its merged alert now); `evicted` counts them.
 
+-- Per event the module calls the plugin's functions directly, with settings in locals: this is
+-- the path every matching event takes (docs/benchmarks.md has its cost).
+local dedup_period_ns = settings.dedup_period * 1e9
+local threshold = settings.threshold
+
 local function on_dedup(ns, errors, downgrade)
-    local dedup = optional("dedup", errors)
-    local key = tostring(dedup == nil and (optional("title", errors) or settings.id) or dedup)
-    local a = _blink_rule_alerts[key]
-    if a and ns >= a.first_ns + settings.dedup_period * 1e9 then
-        M.close(a)
-        a = nil
+    local key
+    local dedup_fn = dedup
+    if dedup_fn then
+        local ok, v = pcall(dedup_fn, event)
+        if ok then key = v else errors[#errors + 1] = "dedup: " .. tostring(v) end
     end
-    if not a then
+    if key == nil then key = optional("title", errors) or settings.id end
+    key = tostring(key)
+    local w = _blink_rule_alerts[key]
+    if w and ns >= w[W_FIRST] + dedup_period_ns then
+        M.close(key, w)
+        w = nil
+    end
+    if not w then
         local open = _blink_rule_open
         if open.alerts >= settings.max_open then
             -- Not M.close: this call may inject only the new alert.
@@ -259,18 +284,24 @@ local function on_dedup(ns, errors, downgrade)
             open.alerts = open.alerts - 1
             count("evicted")
         end
-        a = {key = key, first_ns = ns, last_ns = ns, count = 0, fired_count = 0}
-        _blink_rule_alerts[key] = a
+        w = {ns, ns, 0}
+        _blink_rule_alerts[key] = w
         open.alerts = open.alerts + 1
     end
-    a.count = a.count + 1
-    if ns > a.last_ns then a.last_ns = ns end
-    if a.fired_count == 0 and a.count >= settings.threshold then
-        a.id = alert_id(key, a.first_ns)
+    local n = w[W_COUNT] + 1
+    w[W_COUNT] = n
+    if ns > w[W_LAST] then w[W_LAST] = ns end
+    if w[W_FIRED] == nil and n >= threshold then
+        local a = {key = key, first_ns = w[W_FIRST], last_ns = w[W_LAST], count = n,
+                   id = alert_id(key, w[W_FIRST])}
         describe(a, errors)
         if downgrade then a.severity = downgrade end
-        a.fired_count = a.count
         inject_alert(a, "new")
+        w[W_FIRED], w[W_ID], w[W_TITLE], w[W_SEVERITY] = n, a.id, a.title, a.severity
+        if a.context or a.destinations or a.description or a.runbook or a.errors then
+            w[W_EXTRA] = {context = a.context, destinations = a.destinations,
+                          description = a.description, runbook = a.runbook, errors = a.errors}
+        end
     end
 end
 
@@ -311,11 +342,17 @@ local function on_merge(ns, errors, downgrade)
     if ns > g.last_ns then g.last_ns = ns end
 end
 
-function M.close(a)
-    if a.fired_count > 0 and a.count > a.fired_count then
-        inject_alert(a, "updated")
+-- Ends the dedup window of `key`: if matches came after its alert, the final count goes out.
+function M.close(key, w)
+    if w[W_FIRED] and w[W_COUNT] > w[W_FIRED] then
+        local extra = w[W_EXTRA] or {}
+        inject_alert({key = key, id = w[W_ID], title = w[W_TITLE], severity = w[W_SEVERITY],
+                      first_ns = w[W_FIRST], last_ns = w[W_LAST], count = w[W_COUNT],
+                      context = extra.context, destinations = extra.destinations,
+                      description = extra.description, runbook = extra.runbook,
+                      errors = extra.errors}, "updated")
     end
-    _blink_rule_alerts[a.key] = nil
+    _blink_rule_alerts[key] = nil
     _blink_rule_open.alerts = _blink_rule_open.alerts - 1
 end
 
@@ -328,6 +365,8 @@ function M.close_group(g)
     _blink_rule_open.groups = _blink_rule_open.groups - 1
 end
 
+local has_suppressions = #suppressions > 0
+
 -- "drop", a severity to downgrade to, or nil.
 local function suppression(errors)
     for _, s in ipairs(suppressions) do
@@ -339,18 +378,30 @@ local function suppression(errors)
     return nil
 end
 
+-- The errors of the current event's optional functions: one table, emptied only when used.
+local no_errors = {}
+
 function process_message()
-    if type(rule) ~= "function" then return -1, "the plugin defines no rule(event)" end
     payload_json = nil
     local ok, hit = pcall(rule, event)
-    if not ok then return -1, "rule: " .. tostring(hit) end
+    if not ok then
+        if type(rule) ~= "function" then return -1, "the plugin defines no rule(event)" end
+        return -1, "rule: " .. tostring(hit)
+    end
     if not hit then return 0 end
     local ns = read_message("Timestamp") or 0
-    local errors = {}
-    local verdict = suppression(errors)
-    if verdict == "drop" then
-        count("suppressed")
-        return 0
+    local errors = no_errors
+    if errors[1] ~= nil then
+        errors = {}
+        no_errors = errors
+    end
+    local verdict
+    if has_suppressions or suppress then
+        verdict = suppression(errors)
+        if verdict == "drop" then
+            count("suppressed")
+            return 0
+        end
     end
     if settings.merge_by_keys then
         on_merge(ns, errors, verdict)
@@ -364,8 +415,8 @@ end
 function timer_event(ns, shutdown)
     -- Windows that ended by now: a deduplicated alert sends its final count, a merge group its
     -- merged alert. At shutdown the open ones stay (checkpoint_data keeps them).
-    for _, a in pairs(_blink_rule_alerts) do
-        if ns >= a.first_ns + settings.dedup_period * 1e9 then M.close(a) end
+    for key, w in pairs(_blink_rule_alerts) do
+        if ns >= w[W_FIRST] + dedup_period_ns then M.close(key, w) end
     end
     if settings.merge_by_keys then
         for _, g in pairs(_blink_rule_groups) do

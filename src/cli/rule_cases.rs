@@ -1,5 +1,6 @@
-//! The case files of `blink test`: `NAME.test.toml` beside a detection's `NAME.cfg`, each case
-//! a list of events and the alerts they must raise (docs/detections.md).
+//! The case files of `blink test`: `NAME.test.toml` (or `NAME.test.json`, the same document as
+//! JSON: `{"case": [{"name": …, "events": […], "expect": […]}]}`) beside a detection's
+//! `NAME.cfg`, each case a list of events and the alerts they must raise (docs/detections.md).
 //!
 //! ```toml
 //! [[case]]
@@ -58,12 +59,19 @@ impl Case {
     }
 }
 
-/// Reads and checks a case file.
+/// The endings of case file names.
+const ENDINGS: [&str; 2] = [".test.toml", ".test.json"];
+
+/// Reads and checks a case file (TOML, or JSON if its name ends `.test.json`).
 pub fn load(path: &Path) -> anyhow::Result<CaseFile> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let file: CaseFile =
-        toml::from_str(&text).with_context(|| format!("{} is not a case file", path.display()))?;
+    let parsed: anyhow::Result<CaseFile> = if path.to_string_lossy().ends_with(".json") {
+        serde_json::from_str(&text).map_err(anyhow::Error::from)
+    } else {
+        toml::from_str(&text).map_err(anyhow::Error::from)
+    };
+    let file = parsed.with_context(|| format!("{} is not a case file", path.display()))?;
     if file.cases.is_empty() {
         bail!("{} has no [[case]]", path.display());
     }
@@ -82,13 +90,18 @@ pub fn load(path: &Path) -> anyhow::Result<CaseFile> {
     Ok(file)
 }
 
-/// The detection's cfg a case file belongs to: `NAME.cfg` beside `NAME.test.toml`.
+/// The detection's cfg a case file belongs to: `NAME.cfg` beside `NAME.test.toml` (`.json`).
 pub fn rule_cfg(case_file: &Path) -> anyhow::Result<PathBuf> {
     let name = case_file
         .file_name()
         .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".test.toml"))
-        .with_context(|| format!("{} is not named NAME.test.toml", case_file.display()))?;
+        .and_then(|n| ENDINGS.iter().find_map(|end| n.strip_suffix(end)))
+        .with_context(|| {
+            format!(
+                "{} is not named NAME.test.toml or NAME.test.json",
+                case_file.display()
+            )
+        })?;
     let cfg = case_file.with_file_name(format!("{name}.cfg"));
     if !cfg.is_file() {
         bail!(
@@ -112,7 +125,10 @@ pub fn find(dirs: &[PathBuf]) -> Vec<PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 pending.push(path);
-            } else if path.to_string_lossy().ends_with(".test.toml") {
+            } else if ENDINGS
+                .iter()
+                .any(|end| path.to_string_lossy().ends_with(end))
+            {
                 found.push(path);
             }
         }

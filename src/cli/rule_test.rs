@@ -124,11 +124,9 @@ pub fn test(paths: &[PathBuf], base: &Config) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    writeln!(
-        out,
-        "{} cases: {passed} passed, {failed} failed",
-        passed + failed
-    )?;
+    let total = passed + failed;
+    let noun = if total == 1 { "case" } else { "cases" };
+    writeln!(out, "{total} {noun}: {passed} passed, {failed} failed")?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

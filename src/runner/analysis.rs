@@ -622,19 +622,20 @@ impl ThreadState<'_> {
                 return;
             }
         }
-        let now = Instant::now();
         for i in 0..self.plugins.len() {
             let plugin = &self.plugins[i];
             let position = plugin.position(reader);
             if let Some(saved) = &plugin.snapshot {
                 let injected = plugin.instance.sandbox.host().injected;
-                if !saved.wanted(position, injected, now, force)
+                let began = Instant::now();
+                if !saved.wanted(position, injected, began, force)
                     || !self.save_state(plugin, position)
                 {
                     continue;
                 }
                 self.plugins[i].snapshot = Some(SavedState {
-                    at: now,
+                    at: began,
+                    cost: began.elapsed(),
                     position,
                     injected,
                 });

@@ -27,6 +27,10 @@ use crate::sandbox::ReplayedInjects;
 /// globals, so this bounds their cost, and a crash replays about this much input.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
+/// A snapshot that took long (a large state) waits this many times as long before the next,
+/// so saving state never takes more than a twentieth of the thread's time.
+const COST_FACTOR: u32 = 20;
+
 /// The most records of `blink.analysis` read for a plugin's earlier injects when it restarts
 /// after a crash: the stream since its mark is normally the last second or so.
 const MAX_SCANNED_RECORDS: u64 = 10_000_000;
@@ -73,6 +77,8 @@ impl Mark {
 /// What a `checkpoint_data` plugin's last state snapshot holds.
 pub struct SavedState {
     pub at: Instant,
+    /// How long it took to write.
+    pub cost: Duration,
     /// The input offset it belongs to (the plugin's checkpointed position).
     pub position: i64,
     /// The plugin's inject count when it was taken: a timer that injected changed its state.
@@ -84,16 +90,19 @@ impl SavedState {
     pub fn new(position: i64) -> Self {
         SavedState {
             at: Instant::now(),
+            cost: Duration::ZERO,
             position,
             injected: 0,
         }
     }
 
     /// Whether to save the state now: it changed (the plugin read on, or a timer injected),
-    /// and the last snapshot is `SNAPSHOT_EVERY` old or the save is `force`d (a clean stop).
+    /// and the last snapshot is `SNAPSHOT_EVERY` old (or `COST_FACTOR` times what it cost), or
+    /// the save is `force`d (a clean stop).
     pub fn wanted(&self, position: i64, injected: u64, now: Instant, force: bool) -> bool {
         let changed = position != self.position || injected != self.injected;
-        changed && (force || now.duration_since(self.at) >= SNAPSHOT_EVERY)
+        let wait = SNAPSHOT_EVERY.max(self.cost * COST_FACTOR);
+        changed && (force || now.duration_since(self.at) >= wait)
     }
 }
 
@@ -188,6 +197,28 @@ fn replayed_since(analysis: &Arc<Partition>, from: i64, logger: &str) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_is_saved_when_it_changed_once_a_second_or_at_a_twentieth_of_the_time() {
+        let start = Instant::now();
+        let saved = SavedState {
+            at: start,
+            cost: Duration::from_millis(10),
+            position: 5,
+            injected: 1,
+        };
+        let later = |ms| start + Duration::from_millis(ms);
+        assert!(!saved.wanted(5, 1, later(5000), true), "unchanged");
+        assert!(saved.wanted(6, 1, later(0), true), "a clean stop");
+        assert!(!saved.wanted(6, 1, later(999), false));
+        assert!(saved.wanted(5, 2, later(1000), false), "a timer injected");
+        let slow = SavedState {
+            cost: Duration::from_millis(200),
+            ..saved
+        };
+        assert!(!slow.wanted(6, 1, later(3999), false));
+        assert!(slow.wanted(6, 1, later(4000), false));
+    }
 
     #[test]
     fn a_mark_reads_back_from_the_head_of_its_file() {
