@@ -419,7 +419,8 @@ fn suppressions_drop_or_downgrade_matches_and_the_counts_show_in_plugin_status()
         "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\n\
          severity = \"high\"\n\
          suppress = {{field = \"src_ip\", equals = \"10.0.0.9\"},\n\
-                     {field = \"user\", equals = \"scanner\", severity = \"low\"}}",
+                     {field = \"user\", equals = \"scanner\", severity = \"low\"},\n\
+                     {matcher = \"Fields[user] == 'robot' && Fields[host] == 'h1'\"}}",
         r#"
 require "blink.rule"
 function rule(e) return true end
@@ -438,6 +439,7 @@ function suppress(e) return e.Fields.user == "svc" end
             (2, "success", "10.0.0.7", "scanner"),
             (3, "success", "10.0.0.6", "svc"),
             (4, "success", "10.0.0.5", "root"),
+            (5, "success", "10.0.0.4", "robot"),
         ]),
     );
     let (status, log) = run_batch(&w);
@@ -455,7 +457,23 @@ function suppress(e) return e.Fields.user == "svc" end
         "another rule's suppression does not apply: {alerts:?}"
     );
     let row = status_row(&w, "analysis.logins");
-    assert!(row.ends_with("\talerts=2; suppressed=3"), "{row}");
+    assert!(row.ends_with("\talerts=2; suppressed=4"), "{row}");
+
+    // A matcher that does not parse stops the rule as it loads, naming the expression.
+    w.plugin(
+        "analysis",
+        "logins",
+        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\n\
+         suppress = {{matcher = \"Fields[user] === 'x'\"}}",
+        "require \"blink.rule\"\nfunction rule(e) return true end",
+    );
+    let (status, log) = run_batch(&w);
+    assert!(!status.success(), "{log}");
+    let err = std::fs::read_to_string(w.path().join("hs_run/analysis/logins.err")).unwrap();
+    assert!(
+        err.contains("suppress: message_matches: \"Fields[user] === 'x'\": column"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -499,6 +517,80 @@ function dedup(e) return e.Fields.src_ip end
     assert!(
         !alerts[1].contains("context="),
         "no entry, no context: {alerts:?}"
+    );
+}
+
+#[test]
+fn geoip_enrichment_adds_the_place_of_an_address_from_a_maxmind_database() {
+    let w = workspace();
+    std::fs::create_dir_all(w.path().join("lookups")).unwrap();
+    // A MaxMind DB with one network, 216.160.83.56/29: Milton, WA, US (the maxminddb module's
+    // test database; src/sandbox/modules/maxminddb/tests.rs checks the two are the same).
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/geoip/city.mmdb"
+        ),
+        w.path().join("lookups/city.mmdb"),
+    )
+    .unwrap();
+    w.plugin(
+        "analysis",
+        "located",
+        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\n\
+         enrich = {{field = \"src_ip\", table = \"lookups/city.mmdb\", match = \"geoip\", as = \"geo\"}}",
+        r#"
+require "blink.rule"
+function rule(e) return true end
+function dedup(e) return e.Fields.src_ip end
+"#,
+    );
+    alerts_output(&w);
+    w.plugin(
+        "input",
+        "auth",
+        "",
+        &auth_events(&[
+            (0, "success", "216.160.83.57", "alice"),
+            (1, "success", "192.0.2.1", "bob"),
+        ]),
+    );
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let alerts = w.lines("alerts.txt");
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let context: serde_json::Value = serde_json::from_str(
+        alerts[0]
+            .split_once("context=")
+            .map(|(_, c)| c)
+            .unwrap_or_else(|| panic!("{alerts:?}")),
+    )
+    .unwrap();
+    assert_eq!(
+        context,
+        serde_json::json!({"geo": {"country": "US", "subdivision": "WA", "city": "Milton",
+                                   "latitude": 47.2513}}),
+        "{alerts:?}"
+    );
+    assert!(
+        !alerts[1].contains("context="),
+        "an address the database lacks: no entry: {alerts:?}"
+    );
+
+    // A database outside the deployment is refused when the rule loads, naming the path.
+    w.plugin(
+        "analysis",
+        "located",
+        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\n\
+         enrich = {{field = \"src_ip\", table = \"/etc/city.mmdb\", match = \"geoip\", as = \"geo\"}}",
+        "require \"blink.rule\"\nfunction rule(e) return true end",
+    );
+    let (status, log) = run_batch(&w);
+    assert!(!status.success(), "{log}");
+    let err = std::fs::read_to_string(w.path().join("hs_run/analysis/located.err")).unwrap();
+    assert!(
+        err.contains("\"/etc/city.mmdb\" must be a path inside the deployment"),
+        "{err}"
     );
 }
 

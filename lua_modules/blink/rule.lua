@@ -14,14 +14,17 @@
 -- alert output takes, to trial a changed rule beside the live one (`blink shadow`).
 --
 -- Suppressions drop a match (it neither alerts nor counts) or downgrade its alert's severity:
--- the cfg's `suppress` list (`{field = "src_ip", equals = "10.0.0.5"}`, with `severity = "low"`
--- to downgrade instead of drop), the plugin's own `suppress(event)` (true drops, a severity
+-- the cfg's `suppress` list (`{field = "src_ip", equals = "10.0.0.5"}`, or a message matcher
+-- expression `{matcher = 'Fields[user] =~ "^svc_" && Hostname == "build1"'}`, with
+-- `severity = "low"` to downgrade instead of drop), the plugin's own `suppress(event)` (true drops, a severity
 -- name downgrades), and the global list a deployment may keep in `blink/suppressions.lua` on the
 -- Lua path (the same entries, each with `rule = "<rule_id>"` or `rule = "*"`).
 --
 -- Enrichment: the cfg's `enrich` list, `{field = "src_ip", table = "lookups/owners.csv",
 -- match = "cidr" (or "exact"), as = "owner"}`, adds the matching entry of a lookup table (the
--- `lookup` module) to the alert's context under `as`.
+-- `lookup` module) to the alert's context under `as`; with `match = "geoip"` the table is a
+-- MaxMind DB file (GeoLite2-City and the like, the `maxminddb` module) and the entry is
+-- {country, subdivision, city, latitude, longitude}, as much of it as the database has.
 --
 -- Time is the events' own (their Timestamp); windows close at the first timer_event past their
 -- end, so `ticker_interval` bounds how late an update or merged alert is sent.
@@ -72,8 +75,15 @@ local alert_type = settings.mode == "shadow" and "blink.shadow" or "blink.alert"
 -- The suppressions that apply to this rule: its cfg's, then the deployment's global ones.
 local suppressions = {}
 local function add_suppression(s, where)
-    assert(type(s) == "table" and type(s.field) == "string" and s.equals ~= nil,
-           where .. ": a suppression is {field = NAME, equals = VALUE [, severity = NAME]}")
+    assert(type(s) == "table" and ((type(s.field) == "string" and s.equals ~= nil)
+                                   or (type(s.matcher) == "string" and s.field == nil)),
+           where .. ": a suppression is {field = NAME, equals = VALUE [, severity = NAME]}"
+           .. " or {matcher = EXPRESSION [, severity = NAME]}")
+    if s.matcher then
+        -- A bad expression is an error now, naming it, not at the first event.
+        local ok, err = pcall(message_matches, s.matcher)
+        assert(ok, where .. ": " .. tostring(err))
+    end
     assert(s.severity == nil or SEVERITIES[s.severity],
            where .. ": severity must be info, low, medium, high or critical")
     suppressions[#suppressions + 1] = s
@@ -94,10 +104,16 @@ local enrichments = {}
 assert(type(settings.enrich) == "table", "enrich must be a list of enrichments")
 for i, e in ipairs(settings.enrich) do
     assert(type(e) == "table" and type(e.field) == "string" and type(e.table) == "string"
-           and type(e.as) == "string" and (e.match == nil or e.match == "exact" or e.match == "cidr"),
-           string.format("enrich[%d]: {field = NAME, table = PATH, as = NAME [, match = \"exact\"|\"cidr\"]}", i))
-    local lookup = require "lookup"
-    enrichments[i] = {field = e.field, as = e.as, cidr = e.match == "cidr", table = lookup.open(e.table)}
+           and type(e.as) == "string"
+           and (e.match == nil or e.match == "exact" or e.match == "cidr" or e.match == "geoip"),
+           string.format("enrich[%d]: {field = NAME, table = PATH, as = NAME [, match = \"exact\"|\"cidr\"|\"geoip\"]}", i))
+    if e.match == "geoip" then
+        local maxminddb = require "maxminddb"
+        enrichments[i] = {field = e.field, as = e.as, geoip = maxminddb.open(e.table)}
+    else
+        local lookup = require "lookup"
+        enrichments[i] = {field = e.field, as = e.as, cidr = e.match == "cidr", table = lookup.open(e.table)}
+    end
 end
 
 local function count(name)
@@ -222,6 +238,22 @@ local function inject_alert(a, status)
     })
 end
 
+-- An address's place in a MaxMind DB: what of it the database has, or nil.
+local function geoip_entry(db, address)
+    local found, record = pcall(db.lookup, db, address)
+    if not found then return nil end
+    local function get(...)
+        local ok, v = pcall(record.get, record, ...)
+        if ok then return v end
+        return nil
+    end
+    local entry = {country = get("country", "iso_code"), subdivision = get("subdivisions", 0, "iso_code"),
+                   city = get("city", "names", "en"), latitude = get("location", "latitude"),
+                   longitude = get("location", "longitude")}
+    if next(entry) == nil then return nil end
+    return entry
+end
+
 -- What the optional functions say about the current event, for an alert raised by it.
 local function describe(a, errors)
     a.title = tostring(optional("title", errors) or settings.id)
@@ -230,7 +262,15 @@ local function describe(a, errors)
     for _, e in ipairs(enrichments) do
         local v = fields[e.field]
         local entry
-        if v ~= nil and e.cidr then entry = e.table:cidr(tostring(v)) elseif v ~= nil then entry = e.table:get(v) end
+        if v == nil then
+            entry = nil
+        elseif e.geoip then
+            entry = geoip_entry(e.geoip, tostring(v))
+        elseif e.cidr then
+            entry = e.table:cidr(tostring(v))
+        else
+            entry = e.table:get(v)
+        end
         if entry ~= nil then
             if type(context) ~= "table" then context = {} end
             context[e.as] = entry
@@ -370,7 +410,9 @@ local has_suppressions = #suppressions > 0
 -- "drop", a severity to downgrade to, or nil.
 local function suppression(errors)
     for _, s in ipairs(suppressions) do
-        if fields[s.field] == s.equals then return s.severity or "drop" end
+        local hit
+        if s.matcher then hit = message_matches(s.matcher) else hit = fields[s.field] == s.equals end
+        if hit then return s.severity or "drop" end
     end
     local verdict = optional("suppress", errors)
     if verdict == true then return "drop" end

@@ -14,6 +14,7 @@
 
 mod analysis;
 mod input;
+mod matches;
 mod output;
 mod require;
 mod stream_reader;
@@ -228,6 +229,7 @@ pub(super) fn install(
         .call::<()>((raw, error))?;
     if kind != PluginKind::Input {
         super::current::install_read_message(lua, current)?;
+        matches::install(lua, &g, current)?;
     }
     if let Some(general) = general_inject {
         super::inject::install(lua, host, general)?;

@@ -9,7 +9,10 @@
 //! The file is read with the `maxminddb` crate (MaxMind's format, checked as it is read, with
 //! the crate's decoding limits), into memory once per process: every plugin that opens the
 //! same unchanged file shares one copy, and a file replaced on disk is read afresh by the next
-//! `open`. Input and output plugins only (it is one of Hindsight's io_modules).
+//! `open`. Input and output plugins open any path (it is one of Hindsight's io_modules);
+//! analysis plugins (a detection's GeoIP enrichment) only files inside the deployment, named
+//! by a relative path without `..`, as the `lookup` module's tables. The database is shared
+//! and read-only, so it is not counted against a plugin's memory limit.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -148,14 +151,23 @@ fn to_lua(lua: &Lua, value: &serde_json::Value, depth: usize) -> mlua::Result<Va
 }
 
 /// Opens the module.
-pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
+pub fn open(lua: &Lua, env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
+    let confined = env.kind == crate::plugin::PluginKind::Analysis;
     let module = lua.create_table()?;
     module.raw_set(
         "open",
-        lua.create_function(|_, path: String| {
-            open_shared(Path::new(&path))
-                .map(Database)
-                .map_err(mlua::Error::runtime)
+        lua.create_function(move |_, path: String| {
+            let p = Path::new(&path);
+            if confined
+                && (p.is_absolute()
+                    || p.components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir)))
+            {
+                return Err(mlua::Error::runtime(format!(
+                    "maxminddb.open: {path:?} must be a path inside the deployment (relative, without '..')"
+                )));
+            }
+            open_shared(p).map(Database).map_err(mlua::Error::runtime)
         })?,
     )?;
     Ok(Some(module))

@@ -23,7 +23,8 @@
 //!   their files (every plugin type).
 //! - `lpeg`: LPeg 1.0's patterns, grammars and captures, paid from the instruction limit
 //!   (every plugin type).
-//! - `maxminddb`: GeoIP lookups in MaxMind DB files (input and output).
+//! - `maxminddb`: GeoIP lookups in MaxMind DB files (analysis plugins: files inside the
+//!   deployment only).
 //! - `re`: LPeg's regex-like syntax over `lpeg` (every plugin type).
 //! - `rjson`: JSON documents walked by handles, with JSON Schema validation (every plugin
 //!   type).
@@ -299,7 +300,7 @@ pub static MODULES: &[HostModule] = &[
     },
     HostModule {
         name: "maxminddb",
-        kinds: &[Input, Output],
+        kinds: &[Input, Analysis, Output],
         open: maxminddb::open,
     },
     HostModule {

@@ -167,6 +167,47 @@ fn city_database() -> Vec<u8> {
     )])
 }
 
+/// tests/fixtures/geoip/city.mmdb, which integration tests use (a detection's GeoIP
+/// enrichment), is exactly `city_database()`: regenerate it by writing that out.
+#[test]
+fn the_geoip_fixture_is_the_test_database() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/geoip/city.mmdb"
+    );
+    assert!(std::fs::read(fixture).unwrap() == city_database());
+}
+
+#[test]
+fn analysis_plugins_open_only_files_inside_the_deployment() {
+    let lua = Lua::new();
+    let env = ModuleEnv::for_tests(PluginKind::Analysis);
+    lua.globals()
+        .set("maxminddb", open(&lua, &env).unwrap().unwrap())
+        .unwrap();
+    for path in [
+        "/etc/GeoLite2-City.mmdb",
+        "../outside.mmdb",
+        "lookups/../../x.mmdb",
+    ] {
+        let err = lua
+            .load(format!("maxminddb.open({path:?})"))
+            .exec()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("must be a path inside the deployment"),
+            "{err}"
+        );
+    }
+    let err = lua
+        .load("maxminddb.open('missing.mmdb')")
+        .exec()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot open missing.mmdb"), "{err}");
+}
+
 fn run(code: &str, path: &std::path::Path) {
     let lua = Lua::new();
     let env = ModuleEnv::for_tests(PluginKind::Input);
