@@ -8,8 +8,12 @@
 //! at most its `timeout` (default 10 s, at most 60 s). Redirects are not followed (the 3xx is
 //! the answer: a webhook that redirects elsewhere is not sent there silently); only `http` and
 //! `https` URLs; response bodies are read up to 1 MiB. TLS is rustls with the Mozilla root
-//! certificates compiled in.
+//! certificates compiled in. Each plugin keeps its client (one per timeout it uses), so
+//! connections are reused: an alert to Slack does not pay a TLS handshake each time.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Duration;
 
 use mlua::{Lua, Table, Value};
@@ -93,14 +97,33 @@ fn request_of(spec: &Table) -> mlua::Result<Request> {
 /// An answer: its status, body and headers.
 type Answer = (u16, Vec<u8>, Vec<(String, String)>);
 
-/// Sends `request`: the answer, or why there is none.
-fn send(request: Request) -> Result<Answer, String> {
+/// A plugin's clients, by timeout in milliseconds (a plugin uses one or two).
+type Agents = Rc<RefCell<HashMap<u128, ureq::Agent>>>;
+/// Clients a plugin keeps; with more distinct timeouts, the others are made per request.
+const MAX_AGENTS: usize = 8;
+
+/// The plugin's client for `timeout`.
+fn agent(agents: &Agents, timeout: Duration) -> ureq::Agent {
+    let key = timeout.as_millis();
+    if let Some(agent) = agents.borrow().get(&key) {
+        return agent.clone();
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(request.timeout))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(0)
         .build()
         .into();
+    let mut agents = agents.borrow_mut();
+    if agents.len() < MAX_AGENTS {
+        agents.insert(key, agent.clone());
+    }
+    agent
+}
+
+/// Sends `request`: the answer, or why there is none.
+fn send(agents: &Agents, request: Request) -> Result<Answer, String> {
+    let agent = agent(agents, request.timeout);
     let mut builder = ureq::http::Request::builder()
         .method(request.method.as_str())
         .uri(request.url.as_str());
@@ -132,13 +155,14 @@ fn send(request: Request) -> Result<Answer, String> {
 /// Opens the module.
 pub fn open(lua: &Lua, _env: &super::ModuleEnv) -> mlua::Result<Option<Table>> {
     let module = lua.create_table()?;
+    let agents = Agents::default();
     module.raw_set(
         "request",
         super::plain_error::wrap(
             lua,
-            lua.create_function(|lua, spec: Table| {
+            lua.create_function(move |lua, spec: Table| {
                 let request = request_of(&spec)?;
-                match send(request) {
+                match send(&agents, request) {
                     Ok((status, body, headers)) => {
                         let table = lua.create_table()?;
                         for (name, value) in headers {
@@ -220,5 +244,45 @@ mod tests {
         let seen = server.join().unwrap();
         assert!(seen.starts_with("POST /hook HTTP/1.1\r\n"), "{seen}");
         assert!(seen.to_ascii_lowercase().contains("x-sig: s\r\n"), "{seen}");
+    }
+
+    #[test]
+    fn a_plugin_reuses_its_connection() {
+        // A keep-alive server counting the connections it accepts; it answers every request.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(3) {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut s = stream.unwrap();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 4096];
+                    // Each request here is small and has no body: one read holds it.
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0
+                            || s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                                .is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let lua = crate::sandbox::modules::lua_with(super::open, PluginKind::Output, "http");
+        lua.globals().set("port", port).unwrap();
+        lua.load(
+            r#"
+            for i = 1, 3 do
+                local status, body = http.request{url = "http://127.0.0.1:" .. port .. "/", timeout = 5}
+                assert(status == 200 and body == "ok", tostring(body))
+            end
+            "#,
+        )
+        .exec()
+        .unwrap();
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
