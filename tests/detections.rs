@@ -476,6 +476,29 @@ function suppress(e) return e.Fields.user == "svc" end
     );
 }
 
+/// Runs a rule alerting on every auth event, with `enrich` as its one enrichment, over
+/// `events`: the alerts it wrote.
+fn enriched_alerts(w: &Workspace, enrich: &str, events: &[(u32, &str, &str, &str)]) -> Vec<String> {
+    w.plugin(
+        "analysis",
+        "enriched",
+        &format!(
+            "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\n\
+             checkpoint_data = true\nenrich = {{{enrich}}}"
+        ),
+        r#"
+require "blink.rule"
+function rule(e) return true end
+function dedup(e) return e.Fields.src_ip end
+"#,
+    );
+    alerts_output(w);
+    w.plugin("input", "auth", "", &auth_events(events));
+    let (status, log) = run_batch(w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    w.lines("alerts.txt")
+}
+
 #[test]
 fn enrichment_adds_a_lookup_tables_entry_to_the_alert_context() {
     let w = workspace();
@@ -485,30 +508,14 @@ fn enrichment_adds_a_lookup_tables_entry_to_the_alert_context() {
         "network,team\n10.0.0.0/8,corp\n10.1.0.0/16,lab\n",
     )
     .unwrap();
-    w.plugin(
-        "analysis",
-        "owned",
-        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\n\
-         enrich = {{field = \"src_ip\", table = \"lookups/owners.csv\", match = \"cidr\", as = \"owner\"}}",
-        r#"
-require "blink.rule"
-function rule(e) return true end
-function dedup(e) return e.Fields.src_ip end
-"#,
-    );
-    alerts_output(&w);
-    w.plugin(
-        "input",
-        "auth",
-        "",
-        &auth_events(&[
+    let alerts = enriched_alerts(
+        &w,
+        "{field = \"src_ip\", table = \"lookups/owners.csv\", match = \"cidr\", as = \"owner\"}",
+        &[
             (0, "success", "10.1.2.3", "alice"),
             (1, "success", "192.0.2.1", "bob"),
-        ]),
+        ],
     );
-    let (status, log) = run_batch(&w);
-    assert!(status.success(), "exit {status}; log:\n{log}");
-    let alerts = w.lines("alerts.txt");
     assert_eq!(alerts.len(), 2, "{alerts:?}");
     assert!(
         alerts[0].contains("context={\"owner\":{") && alerts[0].contains("\"team\":\"lab\""),
@@ -534,30 +541,14 @@ fn geoip_enrichment_adds_the_place_of_an_address_from_a_maxmind_database() {
         w.path().join("lookups/city.mmdb"),
     )
     .unwrap();
-    w.plugin(
-        "analysis",
-        "located",
-        "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\n\
-         enrich = {{field = \"src_ip\", table = \"lookups/city.mmdb\", match = \"geoip\", as = \"geo\"}}",
-        r#"
-require "blink.rule"
-function rule(e) return true end
-function dedup(e) return e.Fields.src_ip end
-"#,
-    );
-    alerts_output(&w);
-    w.plugin(
-        "input",
-        "auth",
-        "",
-        &auth_events(&[
+    let alerts = enriched_alerts(
+        &w,
+        "{field = \"src_ip\", table = \"lookups/city.mmdb\", match = \"geoip\", as = \"geo\"}",
+        &[
             (0, "success", "216.160.83.57", "alice"),
             (1, "success", "192.0.2.1", "bob"),
-        ]),
+        ],
     );
-    let (status, log) = run_batch(&w);
-    assert!(status.success(), "exit {status}; log:\n{log}");
-    let alerts = w.lines("alerts.txt");
     assert_eq!(alerts.len(), 2, "{alerts:?}");
     let context: serde_json::Value = serde_json::from_str(
         alerts[0]
@@ -580,14 +571,14 @@ function dedup(e) return e.Fields.src_ip end
     // A database outside the deployment is refused when the rule loads, naming the path.
     w.plugin(
         "analysis",
-        "located",
+        "enriched",
         "message_matcher = \"Type == 'auth'\"\nprocess_message_inject_limit = 1\ncheckpoint_data = true\n\
          enrich = {{field = \"src_ip\", table = \"/etc/city.mmdb\", match = \"geoip\", as = \"geo\"}}",
         "require \"blink.rule\"\nfunction rule(e) return true end",
     );
     let (status, log) = run_batch(&w);
     assert!(!status.success(), "{log}");
-    let err = std::fs::read_to_string(w.path().join("hs_run/analysis/located.err")).unwrap();
+    let err = std::fs::read_to_string(w.path().join("hs_run/analysis/enriched.err")).unwrap();
     assert!(
         err.contains("\"/etc/city.mmdb\" must be a path inside the deployment"),
         "{err}"
