@@ -199,9 +199,10 @@ end
 --
 -- A dedup window is an array, the smallest a Lua table gets (a flood of keys is what it must
 -- hold): first and last time, count; once its alert fired, the count it fired with, the alert's
--- id, title and severity, and its rarer parts (context, destinations, description, runbook,
--- errors) if it has any. The triggering event is not kept: it went out with the `new` alert.
-local W_FIRST, W_LAST, W_COUNT, W_FIRED, W_ID, W_TITLE, W_SEVERITY, W_EXTRA = 1, 2, 3, 4, 5, 6, 7, 8
+-- title and severity, and its rarer parts (context, destinations, description, runbook, errors)
+-- if it has any. The id is made again from the key and first time; the triggering event is not
+-- kept: it went out with the `new` alert.
+local W_FIRST, W_LAST, W_COUNT, W_FIRED, W_TITLE, W_SEVERITY, W_EXTRA = 1, 2, 3, 4, 5, 6, 7
 _blink_rule_alerts = _blink_rule_alerts or {}
 _blink_rule_groups = _blink_rule_groups or {}
 _blink_rule_open = _blink_rule_open or {alerts = 0, groups = 0}
@@ -337,7 +338,7 @@ local function on_dedup(ns, errors, downgrade)
         describe(a, errors)
         if downgrade then a.severity = downgrade end
         inject_alert(a, "new")
-        w[W_FIRED], w[W_ID], w[W_TITLE], w[W_SEVERITY] = n, a.id, a.title, a.severity
+        w[W_FIRED], w[W_TITLE], w[W_SEVERITY] = n, a.title, a.severity
         if a.context or a.destinations or a.description or a.runbook or a.errors then
             w[W_EXTRA] = {context = a.context, destinations = a.destinations,
                           description = a.description, runbook = a.runbook, errors = a.errors}
@@ -386,7 +387,7 @@ end
 function M.close(key, w)
     if w[W_FIRED] and w[W_COUNT] > w[W_FIRED] then
         local extra = w[W_EXTRA] or {}
-        inject_alert({key = key, id = w[W_ID], title = w[W_TITLE], severity = w[W_SEVERITY],
+        inject_alert({key = key, id = alert_id(key, w[W_FIRST]), title = w[W_TITLE], severity = w[W_SEVERITY],
                       first_ns = w[W_FIRST], last_ns = w[W_LAST], count = w[W_COUNT],
                       context = extra.context, destinations = extra.destinations,
                       description = extra.description, runbook = extra.runbook,

@@ -28,8 +28,9 @@ use crate::sandbox::ReplayedInjects;
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
 /// A snapshot that took long (a large state) waits this many times as long before the next,
-/// so saving state never takes more than a twentieth of the thread's time.
-const COST_FACTOR: u32 = 20;
+/// so saving state never takes more than a hundredth of the thread's time (nor stalls more
+/// than a hundredth of its messages).
+const COST_FACTOR: u32 = 100;
 
 /// The most records of `blink.analysis` read for a plugin's earlier injects when it restarts
 /// after a crash: the stream since its mark is normally the last second or so.
@@ -199,7 +200,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_state_is_saved_when_it_changed_once_a_second_or_at_a_twentieth_of_the_time() {
+    fn a_state_is_saved_when_it_changed_once_a_second_or_at_a_hundredth_of_the_time() {
         let start = Instant::now();
         let saved = SavedState {
             at: start,
@@ -213,7 +214,7 @@ mod tests {
         assert!(!saved.wanted(6, 1, later(999), false));
         assert!(saved.wanted(5, 2, later(1000), false), "a timer injected");
         let slow = SavedState {
-            cost: Duration::from_millis(200),
+            cost: Duration::from_millis(40),
             ..saved
         };
         assert!(!slow.wanted(6, 1, later(3999), false));
