@@ -1159,3 +1159,53 @@ end
     assert!(row.starts_with("analysis.flood\tstopped\t20000\t"), "{row}");
     assert!(row.ends_with("\talerts=20000; evicted=11808"), "{row}");
 }
+
+/// Windows saved by the first `blink.rule` (tables with named fields, a day before the
+/// array form) are converted when the rule first runs: counts go on, a fired alert updates.
+#[test]
+fn windows_saved_by_the_first_blink_rule_are_read() {
+    let w = workspace();
+    w.plugin(
+        "analysis",
+        "legacy",
+        "message_matcher = \"Type == 'auth'\"\nthreshold = 3\ndedup_period = 60\n\
+         ticker_interval = 0\nprocess_message_inject_limit = 1\ncheckpoint_data = true",
+        BRUTE_FORCE,
+    );
+    std::fs::create_dir_all(w.path().join("data/preserve")).unwrap();
+    std::fs::write(
+        w.path().join("data/preserve/analysis.legacy.data"),
+        "-- preserved by Blink; restored when the plugin starts\n\
+         _G[\"_blink_rule_alerts\"] = {\
+         [\"10.0.0.1\"]={[\"key\"]=\"10.0.0.1\",[\"first_ns\"]=1700000000000000000,\
+         [\"last_ns\"]=1700000001000000000,[\"count\"]=2,[\"fired_count\"]=0,},\
+         [\"10.0.0.2\"]={[\"key\"]=\"10.0.0.2\",[\"first_ns\"]=1700000000000000000,\
+         [\"last_ns\"]=1700000001000000000,[\"count\"]=3,[\"fired_count\"]=3,\
+         [\"id\"]=\"legacy/10.0.0.2/1700000000\",[\"title\"]=\"old title\",[\"severity\"]=\"high\",},}\n",
+    )
+    .unwrap();
+    alerts_output(&w);
+    w.plugin(
+        "input",
+        "auth",
+        "",
+        &auth_events(&[
+            (2, "failure", "10.0.0.1", "root"),
+            (3, "failure", "10.0.0.2", "root"),
+            (100, "failure", "10.0.0.2", "root"),
+        ]),
+    );
+    let (status, log) = run_batch(&w);
+    assert!(status.success(), "exit {status}; log:\n{log}");
+    let alerts = w.lines("alerts.txt");
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert!(
+        alerts[0].starts_with("status=new alert_id=legacy/10.0.0.1/1700000000 ")
+            && alerts[0].contains(" count=3 "),
+        "the third match of a restored window fires: {alerts:?}"
+    );
+    assert!(
+        alerts[1].starts_with("status=updated alert_id=legacy/10.0.0.2/1700000000 title=old title severity=high count=4 "),
+        "a restored fired window sends its update: {alerts:?}"
+    );
+}

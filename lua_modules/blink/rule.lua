@@ -424,7 +424,33 @@ end
 -- The errors of the current event's optional functions: one table, emptied only when used.
 local no_errors = {}
 
+-- Saved state is restored after this file ran, so it is looked at on the first call: windows
+-- saved by the first blink.rule (tables with named fields, before 2026-12-01's arrays) are
+-- converted, and the open counts are taken from what was restored.
+local state_checked = false
+local function check_state()
+    state_checked = true
+    local open = {alerts = 0, groups = 0}
+    for key, a in pairs(_blink_rule_alerts) do
+        if type(a) == "table" and a.first_ns then
+            local w = {a.first_ns, a.last_ns, a.count}
+            if (a.fired_count or 0) > 0 then
+                w[W_FIRED], w[W_TITLE], w[W_SEVERITY] = a.fired_count, a.title, a.severity
+                if a.context or a.destinations or a.description or a.runbook or a.errors then
+                    w[W_EXTRA] = {context = a.context, destinations = a.destinations,
+                                  description = a.description, runbook = a.runbook, errors = a.errors}
+                end
+            end
+            _blink_rule_alerts[key] = w
+        end
+        open.alerts = open.alerts + 1
+    end
+    for _ in pairs(_blink_rule_groups) do open.groups = open.groups + 1 end
+    _blink_rule_open = open
+end
+
 function process_message()
+    if not state_checked then check_state() end
     payload_json = nil
     local ok, hit = pcall(rule, event)
     if not ok then
@@ -456,6 +482,7 @@ function process_message()
 end
 
 function timer_event(ns, shutdown)
+    if not state_checked then check_state() end
     -- Windows that ended by now: a deduplicated alert sends its final count, a merge group its
     -- merged alert. At shutdown the open ones stay (checkpoint_data keeps them).
     for key, w in pairs(_blink_rule_alerts) do
