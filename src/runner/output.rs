@@ -90,6 +90,10 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// How long a message a plugin asked to retry (-3) waits before it is offered again.
 const RETRY_WAIT: Duration = Duration::from_secs(1);
+/// Live, how long a stopping output goes on with what its queues already hold: the analysis
+/// plugins' last injects (their `timer_event(ns, true)`, written before outputs are stopped)
+/// go out in this run. A longer backlog stays for the next run, its checkpoint before it.
+const DRAIN_ON_STOP: Duration = Duration::from_secs(1);
 
 /// Records between checkpoint store updates while data flows.
 const COMMIT_EVERY: u32 = 1024;
@@ -201,10 +205,14 @@ fn run_output(
             since_store = 0;
         }
     };
+    let mut drain_until = None;
     'run: loop {
         let stopping = stop.is_stopped();
         if stopping && !batch {
-            break;
+            let until = *drain_until.get_or_insert_with(|| Instant::now() + DRAIN_ON_STOP);
+            if Instant::now() >= until {
+                break;
+            }
         }
         let generation = notifier.generation();
         // The older of the queues' next records, input first on a tie.
