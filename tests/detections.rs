@@ -428,23 +428,17 @@ function dedup(e) return e.Fields.src_ip end
 function suppress(e) return e.Fields.user == "svc" end
 "#,
     );
-    alerts_output(&w);
-    w.plugin(
-        "input",
-        "auth",
-        "",
-        &auth_events(&[
+    let alerts = batch_alerts(
+        &w,
+        &[
             (0, "success", "10.0.0.9", "alice"),
             (1, "success", "10.0.0.8", "alice"),
             (2, "success", "10.0.0.7", "scanner"),
             (3, "success", "10.0.0.6", "svc"),
             (4, "success", "10.0.0.5", "root"),
             (5, "success", "10.0.0.4", "robot"),
-        ]),
+        ],
     );
-    let (status, log) = run_batch(&w);
-    assert!(status.success(), "exit {status}; log:\n{log}");
-    let alerts = w.lines("alerts.txt");
     assert_eq!(alerts.len(), 2, "{alerts:?}");
     assert!(
         alerts[0].contains("alert_id=logins/10.0.0.7/1700000002 ")
@@ -492,6 +486,12 @@ function rule(e) return true end
 function dedup(e) return e.Fields.src_ip end
 "#,
     );
+    batch_alerts(w, events)
+}
+
+/// Runs the workspace's detections in batch mode over `events` with the alerts output: the
+/// alerts it wrote.
+fn batch_alerts(w: &Workspace, events: &[(u32, &str, &str, &str)]) -> Vec<String> {
     alerts_output(w);
     w.plugin("input", "auth", "", &auth_events(events));
     let (status, log) = run_batch(w);
@@ -1184,20 +1184,14 @@ fn windows_saved_by_the_first_blink_rule_are_read() {
          [\"id\"]=\"legacy/10.0.0.2/1700000000\",[\"title\"]=\"old title\",[\"severity\"]=\"high\",},}\n",
     )
     .unwrap();
-    alerts_output(&w);
-    w.plugin(
-        "input",
-        "auth",
-        "",
-        &auth_events(&[
+    let alerts = batch_alerts(
+        &w,
+        &[
             (2, "failure", "10.0.0.1", "root"),
             (3, "failure", "10.0.0.2", "root"),
             (100, "failure", "10.0.0.2", "root"),
-        ]),
+        ],
     );
-    let (status, log) = run_batch(&w);
-    assert!(status.success(), "exit {status}; log:\n{log}");
-    let alerts = w.lines("alerts.txt");
     assert_eq!(alerts.len(), 2, "{alerts:?}");
     assert!(
         alerts[0].starts_with("status=new alert_id=legacy/10.0.0.1/1700000000 ")

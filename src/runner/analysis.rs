@@ -665,7 +665,7 @@ impl ThreadState<'_> {
         let reader = self.reader.as_ref();
         for plugin in self.plugins.iter_mut() {
             if let (Some(replay), Some(reader)) = (&plugin.replay, reader)
-                && plugin.from.max(reader.position()) < replay.until
+                && plugin.position(reader) < replay.until
             {
                 // Timers wait until the replay has caught up: a window closed by the clock
                 // in the middle of a replay would not be the window the crash interrupted.
